@@ -1,0 +1,26 @@
+# Two commands do all set-up: `make run` (the main job) and `make test` (the whole suite).
+# Both create and reuse a local virtual environment in .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The local Gutenberg mirror beside the checkout when there is one, gutenberg.org otherwise.
+MIRROR ?= $(if $(wildcard ../shared/gutenberg/cache),../shared/gutenberg,https://www.gutenberg.org)
+OUT ?= runs/latest
+CONFIG ?=
+
+.PHONY: run test clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(VENV)/bin/jaxgram pipeline --mirror $(MIRROR) --out $(OUT) $(if $(CONFIG),--config $(CONFIG),)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,29 @@
+"""jaxgram: skip-gram word embeddings as pure JAX functions.
+
+Public names are imported lazily so that `jaxgram ingest` and `--help` start without
+loading JAX; `import jaxgram; jaxgram.Params` works as usual.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# public name -> module that defines it
+_EXPORTS = {
+}
+
+__all__ = sorted(_EXPORTS)
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jaxgram' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

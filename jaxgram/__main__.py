@@ -1,0 +1,5 @@
+import sys
+
+from jaxgram.cli import main
+
+sys.exit(main())

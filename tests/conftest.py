@@ -1,0 +1,84 @@
+"""Shared fixtures: the local Gutenberg mirror served on loopback, and the five-book corpus.
+
+Tests that need ../shared/gutenberg skip with a reason when it is missing locally, and
+fail when CI=true, so a CI run can never pass by silently skipping them.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import pytest
+
+# Tests run with strict dtype promotion so an accidental float64/int mix is an error.
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GUTENBERG_DIR = Path(os.environ.get("JAXGRAM_GUTENBERG_DIR", REPO_ROOT.parent / "shared" / "gutenberg"))
+FIVE_BOOKS = (28054, 2638, 8117, 600, 40745)
+
+
+def _require_mirror() -> Path:
+    if (GUTENBERG_DIR / "cache" / "epub").is_dir():
+        return GUTENBERG_DIR
+    reason = f"local Gutenberg mirror not found at {GUTENBERG_DIR}"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI=true: this must not be skipped)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def gutenberg_dir() -> Path:
+    return _require_mirror()
+
+
+@dataclass
+class LoopbackServer:
+    """A real HTTP server on 127.0.0.1 that records every path it was asked for."""
+
+    url: str
+    requests: list[str] = field(default_factory=list)
+
+
+class _RecordingHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
+        pass
+
+    def send_head(self):
+        self.server.recorded.append(self.path)
+        return super().send_head()
+
+
+@pytest.fixture(scope="session")
+def mirror_server(gutenberg_dir):
+    handler = functools.partial(_RecordingHandler, directory=str(gutenberg_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.recorded = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield LoopbackServer(url=f"http://127.0.0.1:{server.server_address[1]}", requests=server.recorded)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def five_book_ingest(mirror_server, tmp_path_factory):
+    """The five books ingested once per session from the loopback mirror (text route)."""
+    from ingest import ingest_books
+
+    out = tmp_path_factory.mktemp("five-books")
+    return ingest_books(FIVE_BOOKS, mirror=mirror_server.url, out=out, fmt="text", progress=False)
+
+
+@pytest.fixture(scope="session")
+def five_book_corpus(five_book_ingest) -> Path:
+    """Path of corpus.txt for the five books: one sentence per line, tokens separated by spaces."""
+    return Path(five_book_ingest.corpus_path)
