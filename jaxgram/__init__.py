@@ -10,6 +10,22 @@ import importlib
 
 # public name -> module that defines it
 _EXPORTS = {
+    "Params": "jaxgram.losses",
+    "full_softmax_loss": "jaxgram.losses",
+    "negative_sampling_loss": "jaxgram.losses",
+    "softmax_pair_loss": "jaxgram.losses",
+    "ns_pair_loss": "jaxgram.losses",
+    "TrainConfig": "jaxgram.config",
+    "train": "jaxgram.train",
+    "TrainResult": "jaxgram.train",
+    "Embeddings": "jaxgram.embeddings",
+    "UnknownWordError": "jaxgram.embeddings",
+    "Vocabulary": "jaxgram.vocab",
+    "build_vocabulary": "jaxgram.vocab",
+    "init_params": "jaxgram.init",
+    "count_pairs": "jaxgram.data",
+    "run_toy": "jaxgram.toy",
+    "toy_sentences": "jaxgram.toy",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -82,3 +82,32 @@ def five_book_ingest(mirror_server, tmp_path_factory):
 def five_book_corpus(five_book_ingest) -> Path:
     """Path of corpus.txt for the five books: one sentence per line, tokens separated by spaces."""
     return Path(five_book_ingest.corpus_path)
+
+
+@pytest.fixture(scope="session")
+def synthetic_corpus(tmp_path_factory) -> Path:
+    """A small generated LineSentence corpus (two topics with their own words), no real text."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    topics = [[f"a{i}" for i in range(30)] + ["murder", "crime"], [f"b{i}" for i in range(30)] + ["school", "king"]]
+    lines = [" ".join(rng.choice(topics[i % 2], size=12)) for i in range(400)]
+    path = tmp_path_factory.mktemp("synthetic") / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_runs(synthetic_corpus, tmp_path_factory) -> dict:
+    """Both trainers, seeds 1 and 2, trained (in this process) on synthetic_corpus: name -> run folder."""
+    from eval.measure import run_in_this_process
+    from jaxgram.config import TrainConfig
+
+    out = tmp_path_factory.mktemp("synthetic-runs")
+    runs = {}
+    for suffix, seed in (("", 1), ("_b", 2)):
+        config = TrainConfig(dim=8, epochs=2, window=2, min_count=2, batch_size=256, seed=seed)
+        for trainer in ("jaxgram", "gensim"):
+            runs[trainer + suffix] = out / (trainer + suffix)
+            run_in_this_process(trainer, synthetic_corpus, config, runs[trainer + suffix])
+    return runs

@@ -1,0 +1,69 @@
+"""The gensim baseline: the ONE place a jaxgram TrainConfig becomes gensim Word2Vec arguments."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from jaxgram.config import TrainConfig
+from jaxgram.errors import DataError
+
+# What the report says about objective="softmax": gensim has no full-softmax skip-gram.
+SOFTMAX_NOTE = ("jaxgram's full-softmax objective has no exact gensim twin: it is compared with gensim's "
+                "hierarchical-softmax skip-gram (hs=1, negative=0)")
+
+
+def gensim_kwargs(config: TrainConfig, workers: int | None = None) -> dict[str, Any]:
+    """Word2Vec keyword arguments equivalent to `config` (skip-gram, same corpus rules)."""
+    config.validate()
+    softmax = config.objective == "softmax"
+    return {
+        "sg": 1,
+        "hs": 1 if softmax else 0,
+        "negative": 0 if softmax else config.negative,
+        "ns_exponent": config.ns_exponent,
+        "vector_size": config.dim,
+        "window": config.window,
+        # gensim always shrinks the window at random (word2vec's `b`); there is no switch for it.
+        "min_count": config.min_count,
+        "max_vocab_size": config.max_vocab_size,
+        "sample": config.sample,
+        "alpha": config.alpha,
+        "min_alpha": config.min_alpha,
+        "epochs": config.epochs,
+        "seed": config.seed,
+        "workers": workers or os.cpu_count() or 1,
+    }
+
+
+def baseline_note(config: TrainConfig) -> str:
+    """The sentence the report prints about how gensim was set up."""
+    kwargs = gensim_kwargs(config)
+    shown = ", ".join(f"{k}={v}" for k, v in kwargs.items() if k != "workers")
+    note = f"gensim Word2Vec({shown}, workers={kwargs['workers']}) on the same corpus.txt"
+    return note + (f". {SOFTMAX_NOTE}." if config.objective == "softmax" else ".")
+
+
+def train_gensim(corpus_path, config: TrainConfig, progress: bool = False):
+    """Train gensim's Word2Vec on a LineSentence file; returns the model."""
+    from gensim.models import Word2Vec
+    from gensim.models.callbacks import CallbackAny2Vec
+
+    corpus_path = Path(corpus_path)
+    if not corpus_path.is_file():
+        raise DataError(f"corpus file {corpus_path} does not exist or is not a file")
+
+    class EpochBar(CallbackAny2Vec):
+        def __init__(self):
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=config.epochs, unit="epoch", desc="gensim", disable=not progress)
+
+        def on_epoch_end(self, model):
+            self.bar.update(1)
+
+        def on_train_end(self, model):
+            self.bar.close()
+
+    # corpus_file is gensim's fast multi-worker reader of LineSentence files.
+    return Word2Vec(corpus_file=str(corpus_path), callbacks=[EpochBar()], **gensim_kwargs(config))

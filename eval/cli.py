@@ -1,0 +1,67 @@
+"""`jaxgram pipeline | report | benchmark`: argument parsing only; the work is in eval.*."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jaxgram.errors import DataError
+
+DEFAULT_OUT = Path("runs/latest")
+
+
+def register(subparsers) -> None:
+    pipeline = subparsers.add_parser(
+        "pipeline", help="ingest -> train jaxgram -> train gensim -> evaluate -> report (reuses unchanged stages)")
+    pipeline.add_argument("--mirror", help="Gutenberg base URL or local mirror folder (default: ingest's default)")
+    pipeline.add_argument("--config", default="default",
+                          help="named config (default, seed004) or a TOML file with [ingest], [train], [eval]")
+    pipeline.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"run folder (default: {DEFAULT_OUT})")
+    pipeline.add_argument("--corpus", type=Path, help="use this corpus.txt instead of ingesting books")
+    pipeline.add_argument("--no-progress", action="store_true", help="no progress bars")
+    pipeline.set_defaults(func=_pipeline)
+
+    report = subparsers.add_parser("report", help="re-render report.md / report.html from a run's evaluation")
+    report.add_argument("--run", type=Path, default=DEFAULT_OUT, help=f"run folder (default: {DEFAULT_OUT})")
+    report.set_defaults(func=_report)
+
+    benchmark = subparsers.add_parser("benchmark", help="Google analogies, WordSim-353 and SimLex-999 for a vectors file")
+    benchmark.add_argument("vectors", type=Path, help="word2vec file: .bin = binary, anything else = text")
+    benchmark.add_argument("--restrict-vocab", type=int, default=300000)
+    benchmark.set_defaults(func=_benchmark)
+
+
+def _pipeline(args) -> int:
+    from eval.config import load_config
+    from eval.pipeline import run_pipeline, summary_table
+
+    config = load_config(args.config)
+    result = run_pipeline(config, args.out, mirror=args.mirror, corpus=args.corpus, progress=not args.no_progress)
+    print(summary_table(result))
+    return 0
+
+
+def _report(args) -> int:
+    from eval.report import write_report
+
+    path = args.run / "evaluate" / "evaluation.json"
+    if not path.is_file():
+        raise DataError(f"evaluation file {path} does not exist: run `jaxgram pipeline --out {args.run}` first")
+    try:
+        evaluation = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    paths = write_report(evaluation, args.run)
+    print(f"report: {paths['report.html']}\n        {paths['report.md']}")
+    return 0
+
+
+def _benchmark(args) -> int:
+    from eval.benchmarks import run_benchmarks
+    from jaxgram.embeddings import Embeddings
+
+    if not args.vectors.is_file():
+        raise DataError(f"vectors file {args.vectors} does not exist")
+    embeddings = Embeddings.load_word2vec_format(args.vectors, binary=args.vectors.suffix == ".bin")
+    print(json.dumps(run_benchmarks(embeddings, args.restrict_vocab), indent=2))
+    return 0

@@ -1,0 +1,236 @@
+"""ingest -> train jaxgram -> train gensim -> (noise floors) -> evaluate -> report.
+
+Each stage is keyed by a hash of its inputs and config; a rerun reuses every stage whose
+key is unchanged and whose outputs are still there, so only what changed is redone.
+Progress goes to stderr, the summary table to stdout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from eval import report as report_module
+from eval.baseline import baseline_note, gensim_kwargs
+from eval.config import PipelineConfig
+from eval.measure import run_trainer
+from jaxgram.errors import DataError
+from jaxgram.fileio import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+
+# Bump when a stage's code changes what it produces, so old results are not reused.
+STAGE_VERSIONS = {"ingest": 1, "jaxgram": 1, "gensim": 1, "evaluate": 1, "report": 1}
+RECORDS = "stages"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # folder and record name
+    title: str  # what the progress display says
+    key: str
+    outputs: tuple[str, ...]  # relative to the run folder; all must exist to reuse
+    run: Callable[[], dict]  # does the work, returns facts to record (paths, hashes)
+
+
+@dataclass
+class PipelineResult:
+    out: Path
+    stages: dict[str, dict] = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def report_path(self) -> Path:
+        return self.out / "report.html"
+
+
+def stage_key(name: str, **inputs) -> str:
+    payload = json.dumps({"stage": name, "version": STAGE_VERSIONS[name.removesuffix("_b")], **inputs},
+                         sort_keys=True, default=str)
+    return sha256_bytes(payload.encode("utf-8"))
+
+
+class Runner:
+    """Runs or reuses stages in order, recording each in OUT/stages/NAME.json."""
+
+    def __init__(self, out: Path, total: int, log):
+        self.out, self.total, self.log = out, total, log
+        self.records: dict[str, dict] = {}
+
+    def _record_path(self, name: str) -> Path:
+        return self.out / RECORDS / f"{name}.json"
+
+    def _previous(self, stage: Stage) -> dict | None:
+        try:
+            record = json.loads(self._record_path(stage.name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if record.get("key") != stage.key:
+            return None
+        if not all((self.out / path).exists() for path in stage.outputs):
+            return None
+        return record
+
+    def __call__(self, stage: Stage) -> dict:
+        number = len(self.records) + 1
+        previous = self._previous(stage)
+        if previous is not None:
+            self.log(f"[{number}/{self.total}] {stage.title}: reused (inputs and config unchanged, key {stage.key[:10]})")
+            record = {**previous, "status": "reused"}
+        else:
+            self.log(f"[{number}/{self.total}] {stage.title} ...")
+            # Drop the old record first: an interrupted stage must never look finished.
+            self._record_path(stage.name).unlink(missing_ok=True)
+            began = time.perf_counter()
+            info = stage.run()
+            seconds = time.perf_counter() - began
+            record = {"key": stage.key, "seconds": seconds, "info": info, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            atomic_write_json(self._record_path(stage.name), record)
+            record = {**record, "status": "ran"}
+            self.log(f"[{number}/{self.total}] {stage.title}: done in {seconds:.1f} s")
+        self.records[stage.name] = record
+        return record
+
+
+def _ingest_stage(config: PipelineConfig, mirror, out: Path, corpus, progress: bool) -> Stage:
+    if corpus is not None:
+        corpus = Path(corpus)
+        if not corpus.is_file():
+            raise DataError(f"corpus file {corpus} does not exist or is not a file")
+
+        def use_given() -> dict:
+            return {"corpus_path": str(corpus.resolve()), "corpus_sha256": sha256_file(corpus)}
+
+        return Stage("ingest", f"corpus {corpus} (given, no ingest)", stage_key("ingest", corpus=str(corpus.resolve()),
+                     sha256=sha256_file(corpus)), (), use_given)
+
+    def ingest() -> dict:
+        from ingest import ingest_books
+
+        options = {"out": out / "ingest", "fmt": config.ingest.fmt, "progress": progress}
+        if mirror is not None:
+            options["mirror"] = str(mirror)
+        report = ingest_books(config.ingest.books, **options)
+        corpus_path = Path(report.corpus_path).resolve()
+        return {"corpus_path": str(corpus_path), "corpus_sha256": sha256_file(corpus_path),
+                "manifest_path": str(getattr(report, "manifest_path", ""))}
+
+    key = stage_key("ingest", ingest=dataclasses.asdict(config.ingest), mirror=str(mirror))
+    return Stage("ingest", f"ingest {len(config.ingest.books)} books from {mirror or 'the default mirror'}",
+                 key, ("ingest",), ingest)
+
+
+def _trainer_stage(trainer: str, name: str, corpus: dict, config, out: Path, progress: bool) -> Stage:
+    inputs = config.to_dict() if trainer == "jaxgram" else {k: v for k, v in gensim_kwargs(config).items() if k != "workers"}
+    if trainer == "gensim":
+        import gensim
+        inputs["gensim_version"] = gensim.__version__
+    key = stage_key(name, corpus=corpus["corpus_sha256"], config=inputs)
+
+    def train() -> dict:
+        folder = out / name
+        shutil.rmtree(folder, ignore_errors=True)
+        return run_trainer(trainer, corpus["corpus_path"], config, folder, progress=progress)
+
+    return Stage(name, f"train {trainer} (seed {config.seed})", key, (f"{name}/vectors.bin", f"{name}/stats.json"), train)
+
+
+def run_pipeline(config: PipelineConfig, out, mirror=None, corpus=None, progress: bool = True,
+                 log: Callable[[str], None] | None = None) -> PipelineResult:
+    """Run (or reuse) every stage and write report.md, report.html and metrics.json into `out`."""
+    from eval.evaluate import evaluate_runs
+    from eval.probes import load_probes
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    probes = load_probes(config.probes_path)  # fail on a bad probes file before any work
+    seeds = {"": config.train.seed}
+    if config.eval.noise_floors:
+        seeds["_b"] = config.eval.second_seed
+    runner = Runner(out, total=2 + 2 * len(seeds) + 1, log=log)
+
+    corpus_record = dict(runner(_ingest_stage(config, mirror, out, corpus, progress))["info"])
+    corpus_path = Path(corpus_record["corpus_path"])
+    if not corpus_path.is_file():
+        raise DataError(f"corpus file {corpus_path} does not exist (recorded by the ingest stage)")
+    # Key the trainers on the corpus as it is now, even if someone edited it since ingest.
+    corpus_record["corpus_sha256"] = sha256_file(corpus_path)
+
+    trainer_keys = {}
+    for suffix, seed in seeds.items():
+        train_config = dataclasses.replace(config.train, seed=seed).validate()
+        for trainer in ("jaxgram", "gensim"):
+            stage = _trainer_stage(trainer, trainer + suffix, corpus_record, train_config, out, progress)
+            runner(stage)
+            trainer_keys[stage.name] = stage.key
+
+    runs = {name: out / name for name in trainer_keys}
+    evaluation_path = out / "evaluate" / "evaluation.json"
+
+    def evaluate() -> dict:
+        evaluation = evaluate_runs(runs, probes, config.eval, step=lambda what: log(f"      {what}"))
+        evaluation.update({
+            "config": config.to_dict(),
+            "config_source": config.source,
+            "corpus": {"path": str(corpus_path), "sha256": corpus_record["corpus_sha256"],
+                       "words": evaluation["trainers"]["jaxgram"]["corpus_words"]},
+            "baseline": {"note": baseline_note(config.train),
+                         "gensim_kwargs": gensim_kwargs(config.train),
+                         "softmax_compared_with_hs": config.train.objective == "softmax"},
+            "probes_file": str(config.probes_path),
+        })
+        atomic_write_json(evaluation_path, evaluation)
+        return {"evaluation": str(evaluation_path)}
+
+    runner(Stage("evaluate", "evaluate (benchmarks, probes, agreement)",
+                 stage_key("evaluate", trainers=trainer_keys, eval=dataclasses.asdict(config.eval),
+                           probes=sha256_file(config.probes_path), config=config.to_dict()),
+                 ("evaluate/evaluation.json",), evaluate))
+    try:
+        evaluation = json.loads(evaluation_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {evaluation_path}: {exc}") from None
+
+    def write_report() -> dict:
+        paths = report_module.write_report(evaluation, out)
+        return {"files": sorted(str(p) for p in paths.values())}
+
+    runner(Stage("report", "report (report.md, report.html, figures)",
+                 stage_key("report", evaluation=sha256_file(evaluation_path)),
+                 ("report.md", "report.html"), write_report))
+
+    # `jaxgram neighbors|analogy|similarity` read OUT/vectors.bin by default.
+    atomic_write_bytes(out / "vectors.bin", (out / "jaxgram" / "vectors.bin").read_bytes())
+    stages = {name: {"status": r["status"], "seconds": r.get("seconds"), "key": r["key"]}
+              for name, r in runner.records.items()}
+    metrics = {**evaluation, "stages": stages,
+               "report": {"markdown": str(out / "report.md"), "html": str(out / "report.html")}}
+    atomic_write_json(out / "metrics.json", metrics)
+    return PipelineResult(out, stages, metrics)
+
+
+def summary_table(result: PipelineResult) -> str:
+    """The terminal summary: stages, then jaxgram vs gensim on the headline numbers."""
+    metrics = result.metrics
+    lines = [f"{'stage':<12} {'status':<7} {'seconds':>8}"]
+    for name, stage in result.stages.items():
+        lines.append(f"{name:<12} {stage['status']:<7} {stage['seconds'] or 0:>8.1f}")
+    rows = [(label, *cells) for label, *cells in report_module._trainer_rows(metrics)]
+    agreement = metrics["agreement"]
+    for key, label in (("jaxgram_vs_gensim", "overlap@k jaxgram vs gensim"),
+                       ("gensim_a_vs_b", "noise floor gensim A vs B"),
+                       ("jaxgram_a_vs_b", "noise floor jaxgram A vs B")):
+        if key in agreement:
+            rows.append((label, report_module.fmt(agreement[key]["overlap_at_k"]), ""))
+    width = max(len(r[0]) for r in rows)
+    column = max(len(c) for r in rows for c in r[1:]) + 2
+    lines += ["", f"{'metric':<{width}} {'jaxgram':>{column}} {'gensim':>{column}}"]
+    lines += [f"{r[0]:<{width}} {r[1]:>{column}} {r[2]:>{column}}" for r in rows]
+    lines += ["", f"report: {result.out / 'report.html'}", f"        {result.out / 'report.md'}",
+              f"metrics: {result.out / 'metrics.json'}"]
+    return "\n".join(lines)

@@ -1,0 +1,32 @@
+"""Child-process entry point: `python -m eval.stage TRAINER --corpus C --out DIR --config-json J`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from eval.measure import TRAINERS, run_in_this_process, write_child_error
+from jaxgram.config import TrainConfig
+from jaxgram.errors import JaxgramError
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.stage")
+    parser.add_argument("trainer", choices=TRAINERS)
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--config-json", required=True)
+    parser.add_argument("--progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        config = TrainConfig.from_dict(json.loads(args.config_json))
+        run_in_this_process(args.trainer, args.corpus, config, args.out, progress=args.progress)
+    except JaxgramError as exc:
+        write_child_error(args.out, exc)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

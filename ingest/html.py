@@ -1,0 +1,79 @@
+"""Extract a book's text from a Gutenberg HTML edition with BeautifulSoup.
+
+Markup that is never prose is removed (head, style, script, the `#pgheader`/`#pgfooter`
+blocks and `pg-header`/`pg-footer` sections, page-number spans, tables of contents);
+every block element becomes its own paragraph, and the result goes through the same
+`clean_text` as the plain-text route, which removes marker lines kept in `<pre>` blocks.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, Tag
+
+from ingest.clean import CleanText, clean_text
+
+_BLOCKS = (
+    "p", "div", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "li", "tr", "table", "blockquote",
+    "section", "article", "dd", "dt", "hr", "ul", "ol", "body",
+)
+_DROP_TAGS = ("head", "style", "script", "noscript", "title")
+_GUTENBERG_BLOCK = re.compile(r"^pg-?(header|footer)$|^pglicense$", re.IGNORECASE)
+_PAGE_NUMBER = re.compile(r"^(pagenum|pageno|page-?num|tei-pb|pb)$", re.IGNORECASE)
+_TOC = re.compile(r"^(toc\d*|tei-index-toc|contents)$", re.IGNORECASE)
+_BREAK = "\x00"  # paragraph boundary marker; never occurs in book text
+
+
+def _classes(tag: Tag) -> list[str]:
+    return list(tag.get("class") or []) + ([tag["id"]] if tag.get("id") else [])
+
+
+def _is_toc_container(tag: Tag) -> bool:
+    """A list or table whose text is almost all links inside the document: a table of contents."""
+    if tag.name not in ("table", "ul", "ol"):
+        return False
+    text = tag.get_text(" ", strip=True)
+    if not text:
+        return False
+    linked = sum(len(a.get_text(" ", strip=True)) for a in tag.find_all("a", href=True) if a["href"].startswith("#"))
+    page_cells = sum(len(cell.get_text(strip=True)) for cell in tag.find_all(class_=re.compile("tocpg")))
+    return (linked + page_cells) >= 0.5 * len(text.replace(" ", "")) or bool(tag.find(class_=re.compile("tocpg")))
+
+
+def _unwanted(tag: Tag) -> bool:
+    names = _classes(tag)
+    if any(_GUTENBERG_BLOCK.match(name) for name in names):
+        return True
+    if tag.name == "span" and any(_PAGE_NUMBER.match(name) for name in names):
+        return True
+    return any(_TOC.match(name) for name in names) or _is_toc_container(tag)
+
+
+def html_to_paragraphs(markup: bytes | str) -> str:
+    """Book text as paragraphs separated by blank lines (boilerplate markers still present)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
+        soup = BeautifulSoup(markup, "html.parser")
+    for tag in soup.find_all(_DROP_TAGS):
+        tag.decompose()
+    for tag in soup.find_all(_unwanted):
+        if not tag.decomposed:
+            tag.decompose()
+    # <pre> keeps its own line structure: each line is its own paragraph.
+    for pre in soup.find_all("pre"):
+        pre.replace_with(_BREAK + pre.get_text().replace("\n", _BREAK) + _BREAK)
+    for br in soup.find_all("br"):
+        br.replace_with(" ")
+    for tag in soup.find_all(_BLOCKS):
+        tag.insert_before(_BREAK)
+        tag.insert_after(_BREAK)
+    text = soup.get_text()
+    paragraphs = (" ".join(part.split()) for part in text.split(_BREAK))
+    return "\n\n".join(part for part in paragraphs if part) + "\n"
+
+
+def clean_html(markup: bytes | str) -> CleanText:
+    """Clean one book's HTML edition: markup removal, then the shared text cleaning."""
+    return clean_text(html_to_paragraphs(markup))

@@ -1,0 +1,76 @@
+"""End-of-epoch checkpoints: arrays in .npz (no pickle), metadata in JSON, both sha256-checked.
+
+Layout in `folder`: `epoch-N.npz` holds the arrays; `checkpoint.json` names it with its
+sha256 and is written last, so it is the commit point: a process killed at any moment
+leaves either the previous checkpoint or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxgram.errors import DataError
+from jaxgram.fileio import atomic_write_bytes, atomic_write_json, sha256_bytes
+
+MANIFEST = "checkpoint.json"
+
+
+@dataclass
+class Checkpoint:
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+
+def save(folder: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    folder = Path(folder)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: np.asarray(a) for name, a in arrays.items()})
+    payload = buffer.getvalue()
+    name = f"epoch-{meta['epochs_done']}.npz"
+    previous = _read_manifest(folder) if (folder / MANIFEST).exists() else None
+    atomic_write_bytes(folder / name, payload)
+    atomic_write_json(folder / MANIFEST, {**meta, "arrays_file": name, "arrays_sha256": sha256_bytes(payload)})
+    if previous and previous.get("arrays_file") not in (None, name):
+        (folder / previous["arrays_file"]).unlink(missing_ok=True)
+
+
+def exists(folder: str | os.PathLike) -> bool:
+    return (Path(folder) / MANIFEST).is_file()
+
+
+def load(folder: str | os.PathLike) -> Checkpoint:
+    folder = Path(folder)
+    meta = _read_manifest(folder)
+    arrays_path = folder / str(meta.get("arrays_file"))
+    try:
+        payload = arrays_path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"checkpoint arrays {arrays_path} cannot be read: {exc.strerror or exc}") from exc
+    if sha256_bytes(payload) != meta.get("arrays_sha256"):
+        raise DataError(f"checkpoint arrays {arrays_path} do not match the sha256 in {folder / MANIFEST}: truncated or altered")
+    try:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (ValueError, OSError) as exc:  # object arrays would need pickle: refused, never executed
+        raise DataError(f"checkpoint arrays {arrays_path} cannot be loaded: {exc}") from exc
+    return Checkpoint(arrays, meta)
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(f"checkpoint {path} cannot be read: {exc.strerror or exc}") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"checkpoint {path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict) or "arrays_file" not in meta or "arrays_sha256" not in meta:
+        raise DataError(f"checkpoint {path} is missing arrays_file/arrays_sha256")
+    return meta

@@ -1,0 +1,121 @@
+"""`jaxgram train | neighbors | analogy | similarity | toy`: argument parsing only; work is in the library."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from jaxgram.errors import ConfigError, DataError
+
+DEFAULT_VECTORS = Path("runs/latest/vectors.bin")
+
+# TrainConfig fields exposed as --options (name, type); booleans get --x / --no-x.
+_TRAIN_OPTIONS = {
+    "objective": str, "dim": int, "window": int, "negative": int, "ns_exponent": float, "epochs": int,
+    "min_count": int, "max_vocab_size": int, "sample": float, "alpha": float, "min_alpha": float,
+    "optimizer": str, "init": str, "batch_size": int, "seed": int,
+}
+_TRAIN_FLAGS = ("shrink_window", "tied")
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser("train", help="train skip-gram vectors on a LineSentence corpus")
+    train.add_argument("--corpus", required=True, help="text file: one sentence per line, tokens separated by spaces")
+    train.add_argument("--out", required=True, help="output folder (vectors, E.npy, W.npy, vocab, loss, checkpoints)")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for name, kind in _TRAIN_OPTIONS.items():
+        train.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+    for name in _TRAIN_FLAGS:
+        train.add_argument("--" + name.replace("_", "-"), dest=name, action=argparse.BooleanOptionalAction, default=None)
+    train.set_defaults(func=_train)
+
+    neighbors = subparsers.add_parser("neighbors", help="nearest neighbours of a word")
+    neighbors.add_argument("word")
+    neighbors.add_argument("--topn", type=int, default=10)
+    _vectors_option(neighbors)
+    neighbors.set_defaults(func=_neighbors)
+
+    analogy = subparsers.add_parser("analogy", help="A is to B as C is to ?")
+    analogy.add_argument("a")
+    analogy.add_argument("b")
+    analogy.add_argument("c")
+    analogy.add_argument("--topn", type=int, default=5)
+    _vectors_option(analogy)
+    analogy.set_defaults(func=_analogy)
+
+    similarity = subparsers.add_parser("similarity", help="cosine similarity of two words")
+    similarity.add_argument("a")
+    similarity.add_argument("b")
+    _vectors_option(similarity)
+    similarity.set_defaults(func=_similarity)
+
+    toy = subparsers.add_parser("toy", help="seed 000's controlled experiment: two seeds, same geometry (offline, seconds)")
+    toy.add_argument("--seeds", type=int, nargs=2, default=(1, 2))
+    toy.set_defaults(func=_toy)
+
+
+def _vectors_option(parser) -> None:
+    parser.add_argument("--vectors", type=Path, default=DEFAULT_VECTORS,
+                        help=f"word2vec file, .bin binary, else text (default: {DEFAULT_VECTORS})")
+
+
+def config_from_args(args) -> "TrainConfig":  # noqa: F821
+    from jaxgram.config import TrainConfig
+
+    given = {name: getattr(args, name) for name in (*_TRAIN_OPTIONS, *_TRAIN_FLAGS) if getattr(args, name) is not None}
+    return TrainConfig.from_dict(given)
+
+
+def _train(args) -> int:
+    from jaxgram.train import train
+
+    config = config_from_args(args)
+    result = train(args.corpus, config, out=args.out, resume=args.resume, progress=not args.no_progress)
+    print(f"trained {len(result.vocab)} words x {config.dim} dims, {config.epochs} epochs, "
+          f"final loss {result.loss_per_epoch[-1]:.4f}, {result.words_per_second:,.0f} words/s; wrote {args.out}")
+    return 0
+
+
+def _load(path: Path):
+    from jaxgram.embeddings import Embeddings
+
+    if not path.exists():
+        raise DataError(f"vectors file {path} does not exist; train first or pass --vectors")
+    return Embeddings.load_word2vec_format(path, binary=path.suffix == ".bin")
+
+
+def _check_topn(topn: int) -> None:
+    if topn < 1:
+        raise ConfigError(f"topn={topn} is not allowed: it must be >= 1")
+
+
+def _print_ranked(pairs) -> None:
+    for word, score in pairs:
+        print(f"{word}\t{score:.4f}")
+
+
+def _neighbors(args) -> int:
+    _check_topn(args.topn)
+    _print_ranked(_load(args.vectors).most_similar(args.word, topn=args.topn))
+    return 0
+
+
+def _analogy(args) -> int:
+    _check_topn(args.topn)
+    _print_ranked(_load(args.vectors).most_similar(positive=[args.b, args.c], negative=[args.a], topn=args.topn))
+    return 0
+
+
+def _similarity(args) -> int:
+    print(f"{_load(args.vectors).similarity(args.a, args.b):.4f}")
+    return 0
+
+
+def _toy(args) -> int:
+    from jaxgram.toy import run_toy
+
+    print(run_toy(tuple(args.seeds)).format())
+    return 0

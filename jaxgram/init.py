@@ -1,0 +1,26 @@
+"""Parameter initialisation (pure functions of an explicit key)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxgram.losses import Params
+
+
+def init_params(key: jax.Array, vocab_size: int, dim: int, scheme: str = "word2vec") -> Params:
+    """`word2vec` (seed 004): E ~ uniform(-0.5, 0.5) / D, W = 0. `glorot`: both tables Glorot-uniform.
+
+    word2vec starts W at zero so the first updates of E come only from true contexts.
+    """
+    key_e, key_w = jax.random.split(key)
+    if scheme == "word2vec":
+        E = (jax.random.uniform(key_e, (vocab_size, dim), jnp.float32) - 0.5) / dim
+        W = jnp.zeros((vocab_size, dim), jnp.float32)
+    elif scheme == "glorot":
+        glorot = jax.nn.initializers.glorot_uniform()
+        E = glorot(key_e, (vocab_size, dim), jnp.float32)
+        W = glorot(key_w, (vocab_size, dim), jnp.float32)
+    else:
+        raise ValueError(f"init={scheme!r} is not allowed: choose word2vec or glorot")
+    return Params(E, W)

@@ -1,0 +1,67 @@
+"""Skip-gram losses as pure functions: per-pair definitions, batched with jax.vmap.
+
+Numerical stability: the softmax loss uses log_softmax (it subtracts the max logit
+before exponentiating) and the sigmoid terms use log σ(s) = -softplus(-s); the naive
+log(exp(s) / Σ exp) and log(1 / (1 + exp(-s))) overflow to inf/NaN once |s| reaches ~90
+in float32, which large learning rates do reach.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Params(NamedTuple):
+    """E [V, D]: centre (input) vectors. W [V, D]: context (output) vectors, one row per word."""
+
+    E: jax.Array
+    W: jax.Array
+
+
+def _require_ndim(name: str, value, ndim: int, function: str) -> None:
+    # Runs at trace time: shapes are static, so this costs nothing inside jit.
+    if jnp.ndim(value) != ndim:
+        raise ValueError(
+            f"{function}: `{name}` must have {ndim} dimension(s) for one pair, got shape {jnp.shape(value)}; "
+            f"for a batch use jax.vmap({function}, ...) or the batched loss"
+        )
+
+
+def softmax_rows_loss(center_vec: jax.Array, output_table: jax.Array, context: jax.Array) -> jax.Array:
+    """-log softmax(W @ h)[t] for one centre vector h against the whole output table."""
+    return -jax.nn.log_softmax(output_table @ center_vec)[context]
+
+
+def ns_rows_loss(center_vec: jax.Array, context_vec: jax.Array, negative_vecs: jax.Array) -> jax.Array:
+    """-log σ(w_t · h) - Σ_k log σ(-w_nk · h) for one centre vector h."""
+    return jax.nn.softplus(-(context_vec @ center_vec)) + jnp.sum(jax.nn.softplus(negative_vecs @ center_vec))
+
+
+def softmax_pair_loss(params: Params, center, context) -> jax.Array:
+    """Full-softmax loss of one (center, context) pair of scalar ids."""
+    _require_ndim("center", center, 0, "softmax_pair_loss")
+    _require_ndim("context", context, 0, "softmax_pair_loss")
+    E, W = jnp.asarray(params.E), jnp.asarray(params.W)
+    return softmax_rows_loss(E[center], W, context)
+
+
+def ns_pair_loss(params: Params, center, context, negatives) -> jax.Array:
+    """Negative-sampling loss of one pair; `negatives` holds the K noise ids, shape [K]."""
+    _require_ndim("center", center, 0, "ns_pair_loss")
+    _require_ndim("context", context, 0, "ns_pair_loss")
+    _require_ndim("negatives", negatives, 1, "ns_pair_loss")
+    E, W = jnp.asarray(params.E), jnp.asarray(params.W)
+    return ns_rows_loss(E[center], W[context], W[negatives])
+
+
+def full_softmax_loss(params: Params, centers, contexts) -> jax.Array:
+    """Mean over the batch of -log softmax(W @ E[c])[t]; centers, contexts: int [B]."""
+    return jnp.mean(jax.vmap(softmax_pair_loss, in_axes=(None, 0, 0))(params, centers, contexts))
+
+
+def negative_sampling_loss(params: Params, centers, contexts, negatives) -> jax.Array:
+    """Mean over the batch of the negative-sampling loss; negatives: int [B, K]."""
+    return jnp.mean(jax.vmap(ns_pair_loss, in_axes=(None, 0, 0, 0))(params, centers, contexts, negatives))

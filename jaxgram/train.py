@@ -1,0 +1,406 @@
+"""The training loop: optax updates of the pure skip-gram losses, many steps per jit call.
+
+Design choices (see the README for measurements):
+- Objective = SUM of per-pair losses over the batch, not the mean: word2vec's alpha is
+  a per-pair step size, and a mean would divide it by the batch size.
+- For SGD (the default) the gradient is taken with respect to the rows a batch gathers
+  (E[centers], W[contexts], W[negatives]) and the optax update is scattered back into
+  those rows only, so a step costs O(B·K·D), not O(V·D). Adam and Adagrad keep per-entry
+  state for the whole table, so they differentiate the full tables (dense update).
+- Each jit call runs `steps_per_call` steps with lax.scan; negatives are drawn on the
+  device from the unigram^ns_exponent distribution with an explicitly split key.
+- Pairs for epoch e come from numpy's generator seeded with (seed, e), and the device key
+  is part of the checkpoint, so a resumed run replays exactly what an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxgram import checkpoint
+from jaxgram.config import TrainConfig
+from jaxgram.data import epoch_pairs, keep_probabilities, noise_distribution, noise_table
+from jaxgram.embeddings import Embeddings
+from jaxgram.errors import ConfigError, DataError, TrainingDiverged
+from jaxgram.fileio import atomic_open, atomic_write_json, atomic_write_text
+from jaxgram.init import init_params
+from jaxgram.losses import Params, ns_rows_loss, softmax_rows_loss
+from jaxgram.vocab import CorpusError, EncodedCorpus, Vocabulary, build_vocabulary, encode, read_sentences
+
+CHECKPOINT_DIR = "checkpoint"
+STEPS_PER_CALL = 128
+
+
+@dataclass
+class TrainResult:
+    params: Params
+    initial_params: Params
+    vocab: Vocabulary
+    embeddings: Embeddings
+    loss_per_epoch: list[float]
+    wall_seconds: float
+    words_per_second: float
+    corpus_words: int
+    pairs_per_epoch: list[int]
+    config: TrainConfig
+
+
+class Carry(NamedTuple):
+    trainable: Params  # W is None when the tables are tied
+    opt_state: optax.OptState
+    key: jax.Array
+
+
+# -- the model: which rows a batch touches, and the loss of those rows ----------------------
+
+
+def model_params(trainable: Params) -> Params:
+    """The (E, W) pair the losses see; a tied model uses one table for both roles."""
+    return Params(trainable.E, trainable.E if trainable.W is None else trainable.W)
+
+
+def gather_rows(params: Params, objective: str, centers, contexts, negatives):
+    if objective == "ns":
+        return params.E[centers], params.W[contexts], params.W[negatives]
+    return params.E[centers], params.W
+
+
+def rows_objective(rows, objective: str, contexts, mask):
+    """Sum over the batch of the per-pair loss (masked pairs are padding and count zero)."""
+    if objective == "ns":
+        losses = jax.vmap(ns_rows_loss)(*rows)
+    else:
+        losses = jax.vmap(softmax_rows_loss, in_axes=(0, None, 0))(rows[0], rows[1], contexts)
+    total = jnp.sum(losses * mask)
+    return total, total
+
+
+def scatter_rows(trainable: Params, updates, objective: str, centers, contexts, negatives) -> Params:
+    E, W = trainable.E, trainable.W
+    tied = W is None
+    E = E.at[centers].add(updates[0])
+    if objective == "ns":
+        if tied:
+            return Params(E.at[contexts].add(updates[1]).at[negatives].add(updates[2]), None)
+        return Params(E, W.at[contexts].add(updates[1]).at[negatives].add(updates[2]))
+    if tied:
+        return Params(E + updates[1], None)
+    return Params(E, W + updates[1])
+
+
+def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    schedule = optax.linear_schedule(config.alpha, config.min_alpha, max(total_steps, 1))
+    return {"sgd": optax.sgd, "adam": optax.adam, "adagrad": optax.adagrad}[config.optimizer](schedule)
+
+
+def make_step(config: TrainConfig, optimizer: optax.GradientTransformation, noise_ids: jax.Array,
+              sparse: bool | None = None):
+    """step(carry, (centers, contexts, mask)) -> (carry, summed loss): one optax update.
+
+    `sparse` (default: only for SGD, whose update is stateless per entry) updates just the
+    gathered rows; the result equals the dense update, which tests check.
+    """
+    objective = config.objective
+    sparse = config.optimizer == "sgd" if sparse is None else sparse
+    table_size = int(noise_ids.shape[0])
+    if table_size & (table_size - 1) or table_size > 1 << 32:
+        raise ValueError(f"the noise table must have a power-of-two size, got {table_size}")
+    shift = 33 - table_size.bit_length()  # the top log2(size) bits of a uint32 index the table
+
+    def step(carry: Carry, batch):
+        centers, contexts, mask = batch
+        key, sample_key = jax.random.split(carry.key)
+        if objective == "ns":
+            bits = jax.random.bits(sample_key, (centers.shape[0], config.negative), jnp.uint32)
+            negatives = noise_ids[bits >> shift]
+        else:
+            negatives = None
+        if sparse:
+            rows = gather_rows(model_params(carry.trainable), objective, centers, contexts, negatives)
+            grads, total = jax.grad(rows_objective, has_aux=True)(rows, objective, contexts, mask)
+            updates, opt_state = _optimizer_update(optimizer, grads, carry.opt_state)
+            trainable = scatter_rows(carry.trainable, updates, objective, centers, contexts, negatives)
+        else:
+            def loss_of(trainable):
+                rows = gather_rows(model_params(trainable), objective, centers, contexts, negatives)
+                return rows_objective(rows, objective, contexts, mask)
+
+            grads, total = jax.grad(loss_of, has_aux=True)(carry.trainable)
+            updates, opt_state = _optimizer_update(optimizer, grads, carry.opt_state, carry.trainable)
+            trainable = optax.apply_updates(carry.trainable, updates)
+        return Carry(trainable, opt_state, key), total
+
+    return step
+
+
+def _optimizer_update(optimizer, grads, opt_state, params=None):
+    # optax's Adam bias correction raises a float to an int32 step count, which strict
+    # dtype promotion (used by the test suite to catch accidental mixes) refuses.
+    with jax.numpy_dtype_promotion("standard"):
+        return optimizer.update(grads, opt_state, params)
+
+
+def compile_steps(step):
+    """(run_many, run_one): many steps per call via lax.scan, and one step for an epoch's tail."""
+
+    @jax.jit
+    def run_many(carry, centers, contexts, mask):
+        return jax.lax.scan(step, carry, (centers, contexts, mask))
+
+    @jax.jit
+    def run_one(carry, centers, contexts, mask):
+        return step(carry, (centers, contexts, mask))
+
+    return run_many, run_one
+
+
+# -- corpus ---------------------------------------------------------------------------------
+
+
+def prepare_corpus(corpus, config: TrainConfig) -> tuple[Vocabulary, EncodedCorpus]:
+    """Vocabulary and encoded corpus from a LineSentence path or an iterable of token lists."""
+    if isinstance(corpus, (str, os.PathLike)):
+        def sentences():
+            return read_sentences(corpus)
+        where = f"corpus file {corpus}"
+    else:
+        corpus = [list(tokens) for tokens in corpus]
+        def sentences():
+            return iter(corpus)
+        where = "the corpus"
+    try:
+        vocab = build_vocabulary(sentences(), config.min_count, config.max_vocab_size)
+    except CorpusError as exc:
+        raise CorpusError(f"{where} is empty: it has no tokens") if "empty" in str(exc) else exc
+    return vocab, encode(sentences(), vocab)
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+
+def train(corpus, config: TrainConfig | None = None, out=None, resume: bool = False, progress: bool = True,
+          on_epoch_end=None) -> TrainResult:
+    """Train skip-gram on `corpus` (LineSentence path or token lists); write outputs to `out` if given.
+
+    `on_epoch_end(epochs_done, epoch_loss)` is called after each epoch's checkpoint is saved
+    (like gensim's callbacks); an exception it raises stops training with that checkpoint kept.
+    """
+    config = (config or TrainConfig()).validate()
+    vocab, encoded = prepare_corpus(corpus, config)
+    keep_prob = keep_probabilities(vocab.counts, config.sample)
+    noise = noise_distribution(vocab.counts, config.ns_exponent)
+    noise_ids = jnp.asarray(noise_table(noise))
+
+    def pairs_for(epoch: int):
+        rng = np.random.default_rng([config.seed, epoch])
+        return epoch_pairs(encoded.ids, encoded.sentence_ids, keep_prob, config.window, config.shrink_window, rng)
+
+    init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    initial = init_params(init_key, len(vocab), config.dim, config.init)
+    trainable0 = Params(initial.E, None if config.tied else initial.W)
+    first_pairs = pairs_for(0)
+    if len(first_pairs[0]) == 0:
+        raise ConfigError(f"window={config.window} and sample={config.sample} leave no training pairs: the corpus needs sentences of at least 2 in-vocabulary words")
+    # The schedule needs its length up front; epochs differ by a few pairs (random
+    # subsampling and windows), so epoch 0's length stands for all (optax clamps at the end).
+    steps_per_epoch = math.ceil(len(first_pairs[0]) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = make_optimizer(config, total_steps)
+    carry = Carry(trainable0, optimizer.init(trainable0), train_key)
+    schedule = optax.linear_schedule(config.alpha, config.min_alpha, max(total_steps, 1))
+
+    start_epoch, losses, pair_counts = 0, [], []
+    ckpt_dir = Path(out) / CHECKPOINT_DIR if out is not None else None
+    if resume and ckpt_dir is not None and checkpoint.exists(ckpt_dir):
+        carry, start_epoch, losses, pair_counts = _restore(ckpt_dir, carry, config, vocab)
+
+    run_many, run_one = compile_steps(make_step(config, optimizer, noise_ids))
+    bar = _progress_bar(progress, total_steps, start_epoch * steps_per_epoch)
+    wall = 0.0
+    # The next epoch's pairs are generated on a host thread while the device trains
+    # (NumPy releases the GIL); each epoch has its own generator, so order cannot matter.
+    prefetch = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    upcoming = None
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            began = time.perf_counter()
+            if epoch == 0:
+                centers, contexts = first_pairs
+            else:
+                centers, contexts = upcoming.result() if upcoming is not None else pairs_for(epoch)
+            upcoming = prefetch.submit(pairs_for, epoch + 1) if epoch + 1 < config.epochs else None
+            carry, loss_sum = _run_epoch(carry, centers, contexts, config.batch_size, run_many, run_one,
+                                         bar, epoch, schedule, encoded.raw_words, began)
+            epoch_loss = loss_sum / len(centers)
+            wall += time.perf_counter() - began
+            if not math.isfinite(epoch_loss):
+                raise TrainingDiverged(
+                    f"loss became {epoch_loss} in epoch {epoch + 1}; try a lower alpha (now {config.alpha})"
+                    + (f"; the last good checkpoint in {ckpt_dir} is intact" if ckpt_dir and checkpoint.exists(ckpt_dir) else "")
+                )
+            losses.append(epoch_loss)
+            pair_counts.append(len(centers))
+            if ckpt_dir is not None:
+                _save(ckpt_dir, carry, config, vocab, epoch + 1, losses, pair_counts)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, epoch_loss)
+    finally:
+        prefetch.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+
+    final = model_params(carry.trainable)
+    final = Params(np.asarray(final.E), np.asarray(final.W))
+    epochs_run = config.epochs - start_epoch
+    result = TrainResult(
+        params=final,
+        initial_params=Params(np.asarray(initial.E), np.asarray(initial.W)),
+        vocab=vocab,
+        embeddings=Embeddings.from_params(final, vocab, "E"),
+        loss_per_epoch=[float(x) for x in losses],
+        wall_seconds=wall,
+        words_per_second=encoded.raw_words * epochs_run / wall if wall > 0 else 0.0,
+        corpus_words=encoded.raw_words,
+        pairs_per_epoch=pair_counts,
+        config=config,
+    )
+    if out is not None:
+        write_outputs(out, result)
+    return result
+
+
+def _run_epoch(carry, centers, contexts, batch_size, run_many, run_one, bar, epoch, schedule, raw_words, began):
+    n = len(centers)
+    steps = math.ceil(n / batch_size)
+    padded = steps * batch_size
+    mask = np.zeros(padded, np.float32)
+    mask[:n] = 1.0
+    centers = np.pad(centers, (0, padded - n)).reshape(steps, batch_size)
+    contexts = np.pad(contexts, (0, padded - n)).reshape(steps, batch_size)
+    mask = mask.reshape(steps, batch_size)
+    pending, loss_sum, done = [], 0.0, 0
+    step0 = int(_count(carry.opt_state))
+
+    def settle(keep: int):
+        # Fetch losses one call behind, so the device always has the next call queued.
+        nonlocal loss_sum, done
+        while len(pending) > keep:
+            totals, n_steps = pending.pop(0)
+            value = float(np.sum(np.asarray(totals, dtype=np.float64)))
+            loss_sum += value
+            done += n_steps
+            bar.update(n_steps)
+            seconds = time.perf_counter() - began
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / max(done * batch_size, 1):.4f}",
+                            lr=f"{float(schedule(step0 + done)):.5f}",
+                            words_s=f"{raw_words * done / steps / max(seconds, 1e-9):.0f}", refresh=False)
+            if not math.isfinite(value):
+                pending.clear()
+                loss_sum = value
+
+    full = steps - steps % STEPS_PER_CALL
+    for start in range(0, full, STEPS_PER_CALL):
+        block = slice(start, start + STEPS_PER_CALL)
+        carry, totals = run_many(carry, centers[block], contexts[block], mask[block])
+        pending.append((totals, STEPS_PER_CALL))
+        settle(1)
+        if not math.isfinite(loss_sum):
+            return carry, loss_sum
+    for index in range(full, steps):
+        carry, total = run_one(carry, centers[index], contexts[index], mask[index])
+        pending.append((total, 1))
+        settle(8)
+    settle(0)
+    return carry, loss_sum
+
+
+def _count(opt_state) -> int:
+    counts = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(opt_state)
+              if path and getattr(path[-1], "name", None) == "count"]
+    return int(counts[0]) if counts else 0
+
+
+def _progress_bar(enabled: bool, total: int, initial: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, file=sys.stderr, unit="step", dynamic_ncols=True)
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+
+def _save(folder, carry: Carry, config, vocab, epochs_done, losses, pair_counts) -> None:
+    leaves = jax.tree_util.tree_leaves(carry.opt_state)
+    arrays = {"E": np.asarray(carry.trainable.E), "key": np.asarray(carry.key)}
+    if carry.trainable.W is not None:
+        arrays["W"] = np.asarray(carry.trainable.W)
+    arrays.update({f"opt_{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)})
+    meta = {"format": 1, "epochs_done": epochs_done, "config": config.to_dict(),
+            "vocab_sha256": vocab.fingerprint(), "loss_per_epoch": losses, "pairs_per_epoch": pair_counts,
+            "opt_leaves": len(leaves)}
+    checkpoint.save(folder, arrays, meta)
+
+
+def _restore(folder, template: Carry, config, vocab):
+    saved = checkpoint.load(folder)
+    meta, arrays = saved.meta, saved.arrays
+    if meta.get("config") != config.to_dict():
+        saved_config = meta.get("config") or {}
+        diffs = ", ".join(f"{k}={v!r} (checkpoint: {saved_config.get(k)!r})"
+                          for k, v in config.to_dict().items() if saved_config.get(k) != v)
+        raise ConfigError(f"--resume with a config that differs from the checkpoint in {folder}: {diffs}")
+    if meta.get("vocab_sha256") != vocab.fingerprint():
+        raise DataError(f"checkpoint in {folder} was trained on a different vocabulary (corpus changed?)")
+    leaves, treedef = jax.tree_util.tree_flatten(template.opt_state)
+    if meta.get("opt_leaves") != len(leaves):
+        raise DataError(f"checkpoint in {folder} has optimiser state of another shape")
+    opt_leaves = [jnp.asarray(arrays[f"opt_{i}"], dtype=leaf.dtype) for i, leaf in enumerate(leaves)]
+    E = jnp.asarray(arrays["E"])
+    W = jnp.asarray(arrays["W"]) if template.trainable.W is not None else None
+    if E.shape != template.trainable.E.shape:
+        raise DataError(f"checkpoint in {folder} holds E of shape {E.shape}, expected {template.trainable.E.shape}")
+    carry = Carry(Params(E, W), jax.tree_util.tree_unflatten(treedef, opt_leaves), jnp.asarray(arrays["key"]))
+    return carry, int(meta["epochs_done"]), list(meta["loss_per_epoch"]), list(meta["pairs_per_epoch"])
+
+
+# -- outputs -------------------------------------------------------------------------------------
+
+
+def save_npy(path, array) -> None:
+    with atomic_open(path, "wb") as handle:
+        np.save(handle, np.asarray(array), allow_pickle=False)
+
+
+def write_outputs(out, result: TrainResult) -> None:
+    """Everything `jaxgram train` promises in `out` (each file written atomically)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_npy(out / "E.npy", result.params.E)
+    save_npy(out / "W.npy", result.params.W)
+    result.vocab.save(out / "vocab.tsv")
+    result.embeddings.save_word2vec_format(out / "vectors.txt", binary=False)
+    result.embeddings.save_word2vec_format(out / "vectors.bin", binary=True)
+    # TensorBoard projector: one row of tab-separated floats per word, words in metadata.tsv.
+    atomic_write_text(out / "vectors.tsv", "".join("\t".join(f"{v:.9g}" for v in row) + "\n"
+                                                     for row in result.embeddings.vectors.tolist()))
+    atomic_write_text(out / "metadata.tsv", "".join(w + "\n" for w in result.vocab.words))
+    atomic_write_json(out / "config.json", result.config.to_dict())
+    atomic_write_json(out / "loss.json", {
+        "loss_per_epoch": result.loss_per_epoch,
+        "pairs_per_epoch": result.pairs_per_epoch,
+        "objective": result.config.objective,
+        "wall_seconds": result.wall_seconds,
+        "words_per_second": result.words_per_second,
+        "corpus_words": result.corpus_words,
+    })

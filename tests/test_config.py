@@ -1,0 +1,45 @@
+import pytest
+
+from jaxgram import TrainConfig
+from jaxgram.errors import ConfigError
+
+
+def test_defaults_are_valid_and_round_trip():
+    config = TrainConfig()
+    assert config.validate() is config
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert (config.objective, config.dim, config.window, config.negative, config.min_count) == ("ns", 100, 5, 5, 5)
+
+
+@pytest.mark.parametrize("field, value, allowed", [
+    ("dim", 0, ">= 1"), ("window", 0, ">= 1"), ("epochs", 0, ">= 1"), ("negative", 0, ">= 1"),
+    ("alpha", 0.0, "> 0"), ("alpha", -1.0, "> 0"), ("objective", "cbow", "ns, softmax"),
+    ("optimizer", "rmsprop", "sgd, adam, adagrad"), ("init", "zeros", "word2vec, glorot"),
+    ("sample", 1.5, "[0, 1)"), ("min_count", 0, ">= 1"), ("max_vocab_size", 1, ">= 2"),
+])
+def test_bad_values_name_field_value_and_allowed(field, value, allowed):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**{field: value}).validate()
+    message = str(info.value)
+    assert field in message and repr(value) in message and allowed in message
+    assert isinstance(info.value, ValueError)
+
+
+def test_softmax_does_not_need_negatives():
+    TrainConfig(objective="softmax", negative=0).validate()
+
+
+def test_from_dict_refuses_unknown_keys_and_wrong_types():
+    with pytest.raises(ConfigError, match="unknown config key 'dims'"):
+        TrainConfig.from_dict({"dims": 10})
+    with pytest.raises(ConfigError, match="dim='10'.*int"):
+        TrainConfig.from_dict({"dim": "10"})
+    with pytest.raises(ConfigError, match="shrink_window=1.*bool"):
+        TrainConfig.from_dict({"shrink_window": 1})
+    with pytest.raises(ConfigError, match="epochs=True"):
+        TrainConfig.from_dict({"epochs": True})
+
+
+def test_from_dict_accepts_ints_for_floats():
+    config = TrainConfig.from_dict({"alpha": 1, "sample": 0, "max_vocab_size": None})
+    assert isinstance(config.alpha, float) and config.alpha == 1.0

@@ -1,0 +1,95 @@
+import collections
+
+import numpy as np
+import pytest
+
+from jaxgram.data import (count_pairs, epoch_pairs, keep_probabilities, noise_distribution, noise_table,
+                          sentence_pairs, subsample, window_pairs)
+
+
+def test_seed_sentence_gives_exactly_its_ten_pairs():
+    pairs = sentence_pairs("the car moves fast".split(), 2)
+    assert pairs == [("the", "car"), ("the", "moves"), ("car", "the"), ("car", "moves"), ("car", "fast"),
+                     ("moves", "the"), ("moves", "car"), ("moves", "fast"), ("fast", "car"), ("fast", "moves")]
+    assert count_pairs(4, 2) == 10
+
+
+@pytest.mark.parametrize("length", range(0, 12))
+@pytest.mark.parametrize("window", [1, 2, 3, 5])
+def test_count_pairs_matches_enumeration(length, window):
+    assert count_pairs(length, window) == len(sentence_pairs(list(range(length)), window))
+
+
+def _two_sentences():
+    ids = np.array([0, 1, 2, 3, 4, 5, 6], np.int32)
+    sentence_ids = np.array([0, 0, 0, 0, 1, 1, 1], np.int32)
+    return ids, sentence_ids
+
+
+def test_vectorised_pairs_equal_reference_and_never_cross_sentences():
+    ids, sentence_ids = _two_sentences()
+    centers, contexts = window_pairs(ids, sentence_ids, 2, shrink=False)
+    expected = sentence_pairs([0, 1, 2, 3], 2) + sentence_pairs([4, 5, 6], 2)
+    assert list(zip(centers.tolist(), contexts.tolist())) == expected
+    assert centers.dtype == np.int32 and contexts.dtype == np.int32
+
+
+def test_shrinking_window_draws_reach_uniformly():
+    rng = np.random.default_rng(0)
+    n, window = 20000, 4
+    ids = np.arange(n, dtype=np.int32)
+    centers, contexts = window_pairs(ids, np.zeros(n, np.int32), window, shrink=True, rng=rng)
+    distance = np.abs(contexts - centers)
+    assert distance.min() == 1 and distance.max() == window
+    # With reach r ~ U{1..w}, offset d is used with probability (w - d + 1) / w on each side.
+    for d in range(1, window + 1):
+        expected = 2 * n * (window - d + 1) / window
+        assert abs(np.sum(distance == d) - expected) < 0.03 * expected
+
+
+def test_keep_probability_is_word2vecs_formula():
+    counts = np.array([1000, 100, 10, 1], np.int64)
+    sample = 1e-3
+    t = sample * counts.sum()
+    expected = np.minimum(1.0, (np.sqrt(counts / t) + 1) * t / counts)
+    np.testing.assert_allclose(keep_probabilities(counts, sample), expected)
+    assert keep_probabilities(counts, sample)[0] < 1 and keep_probabilities(counts, sample)[-1] == 1
+    np.testing.assert_array_equal(keep_probabilities(counts, 0.0), 1.0)
+
+
+def test_subsampling_keeps_the_expected_fraction():
+    keep_prob = np.array([0.2, 1.0])
+    ids = np.array([0, 1] * 50000, np.int32)
+    kept, kept_sentences = subsample(ids, np.zeros_like(ids), keep_prob, np.random.default_rng(1))
+    frequencies = collections.Counter(kept.tolist())
+    assert frequencies[1] == 50000
+    assert abs(frequencies[0] / 50000 - 0.2) < 0.01
+    assert len(kept_sentences) == len(kept)
+
+
+def test_noise_distribution_is_unigram_to_the_exponent():
+    counts = np.array([81, 16, 1])
+    noise = noise_distribution(counts, 0.75)
+    np.testing.assert_allclose(noise, np.array([27, 8, 1]) / 36)
+    np.testing.assert_allclose(noise_distribution(counts, 1.0), counts / counts.sum())
+    np.testing.assert_allclose(noise_distribution(counts, 0.0), 1 / 3)
+
+
+def test_epoch_pairs_are_a_deterministic_shuffle():
+    ids, sentence_ids = _two_sentences()
+    keep = np.ones(7)
+    first = epoch_pairs(ids, sentence_ids, keep, 2, False, np.random.default_rng(5))
+    again = epoch_pairs(ids, sentence_ids, keep, 2, False, np.random.default_rng(5))
+    np.testing.assert_array_equal(first[0], again[0])
+    reference = sorted(sentence_pairs([0, 1, 2, 3], 2) + sentence_pairs([4, 5, 6], 2))
+    assert sorted(zip(first[0].tolist(), first[1].tolist())) == reference
+
+
+def test_noise_table_follows_the_noise_distribution():
+    counts = np.array([5000, 900, 120, 30, 7, 5])
+    noise = noise_distribution(counts, 0.75)
+    table = noise_table(noise, log2_size=16)
+    assert table.dtype == np.int32 and len(table) == 1 << 16
+    shares = np.bincount(table, minlength=len(counts)) / len(table)
+    np.testing.assert_allclose(shares, noise, atol=2 / len(table))
+    assert len(noise_table(np.full(100, 0.01))) == 1 << 20

@@ -1,0 +1,77 @@
+"""`jaxgram pipeline | report | benchmark` as a user runs them: one-line errors, no traceback."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxgram.embeddings import Embeddings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _jaxgram(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "jaxgram", *args], capture_output=True, text=True,
+                          cwd=cwd or REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+
+
+def _assert_one_line_error(completed, *needles):
+    assert completed.returncode != 0
+    assert "Traceback" not in completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+@pytest.mark.parametrize("text, key", [
+    ("[train]\nwindoww = 3\n", "windoww"),
+    ("[train]\ndim = \"big\"\n", "dim"),
+    ("[eval]\noverlap_k = 1.5\n", "overlap_k"),
+    ("[ingest]\nbooks = 600\n", "books"),
+])
+def test_pipeline_bad_config_key(tmp_path, text, key):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    completed = _jaxgram("pipeline", "--config", str(config), "--out", str(tmp_path / "run"))
+    _assert_one_line_error(completed, key)
+    assert completed.returncode == 2
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_pipeline_missing_config_file_names_the_path(tmp_path):
+    completed = _jaxgram("pipeline", "--config", str(tmp_path / "gone.toml"), "--out", str(tmp_path / "run"))
+    _assert_one_line_error(completed, "gone.toml")
+
+
+def test_pipeline_missing_corpus_names_the_path(tmp_path):
+    missing = tmp_path / "no-corpus.txt"
+    completed = _jaxgram("pipeline", "--corpus", str(missing), "--out", str(tmp_path / "run"))
+    _assert_one_line_error(completed, str(missing))
+
+
+def test_benchmark_missing_vectors_names_the_path(tmp_path):
+    missing = tmp_path / "vectors.bin"
+    completed = _jaxgram("benchmark", str(missing))
+    _assert_one_line_error(completed, str(missing))
+
+
+def test_report_without_a_run_names_the_path(tmp_path):
+    completed = _jaxgram("report", "--run", str(tmp_path))
+    _assert_one_line_error(completed, str(tmp_path / "evaluate" / "evaluation.json"))
+
+
+def test_benchmark_prints_json_for_a_vectors_file(tmp_path):
+    words = ["man", "woman", "king", "queen", "boy", "girl", "tiger", "cat"]
+    vectors = np.random.default_rng(0).normal(size=(len(words), 4)).astype(np.float32)
+    path = tmp_path / "v.txt"
+    Embeddings(words, vectors).save_word2vec_format(path)
+    completed = _jaxgram("benchmark", str(path))
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert result["analogies"]["3cosadd"]["total"]["evaluated"] > 0
+    assert 0 <= result["similarity"]["wordsim353"]["oov_ratio"] < 1

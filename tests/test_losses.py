@@ -1,0 +1,108 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from jaxgram import Params, full_softmax_loss, negative_sampling_loss
+from jaxgram.losses import ns_pair_loss, softmax_pair_loss
+
+V, D, B, K = 13, 6, 7, 4
+
+
+@pytest.fixture
+def params():
+    key_e, key_w = jax.random.split(jax.random.PRNGKey(0))
+    return Params(jax.random.normal(key_e, (V, D)), jax.random.normal(key_w, (V, D)))
+
+
+@pytest.fixture
+def batch():
+    rng = np.random.default_rng(0)
+    return (jnp.asarray(rng.integers(0, V, B), jnp.int32), jnp.asarray(rng.integers(0, V, B), jnp.int32),
+            jnp.asarray(rng.integers(0, V, (B, K)), jnp.int32))
+
+
+def test_softmax_gradient_is_p_minus_y(params):
+    center, context = 3, 8
+    grads = jax.grad(softmax_pair_loss)(params, center, context)
+    h = np.asarray(params.E[center], np.float64)
+    W = np.asarray(params.W, np.float64)
+    logits = W @ h
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    y = np.eye(V)[context]
+    # dL/dlogits = P - y, so dL/dW = outer(P - y, h) and dL/dh = W^T (P - y)
+    np.testing.assert_allclose(grads.W, np.outer(p - y, h), atol=1e-5)
+    expected_e = np.zeros((V, D))
+    expected_e[center] = W.T @ (p - y)
+    np.testing.assert_allclose(grads.E, expected_e, atol=1e-5)
+
+
+def test_negative_sampling_gradient_is_sigma_minus_label(params):
+    center, context = 2, 5
+    negatives = jnp.array([1, 7, 9], jnp.int32)
+    grads = jax.grad(ns_pair_loss)(params, center, context, negatives)
+    h = np.asarray(params.E[center], np.float64)
+    W = np.asarray(params.W, np.float64)
+    sigma = lambda s: 1 / (1 + np.exp(-s))
+    coef_pos = sigma(W[context] @ h) - 1  # sigma(s) - 1 for the true pair
+    coef_neg = sigma(W[np.asarray(negatives)] @ h)  # sigma(s) for each negative
+    expected_w = np.zeros((V, D))
+    expected_w[context] += coef_pos * h
+    for n, c in zip(np.asarray(negatives), coef_neg):
+        expected_w[n] += c * h
+    expected_e = np.zeros((V, D))
+    expected_e[center] = coef_pos * W[context] + coef_neg @ W[np.asarray(negatives)]
+    np.testing.assert_allclose(grads.W, expected_w, atol=1e-5)
+    np.testing.assert_allclose(grads.E, expected_e, atol=1e-5)
+
+
+def test_batched_losses_pass_check_grads(params, batch):
+    centers, contexts, negatives = batch
+    small = Params(params.E * 0.3, params.W * 0.3)
+    check_grads(lambda p: full_softmax_loss(p, centers, contexts), (small,), order=1, modes=("rev",), atol=1e-2, rtol=1e-2)
+    check_grads(lambda p: negative_sampling_loss(p, centers, contexts, negatives), (small,), order=1, modes=("rev",), atol=1e-2, rtol=1e-2)
+
+
+def test_batched_loss_is_mean_of_vmapped_pair_loss(params, batch):
+    centers, contexts, negatives = batch
+    per_pair_softmax = [softmax_pair_loss(params, c, t) for c, t in zip(centers, contexts)]
+    per_pair_ns = [ns_pair_loss(params, c, t, n) for c, t, n in zip(centers, contexts, negatives)]
+    np.testing.assert_allclose(full_softmax_loss(params, centers, contexts), np.mean(per_pair_softmax), rtol=1e-6)
+    np.testing.assert_allclose(negative_sampling_loss(params, centers, contexts, negatives), np.mean(per_pair_ns), rtol=1e-6)
+    vmapped = jax.vmap(ns_pair_loss, in_axes=(None, 0, 0, 0))(params, centers, contexts, negatives)
+    np.testing.assert_allclose(vmapped, per_pair_ns, rtol=1e-6)
+
+
+def test_losses_match_their_definitions(params, batch):
+    centers, contexts, negatives = batch
+    E, W = np.asarray(params.E, np.float64), np.asarray(params.W, np.float64)
+    logits = E[np.asarray(centers)] @ W.T
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    expected = -np.mean(log_p[np.arange(B), np.asarray(contexts)])
+    np.testing.assert_allclose(full_softmax_loss(params, centers, contexts), expected, rtol=1e-5)
+    log_sigma = lambda s: -np.log1p(np.exp(-s))
+    h = E[np.asarray(centers)]
+    pos = np.einsum("bd,bd->b", h, W[np.asarray(contexts)])
+    neg = np.einsum("bd,bkd->bk", h, W[np.asarray(negatives)])
+    expected = np.mean(-log_sigma(pos) - log_sigma(-neg).sum(axis=1))
+    np.testing.assert_allclose(negative_sampling_loss(params, centers, contexts, negatives), expected, rtol=1e-5)
+
+
+def test_per_pair_losses_refuse_batched_input(params, batch):
+    centers, contexts, negatives = batch
+    with pytest.raises(ValueError, match="vmap"):
+        softmax_pair_loss(params, centers, contexts)
+    with pytest.raises(ValueError, match="vmap"):
+        ns_pair_loss(params, centers, contexts, negatives)
+    with pytest.raises(ValueError, match="vmap"):
+        jax.jit(ns_pair_loss)(params, 1, 2, negatives)
+
+
+def test_losses_stay_finite_for_huge_scores():
+    big = Params(jnp.full((3, 2), 100.0), jnp.full((3, 2), -100.0))
+    assert np.isfinite(full_softmax_loss(big, jnp.array([0]), jnp.array([1])))
+    assert np.isfinite(negative_sampling_loss(big, jnp.array([0]), jnp.array([1]), jnp.array([[2]])))
+    grads = jax.grad(negative_sampling_loss)(big, jnp.array([0]), jnp.array([1]), jnp.array([[2]]))
+    assert all(np.isfinite(g).all() for g in grads)

@@ -1,0 +1,215 @@
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from gensim.models import KeyedVectors
+
+from jaxgram import TrainConfig, train
+from jaxgram import checkpoint
+from jaxgram.errors import ConfigError, DataError, TrainingDiverged
+from jaxgram.data import noise_table
+from jaxgram.init import init_params
+from jaxgram.losses import Params
+from jaxgram.toy import toy_sentences
+from jaxgram.train import Carry, compile_steps, make_optimizer, make_step
+
+SMALL = TrainConfig(dim=16, window=3, negative=4, epochs=3, min_count=1, sample=1e-2, batch_size=64, seed=3)
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    sentences = toy_sentences() * 10
+    order = rng.permutation(len(sentences))
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("".join(" ".join(sentences[i]) + "\n" for i in order), encoding="utf-8")
+    return path
+
+
+def test_same_seed_gives_bitwise_identical_vectors(corpus_file):
+    first = train(corpus_file, SMALL, progress=False)
+    second = train(corpus_file, SMALL, progress=False)
+    np.testing.assert_array_equal(first.params.E, second.params.E)
+    np.testing.assert_array_equal(first.params.W, second.params.W)
+    assert first.loss_per_epoch == second.loss_per_epoch
+    other = train(corpus_file, dataclasses.replace(SMALL, seed=4), progress=False)
+    assert not np.array_equal(first.params.E, other.params.E)
+
+
+def test_loss_per_epoch_is_per_epoch_and_decreases(corpus_file):
+    result = train(corpus_file, SMALL, progress=False)
+    losses = result.loss_per_epoch
+    assert len(losses) == SMALL.epochs and len(result.pairs_per_epoch) == SMALL.epochs
+    # W starts at zero, so every pair starts at (1 + K) log 2; per-epoch means must fall below it.
+    assert losses[0] < (1 + SMALL.negative) * np.log(2)
+    assert losses[-1] < losses[0] and all(np.isfinite(losses))
+    assert result.words_per_second > 0 and result.corpus_words == sum(len(s) for s in toy_sentences()) * 10
+    assert not np.array_equal(result.initial_params.E, result.params.E)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _interrupt_after(epochs):
+    def callback(done, loss):
+        if done == epochs:
+            raise Interrupt
+
+    return callback
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_resume_ends_with_the_uninterrupted_vectors(corpus_file, tmp_path, optimizer):
+    config = dataclasses.replace(SMALL, optimizer=optimizer, alpha=0.01 if optimizer == "adam" else SMALL.alpha)
+    whole = train(corpus_file, config, out=tmp_path / "whole", progress=False)
+    with pytest.raises(Interrupt):
+        train(corpus_file, config, out=tmp_path / "cut", progress=False, on_epoch_end=_interrupt_after(1))
+    assert json.loads((tmp_path / "cut" / "checkpoint" / "checkpoint.json").read_text())["epochs_done"] == 1
+    resumed = train(corpus_file, config, out=tmp_path / "cut", resume=True, progress=False)
+    np.testing.assert_array_equal(resumed.params.E, whole.params.E)
+    np.testing.assert_array_equal(resumed.params.W, whole.params.W)
+    assert resumed.loss_per_epoch == whole.loss_per_epoch
+    assert (tmp_path / "cut" / "vectors.bin").read_bytes() == (tmp_path / "whole" / "vectors.bin").read_bytes()
+
+
+def test_resume_refuses_another_config_or_corpus(corpus_file, tmp_path):
+    with pytest.raises(Interrupt):
+        train(corpus_file, SMALL, out=tmp_path, progress=False, on_epoch_end=_interrupt_after(1))
+    with pytest.raises(ConfigError, match="dim=17 \\(checkpoint: 16\\)"):
+        train(corpus_file, dataclasses.replace(SMALL, dim=17), out=tmp_path, resume=True, progress=False)
+    other = tmp_path / "other.txt"
+    other.write_text(corpus_file.read_text() + "a brand new sentence\n")
+    with pytest.raises(DataError, match="different vocabulary"):
+        train(other, SMALL, out=tmp_path, resume=True, progress=False)
+
+
+def test_altered_checkpoint_is_refused(corpus_file, tmp_path):
+    with pytest.raises(Interrupt):
+        train(corpus_file, SMALL, out=tmp_path, progress=False, on_epoch_end=_interrupt_after(1))
+    arrays = tmp_path / "checkpoint" / "epoch-1.npz"
+    data = bytearray(arrays.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    arrays.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="epoch-1.npz.*sha256"):
+        train(corpus_file, SMALL, out=tmp_path, resume=True, progress=False)
+
+
+def test_divergence_names_the_epoch_and_keeps_the_checkpoint(corpus_file, tmp_path):
+    with pytest.raises(Interrupt):
+        train(corpus_file, SMALL, out=tmp_path, progress=False, on_epoch_end=_interrupt_after(1))
+    # Blow the saved model up (as a too-large step would) and re-commit it with a valid checksum.
+    folder = tmp_path / "checkpoint"
+    saved = checkpoint.load(folder)
+    saved.arrays["E"] = saved.arrays["E"] * np.float32(1e30)
+    meta = {k: v for k, v in saved.meta.items() if k not in ("arrays_file", "arrays_sha256")}
+    checkpoint.save(folder, saved.arrays, meta)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(TrainingDiverged, match="epoch 2.*lower alpha"):
+        train(corpus_file, SMALL, out=tmp_path, resume=True, progress=False)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_huge_alpha_diverges_with_a_clear_error(corpus_file):
+    with pytest.raises(TrainingDiverged, match="epoch 1.*lower alpha"):
+        train(corpus_file, dataclasses.replace(SMALL, alpha=1e30, min_alpha=0.0, init="glorot"), progress=False)
+
+
+def _carry_and_batch(config, vocab_size=30, batch=32):
+    key = jax.random.PRNGKey(0)
+    params = init_params(key, vocab_size, config.dim, "glorot")
+    trainable = Params(params.E, None if config.tied else params.W)
+    rng = np.random.default_rng(0)
+    centers = jnp.asarray(rng.integers(0, vocab_size, (4, batch)), jnp.int32)
+    contexts = jnp.asarray(rng.integers(0, vocab_size, (4, batch)), jnp.int32)
+    mask = jnp.ones((4, batch), jnp.float32).at[-1, batch // 2:].set(0.0)
+    noise_ids = jnp.asarray(noise_table(np.full(vocab_size, 1 / vocab_size)))
+    return trainable, (centers, contexts, mask), noise_ids
+
+
+@pytest.mark.parametrize("objective, tied", [("ns", False), ("softmax", False), ("ns", True)])
+def test_sparse_row_update_equals_dense_update(objective, tied):
+    config = dataclasses.replace(SMALL, objective=objective, tied=tied)
+    trainable, batch, cdf = _carry_and_batch(config)
+    optimizer = make_optimizer(config, total_steps=10)
+    results = []
+    for sparse in (True, False):
+        run_many, _ = compile_steps(make_step(config, optimizer, cdf, sparse=sparse))
+        carry = Carry(trainable, optimizer.init(trainable), jax.random.PRNGKey(1))
+        carry, totals = run_many(carry, *batch)
+        results.append((carry.trainable, totals))
+    for leaf_sparse, leaf_dense in zip(jax.tree_util.tree_leaves(results[0]), jax.tree_util.tree_leaves(results[1])):
+        np.testing.assert_allclose(leaf_sparse, leaf_dense, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad"])
+def test_second_call_does_not_recompile(optimizer):
+    config = dataclasses.replace(SMALL, optimizer=optimizer)
+    trainable, (centers, contexts, mask), cdf = _carry_and_batch(config)
+    opt = make_optimizer(config, total_steps=100)
+    run_many, run_one = compile_steps(make_step(config, opt, cdf))
+    carry = Carry(trainable, opt.init(trainable), jax.random.PRNGKey(1))
+    carry, _ = run_many(carry, centers, contexts, mask)
+    carry, _ = run_many(carry, centers[::-1], contexts, mask)
+    carry, _ = run_one(carry, centers[0], contexts[0], mask[0])
+    carry, _ = run_one(carry, centers[1], contexts[1], mask[1])
+    assert run_many._cache_size() == 1 and run_one._cache_size() == 1
+
+
+def test_tied_tables_and_other_optimizers_train(corpus_file):
+    tied = train(corpus_file, dataclasses.replace(SMALL, tied=True), progress=False)
+    np.testing.assert_array_equal(tied.params.E, tied.params.W)
+    assert tied.loss_per_epoch[-1] < tied.loss_per_epoch[0]
+    for optimizer in ("adam", "adagrad"):
+        result = train(corpus_file, dataclasses.replace(SMALL, optimizer=optimizer, alpha=0.01), progress=False)
+        assert result.loss_per_epoch[-1] < result.loss_per_epoch[0]
+
+
+def test_train_writes_every_output(corpus_file, tmp_path):
+    config = dataclasses.replace(SMALL, objective="softmax", epochs=2)
+    result = train(corpus_file, config, out=tmp_path, progress=False)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"E.npy", "W.npy", "vocab.tsv", "vectors.txt", "vectors.bin", "vectors.tsv", "metadata.tsv",
+            "config.json", "loss.json", "checkpoint"} <= names
+    E = np.load(tmp_path / "E.npy", allow_pickle=False)
+    np.testing.assert_array_equal(E, result.params.E)
+    np.testing.assert_array_equal(np.load(tmp_path / "W.npy", allow_pickle=False), result.params.W)
+    for name, binary in (("vectors.txt", False), ("vectors.bin", True)):
+        loaded = KeyedVectors.load_word2vec_format(str(tmp_path / name), binary=binary)
+        assert loaded.index_to_key == list(result.vocab.words)
+        np.testing.assert_array_equal(loaded.vectors, E)
+    np.testing.assert_array_equal(np.loadtxt(tmp_path / "vectors.tsv", delimiter="\t", dtype=np.float32), E)
+    assert (tmp_path / "metadata.tsv").read_text().split("\n")[:-1] == list(result.vocab.words)
+    assert TrainConfig.from_dict(json.loads((tmp_path / "config.json").read_text())) == config
+    assert json.loads((tmp_path / "loss.json").read_text())["loss_per_epoch"] == result.loss_per_epoch
+    vocab_lines = (tmp_path / "vocab.tsv").read_text().splitlines()
+    assert vocab_lines[0].split("\t") == ["0", result.vocab.words[0], str(result.vocab.counts[0])]
+
+
+def test_bad_corpus_and_config_are_refused(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="empty.txt is empty"):
+        train(empty, SMALL, progress=False)
+    with pytest.raises(ValueError, match="missing.txt"):
+        train(tmp_path / "missing.txt", SMALL, progress=False)
+    with pytest.raises(ConfigError, match="window=0"):
+        train(empty, dataclasses.replace(SMALL, window=0), progress=False)
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("one two three\n")
+    with pytest.raises(ConfigError, match="min_count=5 leaves 0 word"):
+        train(tiny, dataclasses.replace(SMALL, min_count=5), progress=False)
+
+
+@pytest.mark.slow
+def test_dostoevsky_negative_sampling_puts_crime_near_murder(five_book_corpus):
+    # Calibrated on seeds 1-4 (5 epochs, D = 100): crime ranked 30, 13, 41, 25 among murder's neighbours.
+    result = train(five_book_corpus, TrainConfig(epochs=5, seed=1), progress=False)
+    assert 7000 < len(result.vocab) < 10000
+    neighbours = [w for w, _ in result.embeddings.most_similar("murder", topn=50)]
+    assert "crime" in neighbours
+    assert result.loss_per_epoch[-1] < result.loss_per_epoch[0]
