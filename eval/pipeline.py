@@ -89,14 +89,15 @@ class Runner:
             info = stage.run()
             seconds = time.perf_counter() - began
             record = {"key": stage.key, "seconds": seconds, "info": info, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            atomic_write_json(self._record_path(stage.name), record)
+            if not info.get("incomplete"):
+                atomic_write_json(self._record_path(stage.name), record)
             record = {**record, "status": "ran"}
             self.log(f"[{number}/{self.total}] {stage.title}: done in {seconds:.1f} s")
         self.records[stage.name] = record
         return record
 
 
-def _ingest_stage(config: PipelineConfig, mirror, out: Path, corpus, progress: bool) -> Stage:
+def _ingest_stage(config: PipelineConfig, mirror, out: Path, corpus, progress: bool, log) -> Stage:
     if corpus is not None:
         corpus = Path(corpus)
         if not corpus.is_file():
@@ -115,9 +116,13 @@ def _ingest_stage(config: PipelineConfig, mirror, out: Path, corpus, progress: b
         if mirror is not None:
             options["mirror"] = str(mirror)
         report = ingest_books(config.ingest.books, **options)
+        errors = [f"book {error.id}: {error.message}" for error in getattr(report, "errors", [])]
+        for line in errors:
+            log(f"      warning: {line}")
         corpus_path = Path(report.corpus_path).resolve()
+        # A run that lost books is not recorded as done, so the next run tries them again.
         return {"corpus_path": str(corpus_path), "corpus_sha256": sha256_file(corpus_path),
-                "manifest_path": str(getattr(report, "manifest_path", ""))}
+                "manifest_path": str(report.manifest_path), "book_errors": errors, "incomplete": bool(errors)}
 
     key = stage_key("ingest", ingest=dataclasses.asdict(config.ingest), mirror=str(mirror))
     return Stage("ingest", f"ingest {len(config.ingest.books)} books from {mirror or 'the default mirror'}",
@@ -146,7 +151,10 @@ def run_pipeline(config: PipelineConfig, out, mirror=None, corpus=None, progress
     from eval.probes import load_probes
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the run folder {out}: {exc.strerror or exc}") from None
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     probes = load_probes(config.probes_path)  # fail on a bad probes file before any work
     seeds = {"": config.train.seed}
@@ -154,7 +162,7 @@ def run_pipeline(config: PipelineConfig, out, mirror=None, corpus=None, progress
         seeds["_b"] = config.eval.second_seed
     runner = Runner(out, total=2 + 2 * len(seeds) + 1, log=log)
 
-    corpus_record = dict(runner(_ingest_stage(config, mirror, out, corpus, progress))["info"])
+    corpus_record = dict(runner(_ingest_stage(config, mirror, out, corpus, progress, log))["info"])
     corpus_path = Path(corpus_record["corpus_path"])
     if not corpus_path.is_file():
         raise DataError(f"corpus file {corpus_path} does not exist (recorded by the ingest stage)")
@@ -219,8 +227,9 @@ def summary_table(result: PipelineResult) -> str:
     metrics = result.metrics
     lines = [f"{'stage':<12} {'status':<7} {'seconds':>8}"]
     for name, stage in result.stages.items():
-        lines.append(f"{name:<12} {stage['status']:<7} {stage['seconds'] or 0:>8.1f}")
-    rows = [(label, *cells) for label, *cells in report_module._trainer_rows(metrics)]
+        seconds = f"{stage['seconds']:.1f}" if stage["status"] == "ran" else "-"
+        lines.append(f"{name:<12} {stage['status']:<7} {seconds:>8}")
+    rows = [(label, *cells) for label, *cells in report_module.trainer_rows(metrics)]
     agreement = metrics["agreement"]
     for key, label in (("jaxgram_vs_gensim", "overlap@k jaxgram vs gensim"),
                        ("gensim_a_vs_b", "noise floor gensim A vs B"),

@@ -132,7 +132,7 @@ def loss_figure(losses: list[float]) -> bytes:
 # -- the report's content ------------------------------------------------------------------
 
 
-def _trainer_rows(metrics: dict) -> list[tuple[str, ...]]:
+def trainer_rows(metrics: dict) -> list[tuple[str, ...]]:
     trainers = metrics["trainers"]
     rows = [
         ("Wall time, whole train call (s)", *(fmt(trainers[n]["wall_seconds"], 1) for n in MAIN)),
@@ -226,7 +226,7 @@ def build_blocks(metrics: dict) -> list:
                   f"min_count={train['min_count']}, sample={train['sample']}, alpha={train['alpha']}."),
         Paragraph("Baseline: " + metrics["baseline"]["note"]),
         Heading("Summary"),
-        Table(("Metric", "jaxgram", "gensim"), tuple(_trainer_rows(metrics))),
+        Table(("Metric", "jaxgram", "gensim"), tuple(trainer_rows(metrics))),
         Paragraph("Analogy accuracy counts only questions whose four words are all in the vocabulary "
                   "(gensim's rule); 3CosAdd matches gensim's evaluate_word_analogies exactly."),
         Heading("Agreement: axes rotate, geometry survives"),

@@ -6,7 +6,12 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from jaxgram.fileio import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from jaxgram.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    sha256_bytes,
+    sha256_file,
+)
 
 
 @dataclass(frozen=True)

@@ -8,18 +8,19 @@ caller can fall back along the known paths.
 from __future__ import annotations
 
 import email.utils
+import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from jaxgram.errors import ConfigError
-
 from ingest.errors import BookNotFound, DownloadError, HostUnreachable
+from jaxgram.errors import ConfigError
 
 DEFAULT_MIRROR = "https://www.gutenberg.org"
 USER_AGENT = (
@@ -132,9 +133,20 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _connection_reason(exc: BaseException) -> str:
+    """The useful part of a requests connection error ("[Errno 111] Connection refused")."""
+    text = " ".join(str(exc).split())
+    errno = re.search(r"\[Errno -?\d+\] [^'\")\]]+", text)
+    if errno:
+        return errno.group(0).strip()
+    if "timed out" in text.lower():
+        return "connection timed out"
+    return _one_line(exc)
+
+
 def _host(url: str) -> str:
     host = (urlsplit(url).hostname or "").lower()
-    return host[4:] if host.startswith("www.") else host
+    return host.removeprefix("www.")
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -178,12 +190,13 @@ class HttpSource:
         with self._lock:
             return self._fetch_with_retries(self.url_for(path))
 
-    def _polite(self, url: str) -> bool:
+    def needs_pause(self, url: str) -> bool:
+        """True for hosts that asked for a pause between requests (gutenberg.org), False for mirrors."""
         host = _host(url)
         return any(host == name or host.endswith("." + name) for name in self.config.polite_hosts)
 
     def _throttle(self, url: str) -> None:
-        if self._polite(url) and self._last_request is not None:
+        if self.needs_pause(url) and self._last_request is not None:
             wait = self._last_request + self.config.polite_interval - self._clock()
             if wait > 0:
                 self._sleep(wait)
@@ -217,6 +230,7 @@ class HttpSource:
         for _ in range(self.config.max_redirects + 1):
             self._throttle(current)
             try:
+                # identity encoding: Content-Length then counts the bytes we read, so truncation shows.
                 response = self.session.get(
                     current,
                     headers={"User-Agent": self.config.user_agent, "Accept-Encoding": "identity"},
@@ -227,7 +241,7 @@ class HttpSource:
             except requests.ReadTimeout as exc:
                 raise _Retryable(f"read timed out: {_one_line(exc)}") from exc
             except requests.ConnectionError as exc:
-                raise _Retryable(_one_line(exc), connect=True) from exc
+                raise _Retryable(_connection_reason(exc), connect=True) from exc
             except requests.RequestException as exc:
                 raise DownloadError(f"{current}: {_one_line(exc)}", url=current) from exc
             with response:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import re
 import warnings
 
-from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, Tag
+from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, NavigableString, Tag
+from bs4.element import PreformattedString
 
 from ingest.clean import CleanText, clean_text
 
-_BLOCKS = (
+_BLOCKS = frozenset((
     "p", "div", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "li", "tr", "table", "blockquote",
     "section", "article", "dd", "dt", "hr", "ul", "ol", "body",
-)
+))
 _DROP_TAGS = ("head", "style", "script", "noscript", "title")
 _GUTENBERG_BLOCK = re.compile(r"^pg-?(header|footer)$|^pglicense$", re.IGNORECASE)
 _PAGE_NUMBER = re.compile(r"^(pagenum|pageno|page-?num|tei-pb|pb)$", re.IGNORECASE)
@@ -51,6 +52,25 @@ def _unwanted(tag: Tag) -> bool:
     return any(_TOC.match(name) for name in names) or _is_toc_container(tag)
 
 
+def _collect(node: Tag, pieces: list[str]) -> None:
+    """Text of `node` with a paragraph break around every block element (no tree edits: those are O(n))."""
+    for child in node.children:
+        if isinstance(child, NavigableString):
+            if not isinstance(child, PreformattedString):  # comments, doctype, CDATA
+                pieces.append(str(child))
+        elif child.name == "br":
+            pieces.append(" ")
+        elif child.name == "pre":
+            # <pre> keeps its own line structure: each line is its own paragraph.
+            pieces.append(_BREAK + child.get_text().replace("\n", _BREAK) + _BREAK)
+        elif child.name in _BLOCKS:
+            pieces.append(_BREAK)
+            _collect(child, pieces)
+            pieces.append(_BREAK)
+        else:
+            _collect(child, pieces)
+
+
 def html_to_paragraphs(markup: bytes | str) -> str:
     """Book text as paragraphs separated by blank lines (boilerplate markers still present)."""
     with warnings.catch_warnings():
@@ -61,15 +81,9 @@ def html_to_paragraphs(markup: bytes | str) -> str:
     for tag in soup.find_all(_unwanted):
         if not tag.decomposed:
             tag.decompose()
-    # <pre> keeps its own line structure: each line is its own paragraph.
-    for pre in soup.find_all("pre"):
-        pre.replace_with(_BREAK + pre.get_text().replace("\n", _BREAK) + _BREAK)
-    for br in soup.find_all("br"):
-        br.replace_with(" ")
-    for tag in soup.find_all(_BLOCKS):
-        tag.insert_before(_BREAK)
-        tag.insert_after(_BREAK)
-    text = soup.get_text()
+    pieces: list[str] = []
+    _collect(soup, pieces)
+    text = "".join(pieces)
     paragraphs = (" ".join(part.split()) for part in text.split(_BREAK))
     return "\n\n".join(part for part in paragraphs if part) + "\n"
 

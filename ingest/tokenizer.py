@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 _APOSTROPHES = re.compile(r"['’ʼ‘`´]")
 _NON_LETTERS = re.compile(r"[^a-z]+")
@@ -28,7 +28,7 @@ _FOLD = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d",
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’»)\]_]*\s+(?=[\"'“‘«(\[_]*[A-Z])")
 _ABBREVIATIONS = frozenset(
-    "mr mrs messrs dr st mme mlle mm ms prof rev gen col capt lieut sgt vol ch no vs etc cf viz".split()
+    ["mr", "mrs", "messrs", "dr", "st", "mme", "mlle", "mm", "ms", "prof", "rev", "gen", "col", "capt", "lieut", "sgt", "vol", "ch", "no", "vs", "etc", "cf", "viz"]
 )
 _LAST_WORD = re.compile(r"([A-Za-z]+)[.]+$")
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import sys
 from pathlib import Path
 
 from jaxgram.errors import ConfigError, DataError
@@ -62,7 +60,7 @@ def _vectors_option(parser) -> None:
                         help=f"word2vec file, .bin binary, else text (default: {DEFAULT_VECTORS})")
 
 
-def config_from_args(args) -> "TrainConfig":  # noqa: F821
+def config_from_args(args):
     from jaxgram.config import TrainConfig
 
     given = {name: getattr(args, name) for name in (*_TRAIN_OPTIONS, *_TRAIN_FLAGS) if getattr(args, name) is not None}

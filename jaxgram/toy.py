@@ -6,10 +6,10 @@ The corpus is written for this project. Car and plane share most of their contex
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
-import numpy as np
 
 from jaxgram.config import TrainConfig
 from jaxgram.data import count_pairs
@@ -104,6 +104,4 @@ def run_toy(seeds=(1, 2), config: TrainConfig = TOY_CONFIG, progress: bool = Fal
 
 
 def _with_seed(config: TrainConfig, seed: int) -> TrainConfig:
-    import dataclasses
-
     return dataclasses.replace(config, seed=seed)

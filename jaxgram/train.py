@@ -37,7 +37,7 @@ from jaxgram.errors import ConfigError, DataError, TrainingDiverged
 from jaxgram.fileio import atomic_open, atomic_write_json, atomic_write_text
 from jaxgram.init import init_params
 from jaxgram.losses import Params, ns_rows_loss, softmax_rows_loss
-from jaxgram.vocab import CorpusError, EncodedCorpus, Vocabulary, build_vocabulary, encode, read_sentences
+from jaxgram.vocab import EncodedCorpus, Vocabulary, build_vocabulary, encode, read_sentences
 
 CHECKPOINT_DIR = "checkpoint"
 STEPS_PER_CALL = 128
@@ -180,10 +180,7 @@ def prepare_corpus(corpus, config: TrainConfig) -> tuple[Vocabulary, EncodedCorp
         def sentences():
             return iter(corpus)
         where = "the corpus"
-    try:
-        vocab = build_vocabulary(sentences(), config.min_count, config.max_vocab_size)
-    except CorpusError as exc:
-        raise CorpusError(f"{where} is empty: it has no tokens") if "empty" in str(exc) else exc
+    vocab = build_vocabulary(sentences(), config.min_count, config.max_vocab_size, source=where)
     return vocab, encode(sentences(), vocab)
 
 

@@ -89,7 +89,8 @@ def read_sentences(path: str | os.PathLike) -> Iterator[list[str]]:
         raise CorpusError(f"cannot read corpus file {path}: {exc.strerror or exc}") from exc
 
 
-def build_vocabulary(sentences: Iterable[list[str]], min_count: int = 5, max_vocab_size: int | None = None) -> Vocabulary:
+def build_vocabulary(sentences: Iterable[list[str]], min_count: int = 5, max_vocab_size: int | None = None,
+                     source: str = "the corpus") -> Vocabulary:
     """Count words, drop those below min_count, keep the max_vocab_size most frequent.
 
     Ties are broken alphabetically so ids do not depend on corpus order. Unlike gensim,
@@ -99,7 +100,7 @@ def build_vocabulary(sentences: Iterable[list[str]], min_count: int = 5, max_voc
     for tokens in sentences:
         counter.update(tokens)
     if not counter:
-        raise CorpusError("the corpus is empty: it has no tokens")
+        raise CorpusError(f"{source} is empty: it has no tokens")
     kept = sorted(((w, c) for w, c in counter.items() if c >= min_count), key=lambda wc: (-wc[1], wc[0]))
     if max_vocab_size is not None:
         kept = kept[:max_vocab_size]

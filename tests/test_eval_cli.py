@@ -54,6 +54,14 @@ def test_pipeline_missing_corpus_names_the_path(tmp_path):
     _assert_one_line_error(completed, str(missing))
 
 
+def test_pipeline_out_that_is_a_file_names_the_path(tmp_path):
+    blocker = tmp_path / "taken"
+    blocker.write_text("keep me\n")
+    completed = _jaxgram("pipeline", "--corpus", str(blocker), "--out", str(blocker / "run"))
+    _assert_one_line_error(completed, str(blocker / "run"))
+    assert blocker.read_text() == "keep me\n"
+
+
 def test_benchmark_missing_vectors_names_the_path(tmp_path):
     missing = tmp_path / "vectors.bin"
     completed = _jaxgram("benchmark", str(missing))

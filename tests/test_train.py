@@ -4,7 +4,6 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from gensim.models import KeyedVectors
 
@@ -207,8 +206,10 @@ def test_bad_corpus_and_config_are_refused(tmp_path):
 
 @pytest.mark.slow
 def test_dostoevsky_negative_sampling_puts_crime_near_murder(five_book_corpus):
-    # Calibrated on seeds 1-4 (5 epochs, D = 100): crime ranked 30, 13, 41, 25 among murder's neighbours.
-    result = train(five_book_corpus, TrainConfig(epochs=5, seed=1), progress=False)
+    # Calibrated on the ingested corpus, seeds 1-4: with D = 32 and 10 epochs crime ranks 33, 36, 42, 31
+    # among murder's neighbours (20 epochs: 31, 22, 27). At D = 100 and 5 epochs it varies from 23 to 125,
+    # and gensim's own Word2Vec ranks it 52, 56, 159 (seeds 1-3), so that config is too noisy to test.
+    result = train(five_book_corpus, TrainConfig(dim=32, epochs=10, seed=1), progress=False)
     assert 7000 < len(result.vocab) < 10000
     neighbours = [w for w, _ in result.embeddings.most_similar("murder", topn=50)]
     assert "crime" in neighbours

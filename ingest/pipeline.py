@@ -1,0 +1,185 @@
+"""`ingest_books`: download (or reuse cached) raw books, clean, tokenize, write the corpus."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ingest.cache import RawCache
+from ingest.catalogue import DEFAULT_BOOKS, parse_book_id, title_for
+from ingest.clean import CleanText, clean_text
+from ingest.download import DownloadConfig, Source, fetch_book, open_source
+from ingest.errors import HostUnreachable, IngestError
+from ingest.tokenizer import format_line_sentences, line_sentences
+from jaxgram.errors import ConfigError
+from jaxgram.fileio import atomic_open, atomic_write_json, atomic_write_text
+
+FORMATS = ("text", "html")
+_TITLE_LINE = re.compile(r"^\s*Title:\s*(.+?)\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class BookResult:
+    id: int
+    title: str
+    source_url: str
+    raw_path: str
+    sha256: str
+    bytes: int
+    tokens: int
+    sentences: int
+    lines_removed: int
+    clean_path: str
+    from_cache: bool
+
+
+@dataclass(frozen=True)
+class BookError:
+    id: int | str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class IngestReport:
+    corpus_path: Path
+    manifest_path: Path
+    fmt: str
+    source: str
+    books: list[BookResult] = field(default_factory=list)
+    errors: list[BookError] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        return sum(book.tokens for book in self.books)
+
+    @property
+    def sentences(self) -> int:
+        return sum(book.sentences for book in self.books)
+
+    def summary(self) -> str:
+        """Per-book table, totals and the corpus path, for the terminal."""
+        header = ("id", "title", "tokens", "sentences", "removed", "raw bytes", "source")
+        rows = [
+            (str(b.id), b.title[:34], f"{b.tokens:,}", f"{b.sentences:,}", f"{b.lines_removed:,}", f"{b.bytes:,}",
+             "cache" if b.from_cache else "fetched")
+            for b in self.books
+        ]
+        rows += [(str(e.id), "FAILED", "-", "-", "-", "-", "-") for e in self.errors]
+        rows.append(("total", f"{len(self.books)} book(s)", f"{self.tokens:,}", f"{self.sentences:,}", "", "", ""))
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        right = {2, 3, 4, 5}
+
+        def line(row):
+            return "  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in
+                             enumerate(zip(row, widths))).rstrip()
+
+        table = [line(header), line(tuple("-" * w for w in widths)), *map(line, rows)]
+        return "\n".join(table + [f"corpus: {self.corpus_path}", f"manifest: {self.manifest_path}"])
+
+
+def decode_text(body: bytes) -> str:
+    """UTF-8 (with or without BOM); older files in Latin-1 / cp1252 still decode."""
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return body.decode("cp1252", errors="replace")
+
+
+def clean_raw(body: bytes, fmt: str) -> CleanText:
+    if fmt == "html":
+        from ingest.html import clean_html  # bs4 only when the HTML route is used
+
+        return clean_html(body)
+    return clean_text(decode_text(body))
+
+
+def _title(book_id: int, body: bytes) -> str:
+    known = title_for(book_id)
+    if known:
+        return known
+    match = _TITLE_LINE.search(decode_text(body[:20000]))
+    return match.group(1) if match else f"Project Gutenberg #{book_id}"
+
+
+def _ingest_one(book_id: int, fmt: str, source: Source, cache: RawCache, clean_dir: Path) -> BookResult:
+    hit = cache.get(book_id, fmt)
+    if hit is not None:
+        cached, body = hit
+    else:
+        path, url, body = fetch_book(source, book_id, fmt)
+        cached = cache.put(book_id, fmt, Path(path).name, url, body)
+    cleaned = clean_raw(body, fmt)
+    sentences = list(line_sentences(cleaned.text))
+    if not sentences:
+        raise IngestError(f"book {book_id}: no text left after cleaning {cached.path}")
+    clean_path = clean_dir / f"{book_id}.txt"
+    atomic_write_text(clean_path, format_line_sentences(sentences))
+    return BookResult(
+        id=book_id, title=_title(book_id, body), source_url=cached.source_url, raw_path=str(cached.path),
+        sha256=cached.sha256, bytes=cached.bytes, tokens=sum(map(len, sentences)), sentences=len(sentences),
+        lines_removed=cleaned.lines_removed, clean_path=str(clean_path), from_cache=hit is not None,
+    )
+
+
+def ingest_books(
+    books: Sequence[int | str] = DEFAULT_BOOKS,
+    mirror: str | Path | None = None,
+    out: str | Path = "data",
+    fmt: str = "text",
+    progress: bool = True,
+    session=None,
+    config: DownloadConfig | None = None,
+) -> IngestReport:
+    """Ingest `books` into `out`: raw/ (cache), clean/{id}.txt, corpus.txt, manifest.json.
+
+    clean/{id}.txt and corpus.txt (the books in the order given) are LineSentence files.
+    The raw cache is keyed by book id and format, not by mirror: every mirror serves the
+    same files. `lines_removed` counts non-blank lines dropped by cleaning (for the HTML
+    route, lines of the text extracted from the markup).
+
+    A book that fails is reported in `errors` while the others go on; an unreachable
+    host stops the run (every book would fail the same way).
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"format {fmt!r} is not allowed: use 'text' or 'html'")
+    book_ids = list(dict.fromkeys(parse_book_id(book) for book in books))  # all refused before any request
+    if not book_ids:
+        raise ConfigError("books is empty: give at least one Gutenberg book id")
+    out = Path(out)
+    source = open_source(mirror, config or DownloadConfig(), session)
+    cache = RawCache(out / "raw")
+    report = IngestReport(corpus_path=out / "corpus.txt", manifest_path=out / "manifest.json", fmt=fmt,
+                          source=source.description)
+    with tqdm(total=len(book_ids), desc="ingest", unit="book", file=sys.stderr, disable=not progress) as bar:
+        for book_id in book_ids:
+            bar.set_postfix_str(f"book {book_id}")
+            try:
+                report.books.append(_ingest_one(book_id, fmt, source, cache, out / "clean"))
+            except HostUnreachable:
+                raise  # every other book would fail the same way
+            except IngestError as exc:
+                report.errors.append(BookError(book_id, str(exc)))
+            bar.update()
+    if not report.books:
+        raise IngestError("no book could be ingested: " + "; ".join(map(str, report.errors)))
+    with atomic_open(report.corpus_path, "wb") as corpus:
+        for book in report.books:
+            corpus.write(Path(book.clean_path).read_bytes())
+    atomic_write_json(report.manifest_path, {
+        "format": fmt,
+        "source": report.source,
+        "corpus": report.corpus_path.name,
+        "tokens": report.tokens,
+        "sentences": report.sentences,
+        "books": [{k: v for k, v in asdict(book).items() if k != "from_cache"} for book in report.books],
+        "errors": [{"id": error.id, "message": error.message} for error in report.errors],
+    })
+    return report
