@@ -24,10 +24,16 @@ def register(subparsers) -> None:
     train.add_argument("--out", required=True, help="output folder (vectors, E.npy, W.npy, vocab, loss, checkpoints)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--encoded-text", action="store_true", help="also write seed 000's corpus_encoded.txt")
+    from jaxgram.config import TrainConfig  # no JAX import: config is plain Python
+
+    defaults = TrainConfig()
     for name, kind in _TRAIN_OPTIONS.items():
-        train.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+        train.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+                           help=f"default: {getattr(defaults, name)}")
     for name in _TRAIN_FLAGS:
-        train.add_argument("--" + name.replace("_", "-"), dest=name, action=argparse.BooleanOptionalAction, default=None)
+        train.add_argument("--" + name.replace("_", "-"), dest=name, action=argparse.BooleanOptionalAction, default=None,
+                           help=f"default: {getattr(defaults, name)}")
     train.set_defaults(func=_train)
 
     neighbors = subparsers.add_parser("neighbors", help="nearest neighbours of a word")
@@ -71,7 +77,8 @@ def _train(args) -> int:
     from jaxgram.train import train
 
     config = config_from_args(args)
-    result = train(args.corpus, config, out=args.out, resume=args.resume, progress=not args.no_progress)
+    result = train(args.corpus, config, out=args.out, resume=args.resume, progress=not args.no_progress,
+                   encoded_text=args.encoded_text)
     print(f"trained {len(result.vocab)} words x {config.dim} dims, {config.epochs} epochs, "
           f"final loss {result.loss_per_epoch[-1]:.4f}, {result.words_per_second:,.0f} words/s; wrote {args.out}")
     return 0

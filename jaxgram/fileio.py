@@ -20,6 +20,15 @@ from jaxgram.errors import DataError
 _CHUNK = 1 << 20
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None = None) -> Iterator[IO]:
     """Open a temporary sibling of `path` for writing; rename it over `path` only on success."""
@@ -33,6 +42,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None 
         with os.fdopen(fd, mode, encoding=encoding if "b" not in mode else None) as handle:
             yield handle
             handle.flush()
+            # mkstemp makes the file owner-only; give it the mode a plain open() would.
+            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
             os.fsync(handle.fileno())
         os.replace(tmp, target)
         _fsync_dir(target.parent)

@@ -1,6 +1,6 @@
 """The training loop: optax updates of the pure skip-gram losses, many steps per jit call.
 
-Design choices (see the README for measurements):
+Design choices:
 - Objective = SUM of per-pair losses over the batch, not the mean: word2vec's alpha is
   a per-pair step size, and a mean would divide it by the batch size.
 - For SGD (the default) the gradient is taken with respect to the rows a batch gathers
@@ -37,7 +37,8 @@ from jaxgram.errors import ConfigError, DataError, TrainingDiverged
 from jaxgram.fileio import atomic_open, atomic_write_json, atomic_write_text
 from jaxgram.init import init_params
 from jaxgram.losses import Params, ns_rows_loss, softmax_rows_loss
-from jaxgram.vocab import EncodedCorpus, Vocabulary, build_vocabulary, encode, read_sentences
+from jaxgram.vocab import (EncodedCorpus, Vocabulary, build_vocabulary, encode, read_sentences, save_encoded_npy,
+                           save_encoded_text)
 
 CHECKPOINT_DIR = "checkpoint"
 STEPS_PER_CALL = 128
@@ -188,11 +189,13 @@ def prepare_corpus(corpus, config: TrainConfig) -> tuple[Vocabulary, EncodedCorp
 
 
 def train(corpus, config: TrainConfig | None = None, out=None, resume: bool = False, progress: bool = True,
-          on_epoch_end=None) -> TrainResult:
+          on_epoch_end=None, encoded_text: bool = False) -> TrainResult:
     """Train skip-gram on `corpus` (LineSentence path or token lists); write outputs to `out` if given.
 
     `on_epoch_end(epochs_done, epoch_loss)` is called after each epoch's checkpoint is saved
     (like gensim's callbacks); an exception it raises stops training with that checkpoint kept.
+    With `out`, the encoded corpus is written as corpus.npy (int32, -1 between sentences), and
+    with `encoded_text` also as seed 000's corpus_encoded.txt.
     """
     config = (config or TrainConfig()).validate()
     vocab, encoded = prepare_corpus(corpus, config)
@@ -274,6 +277,9 @@ def train(corpus, config: TrainConfig | None = None, out=None, resume: bool = Fa
     )
     if out is not None:
         write_outputs(out, result)
+        save_encoded_npy(Path(out) / "corpus.npy", encoded)
+        if encoded_text:
+            save_encoded_text(Path(out) / "corpus_encoded.txt", encoded)
     return result
 
 

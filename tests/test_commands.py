@@ -14,7 +14,8 @@ def trained(tmp_path_factory):
     corpus = folder / "corpus.txt"
     corpus.write_text("".join(" ".join(s) + "\n" for s in toy_sentences() * 5), encoding="utf-8")
     status = main(["train", "--corpus", str(corpus), "--out", str(folder / "run"), "--dim", "12", "--epochs", "2",
-                   "--min-count", "1", "--window", "2", "--no-shrink-window", "--batch-size", "32", "--no-progress"])
+                   "--min-count", "1", "--window", "2", "--no-shrink-window", "--batch-size", "32", "--no-progress",
+                   "--encoded-text"])
     assert status == 0
     return folder / "run"
 
@@ -23,6 +24,11 @@ def test_train_command_writes_outputs_with_the_given_config(trained):
     config = json.loads((trained / "config.json").read_text())
     assert (config["dim"], config["epochs"], config["shrink_window"], config["objective"]) == (12, 2, False, "ns")
     assert np.load(trained / "E.npy").shape[1] == 12
+    vocab = [line.split("\t")[1] for line in (trained / "vocab.tsv").read_text().splitlines()]
+    first_sentence = [vocab[int(i)] for i in (trained / "corpus_encoded.txt").read_text().splitlines()[0].split()]
+    assert first_sentence == toy_sentences()[0]
+    flat = np.load(trained / "corpus.npy", allow_pickle=False)
+    assert flat.dtype == np.int32 and [vocab[i] for i in flat[:len(first_sentence)]] == first_sentence
 
 
 def test_query_commands(trained, capsys):

@@ -120,3 +120,13 @@ def test_changed_train_setting_redoes_training_onwards_only(first_run, mirror_se
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["train"]["window"] == 2
     assert metrics["trainers"]["gensim"]["config"]["window"] == 2
+
+
+def test_report_command_rerenders_from_the_evaluation(first_run):
+    _, out, _, _ = first_run
+    before = (out / "report.md").read_text()
+    (out / "report.md").unlink()
+    completed = subprocess.run([sys.executable, "-m", "jaxgram", "report", "--run", str(out)], capture_output=True,
+                               text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert (out / "report.md").read_text() == before

@@ -173,7 +173,7 @@ def test_train_writes_every_output(corpus_file, tmp_path):
     result = train(corpus_file, config, out=tmp_path, progress=False)
     names = {p.name for p in tmp_path.iterdir()}
     assert {"E.npy", "W.npy", "vocab.tsv", "vectors.txt", "vectors.bin", "vectors.tsv", "metadata.tsv",
-            "config.json", "loss.json", "checkpoint"} <= names
+            "config.json", "loss.json", "checkpoint", "corpus.npy"} <= names
     E = np.load(tmp_path / "E.npy", allow_pickle=False)
     np.testing.assert_array_equal(E, result.params.E)
     np.testing.assert_array_equal(np.load(tmp_path / "W.npy", allow_pickle=False), result.params.W)
