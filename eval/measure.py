@@ -37,7 +37,7 @@ def peak_rss_mib() -> float:
 
 
 def _train_jaxgram(corpus: Path, config: TrainConfig, out: Path, progress: bool) -> dict:
-    import jaxgram.train as jaxgram_train
+    import jaxgram.training as jaxgram_train
 
     result = jaxgram_train.train(corpus, config, out=out, progress=progress)
     # The random initial vectors, for the report's "before training" PCA.

@@ -16,8 +16,8 @@ _EXPORTS = {
     "softmax_pair_loss": "jaxgram.losses",
     "ns_pair_loss": "jaxgram.losses",
     "TrainConfig": "jaxgram.config",
-    "train": "jaxgram.train",
-    "TrainResult": "jaxgram.train",
+    "train": "jaxgram.training",
+    "TrainResult": "jaxgram.training",
     "Embeddings": "jaxgram.embeddings",
     "UnknownWordError": "jaxgram.embeddings",
     "Vocabulary": "jaxgram.vocab",
@@ -35,7 +35,13 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'jaxgram' has no attribute {name!r}")
+        # Submodules (jaxgram.geometry, jaxgram.data, ...) load on first attribute access too.
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module 'jaxgram' has no attribute {name!r}") from None
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

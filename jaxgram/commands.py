@@ -74,7 +74,7 @@ def config_from_args(args):
 
 
 def _train(args) -> int:
-    from jaxgram.train import train
+    from jaxgram.training import train
 
     config = config_from_args(args)
     result = train(args.corpus, config, out=args.out, resume=args.resume, progress=not args.no_progress,

@@ -84,7 +84,7 @@ class ToyReport:
 
 def run_toy(seeds=(1, 2), config: TrainConfig = TOY_CONFIG, progress: bool = False) -> ToyReport:
     """Train the toy model once per seed and compare the runs."""
-    from jaxgram.train import train
+    from jaxgram.training import train
 
     sentences = toy_sentences()
     runs = [train(sentences, _with_seed(config, seed), progress=progress) for seed in seeds]
