@@ -153,14 +153,19 @@ def resolve_config_path(name_or_path: str | None) -> Path:
     return named
 
 
+def read_toml(path: Path, what: str) -> dict:
+    """The TOML file at `path` as a dict; `what` ("config file", "probes file") names it in errors."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
 def load_config(name_or_path: str | None = None) -> PipelineConfig:
     path = resolve_config_path(name_or_path)
-    try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    values = read_toml(path, "config file")
     config = config_from_dict(values, source=str(path))
     if config.eval.probes and not Path(config.eval.probes).is_absolute():
         # A relative probes path is relative to the config file that names it.

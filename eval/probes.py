@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from jaxgram.errors import ConfigError, DataError
+from eval.config import read_toml
+from jaxgram.errors import ConfigError
 
 _KEYS = {"cosine_pairs", "neighbour_words", "topn", "analogies", "plot_words"}
 
@@ -35,12 +35,7 @@ def _words(path, key, value, size=None) -> tuple[str, ...]:
 
 def load_probes(path) -> Probes:
     path = Path(path)
-    try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DataError(f"cannot read probes file {path}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"probes file {path} is not valid TOML: {exc}") from None
+    values = read_toml(path, "probes file")
     unknown = sorted(set(values) - _KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(_KEYS))}")
