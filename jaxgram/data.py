@@ -67,21 +67,16 @@ def subsample(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray, 
     return ids[keep], sentence_ids[keep]
 
 
-def window_pairs(ids: np.ndarray, sentence_ids: np.ndarray, window: int, shrink: bool,
-                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(centers, contexts) for every token, centre-major with contexts left to right.
-
-    With `shrink`, each centre draws its own effective window uniformly from 1..window,
-    as word2vec and gensim do. Pairs never cross a sentence boundary.
-    """
+def _context_grid(ids: np.ndarray, sentence_ids: np.ndarray, window: int, shrink: bool,
+                  rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+    """(valid [n, 2w] bool, offsets [2w]): valid[i, k] says token i + offsets[k] is a context of centre i."""
     n = len(ids)
     if shrink:
         reach = rng.integers(1, window + 1, size=n, dtype=np.int32)
     else:
         reach = np.full(n, window, dtype=np.int32)
     offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])
-    # valid[i, k]: token i + offsets[k] is a context of centre i. Filled one offset (column)
-    # at a time with 1-D slices, so memory stays at n * 2w booleans.
+    # Filled one offset (column) at a time with 1-D slices, so memory stays at n * 2w booleans.
     valid = np.zeros((n, 2 * window), dtype=bool)
     for column, offset in enumerate(offsets.tolist()):
         distance = abs(offset)
@@ -92,8 +87,38 @@ def window_pairs(ids: np.ndarray, sentence_ids: np.ndarray, window: int, shrink:
             valid[:-distance, column] = same_sentence & (reach[:-distance] >= distance)
         else:
             valid[distance:, column] = same_sentence & (reach[distance:] >= distance)
-    rows, columns = np.nonzero(valid)
-    return ids[rows], ids[rows + offsets[columns]]
+    return valid, offsets
+
+
+def window_pairs(ids: np.ndarray, sentence_ids: np.ndarray, window: int, shrink: bool,
+                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(centers, contexts) for every token, centre-major with contexts left to right.
+
+    With `shrink`, each centre draws its own effective window uniformly from 1..window,
+    as word2vec and gensim do. Pairs never cross a sentence boundary.
+    """
+    valid, offsets = _context_grid(ids, sentence_ids, window, shrink, rng)
+    # Flat indices (one int64 array) rather than np.nonzero's rows and columns (two).
+    flat = np.flatnonzero(valid)
+    del valid
+    rows = (flat // len(offsets)).astype(np.int32)
+    positions = rows + offsets.astype(np.int32)[flat % len(offsets)]
+    del flat
+    return ids[rows], ids[positions]
+
+
+def window_groups(ids: np.ndarray, sentence_ids: np.ndarray, window: int, shrink: bool,
+                  rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(centers [n], contexts [n, 2w]): the same pairs as window_pairs, one row per centre.
+
+    Empty context slots hold -1; centres without any context are left out. The full-softmax
+    trainer uses this layout so each centre's logits are computed once for all its contexts.
+    """
+    valid, offsets = _context_grid(ids, sentence_ids, window, shrink, rng)
+    positions = np.arange(len(ids))[:, None] + offsets[None, :]
+    contexts = np.where(valid, ids[np.clip(positions, 0, max(len(ids) - 1, 0))], -1).astype(np.int32)
+    keep = valid.any(axis=1)
+    return ids[keep], contexts[keep]
 
 
 def epoch_pairs(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray, window: int, shrink: bool,
@@ -101,5 +126,14 @@ def epoch_pairs(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray
     """One epoch's training pairs: subsample, window, shuffle (so a batch mixes many sentences)."""
     kept_ids, kept_sentences = subsample(ids, sentence_ids, keep_prob, rng)
     centers, contexts = window_pairs(kept_ids, kept_sentences, window, shrink, rng)
+    order = rng.permutation(len(centers)).astype(np.int32)
+    return centers[order], contexts[order]
+
+
+def epoch_groups(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray, window: int, shrink: bool,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch of centre groups (see window_groups): subsample, window, shuffle the centres."""
+    kept_ids, kept_sentences = subsample(ids, sentence_ids, keep_prob, rng)
+    centers, contexts = window_groups(kept_ids, kept_sentences, window, shrink, rng)
     order = rng.permutation(len(centers))
     return centers[order], contexts[order]

@@ -35,9 +35,36 @@ def softmax_rows_loss(center_vec: jax.Array, output_table: jax.Array, context: j
     return -jax.nn.log_softmax(output_table @ center_vec)[context]
 
 
+def softmax_group_loss(center_vec: jax.Array, output_table: jax.Array, contexts: jax.Array) -> jax.Array:
+    """Σ_t -log softmax(W @ h)[t] over one centre's context ids (-1 = empty slot, counts zero).
+
+    Every context of a centre shares its softmax, so the V logits and their logsumexp are
+    computed once per centre instead of once per pair: the sum of softmax_rows_loss over
+    the contexts, at 1/len(contexts) of the cost.
+    """
+    logits = output_table @ center_vec
+    present = contexts >= 0
+    picked = logits[jnp.where(present, contexts, 0)]
+    return jnp.sum(jnp.where(present, jax.nn.logsumexp(logits) - picked, 0.0))
+
+
 def ns_rows_loss(center_vec: jax.Array, context_vec: jax.Array, negative_vecs: jax.Array) -> jax.Array:
     """-log σ(w_t · h) - Σ_k log σ(-w_nk · h) for one centre vector h."""
     return jax.nn.softplus(-(context_vec @ center_vec)) + jnp.sum(jax.nn.softplus(negative_vecs @ center_vec))
+
+
+def ns_group_loss(context_vecs: jax.Array, present: jax.Array, target_vec: jax.Array,
+                  negative_vecs: jax.Array) -> jax.Array:
+    """Negative sampling for all contexts of one centre, with K negatives shared by them.
+
+    Σ_c present_c · ns_rows_loss(e_c, w_target, W_neg): as in word2vec's skip-gram, each
+    context's input vector e_c predicts the centre's output vector w_target against the
+    noise rows. Sharing the negatives within the window (Ji et al. 2016) keeps each term's
+    expectation and turns the scores into one [C, K] product.
+    """
+    positive = jax.nn.softplus(-(context_vecs @ target_vec))
+    negative = jnp.sum(jax.nn.softplus(context_vecs @ negative_vecs.T), axis=1)
+    return jnp.sum(jnp.where(present, positive + negative, 0.0))
 
 
 def softmax_pair_loss(params: Params, center, context) -> jax.Array:

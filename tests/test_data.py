@@ -3,8 +3,8 @@ import collections
 import numpy as np
 import pytest
 
-from jaxgram.data import (count_pairs, epoch_pairs, keep_probabilities, noise_distribution, noise_table,
-                          sentence_pairs, subsample, window_pairs)
+from jaxgram.data import (count_pairs, epoch_groups, epoch_pairs, keep_probabilities, noise_distribution, noise_table,
+                          sentence_pairs, subsample, window_groups, window_pairs)
 
 
 def test_seed_sentence_gives_exactly_its_ten_pairs():
@@ -93,3 +93,24 @@ def test_noise_table_follows_the_noise_distribution():
     shares = np.bincount(table, minlength=len(counts)) / len(table)
     np.testing.assert_allclose(shares, noise, atol=2 / len(table))
     assert len(noise_table(np.full(100, 0.01))) == 1 << 20
+
+
+@pytest.mark.parametrize("shrink", [False, True])
+def test_window_groups_hold_exactly_the_window_pairs(shrink):
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 50, 300).astype(np.int32)
+    sentence_ids = np.sort(rng.integers(0, 40, 300)).astype(np.int32)  # sentences of 0 to ~20 words
+    centers, contexts = window_pairs(ids, sentence_ids, 3, shrink, np.random.default_rng(9))
+    group_centers, group_contexts = window_groups(ids, sentence_ids, 3, shrink, np.random.default_rng(9))
+    assert group_contexts.shape == (len(group_centers), 6) and group_contexts.dtype == np.int32
+    assert (group_contexts >= 0).any(axis=1).all()  # centres without a context are left out
+    flattened = [(c, t) for c, row in zip(group_centers.tolist(), group_contexts.tolist()) for t in row if t >= 0]
+    assert flattened == list(zip(centers.tolist(), contexts.tolist()))
+
+
+def test_epoch_groups_shuffle_whole_centres():
+    ids, sentence_ids = _two_sentences()
+    centers, contexts = epoch_groups(ids, sentence_ids, np.ones(7), 2, False, np.random.default_rng(5))
+    pairs = sorted((c, t) for c, row in zip(centers.tolist(), contexts.tolist()) for t in row if t >= 0)
+    assert pairs == sorted(sentence_pairs([0, 1, 2, 3], 2) + sentence_pairs([4, 5, 6], 2))
+    assert sorted(centers.tolist()) == list(range(7))

@@ -106,3 +106,28 @@ def test_losses_stay_finite_for_huge_scores():
     assert np.isfinite(negative_sampling_loss(big, jnp.array([0]), jnp.array([1]), jnp.array([[2]])))
     grads = jax.grad(negative_sampling_loss)(big, jnp.array([0]), jnp.array([1]), jnp.array([[2]]))
     assert all(np.isfinite(g).all() for g in grads)
+
+
+def test_grouped_softmax_equals_sum_of_per_pair_losses(params):
+    # One row per centre with up to C context slots (-1 = empty): the shared-softmax objective
+    # the trainer uses must equal, in value and gradient, the sum of the per-pair losses.
+    from jaxgram.losses import softmax_group_loss
+
+    rng = np.random.default_rng(1)
+    centers = rng.integers(0, V, 5)
+    contexts = rng.integers(0, V, (5, 4))
+    contexts[rng.random((5, 4)) < 0.4] = -1
+    contexts[0] = -1  # a centre with no context contributes nothing
+    pairs = [(c, t) for c, row in zip(centers, contexts) for t in row if t >= 0]
+
+    def grouped(p):
+        rows = jax.vmap(softmax_group_loss, in_axes=(0, None, 0))(p.E[centers], p.W, jnp.asarray(contexts, jnp.int32))
+        return jnp.sum(rows)
+
+    def per_pair(p):
+        return len(pairs) * full_softmax_loss(p, jnp.asarray([c for c, _ in pairs], jnp.int32),
+                                              jnp.asarray([t for _, t in pairs], jnp.int32))
+
+    np.testing.assert_allclose(grouped(params), per_pair(params), rtol=1e-5)
+    for ours, reference in zip(jax.grad(grouped)(params), jax.grad(per_pair)(params)):
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,94 @@
+"""Smoke test of `python -m bench` on a tiny synthetic corpus: the command runs end to end
+and its JSON holds every promised field in a valid range. Not a timed test."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Words of the Google analogy and WordSim-353 files, so that both benchmarks have questions.
+CAPITALS = [("athens", "greece"), ("berlin", "germany"), ("paris", "france"), ("rome", "italy"),
+            ("madrid", "spain"), ("tokyo", "japan"), ("london", "england"), ("moscow", "russia")]
+FILLER = ["the", "of", "and", "a", "in", "is", "city", "country", "king", "queen", "man", "woman", "money", "bank"]
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    lines = []
+    for _ in range(1500):
+        city, country = CAPITALS[rng.integers(len(CAPITALS))]
+        words = [city, "is", "in", country] + list(rng.choice(FILLER, 4))
+        rng.shuffle(words)
+        lines.append(" ".join(words))
+    path = tmp_path_factory.mktemp("bench") / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _bench(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=cwd, capture_output=True, text=True)
+
+
+def _check_spread(stats, low, high):
+    values = [v for v in stats["values"] if v is not None]
+    assert values, stats
+    assert low <= stats["min"] <= stats["mean"] <= stats["max"] <= high
+    assert stats["min"] == min(values) and stats["max"] == max(values)
+
+
+def test_bench_writes_both_trainers_speed_memory_and_quality(tiny_corpus, tmp_path):
+    out = tmp_path / "results.json"
+    completed = _bench("--corpus", tiny_corpus, "--seeds", 2, "--out", out, "--work", tmp_path / "work")
+    assert completed.returncode == 0, completed.stderr
+    results = json.loads(out.read_text())
+    assert results["seeds"] == 2 and results["config"]["objective"] == "ns"
+    assert results["corpus_words"] == 1500 * 8
+    for trainer in ("jaxgram", "gensim"):
+        stats = results["trainers"][trainer]
+        assert [run["seed"] for run in stats["runs"]] == [1, 2]
+        _check_spread(stats["wall_seconds"], 0.0, 600.0)
+        assert 0 < stats["train_loop_seconds"]["median"] <= stats["wall_seconds"]["max"]
+        for run in stats["runs"]:
+            np.testing.assert_allclose(run["words_per_second"], 1500 * 8 * 5 / run["wall_seconds"], rtol=1e-6)
+        _check_spread(stats["peak_rss_mib"], 20.0, 64 * 1024.0)
+        _check_spread(stats["analogy_accuracy"], 0.0, 1.0)
+        _check_spread(stats["wordsim353_spearman"], -1.0, 1.0)
+        assert all(run["analogy_evaluated"] > 0 and run["wordsim353_pairs"] >= 2 for run in stats["runs"])
+    jax_speed = results["trainers"]["jaxgram"]["words_per_second"]["median"]
+    gensim_speed = results["trainers"]["gensim"]["words_per_second"]["median"]
+    assert results["words_per_second_ratio"] == pytest.approx(jax_speed / gensim_speed)
+    assert results["peak_rss_ratio"] > 0
+    assert set(results["quality_within_gensim_range"]) == {"analogy_accuracy", "wordsim353_spearman"}
+    machine = results["machine"]
+    assert machine["jax"] == jax.__version__ and machine["cores"] >= 1 and machine["cpu"]
+    assert machine["gensim_workers"] == machine["cores"] and machine["jaxgram_replicas"] >= 1
+    assert 0.1 < machine["matmul_gflops_fp32"] < 1e6
+    assert results["softmax_matmul"] is None
+    assert "| words/s (median) |" in completed.stdout and machine["cpu"] in completed.stdout
+
+
+def test_bench_softmax_reports_its_share_of_the_matmul_ceiling(tiny_corpus, tmp_path):
+    out = tmp_path / "results.json"
+    completed = _bench("--corpus", tiny_corpus, "--seeds", 1, "--config", "softmax", "--out", out)
+    assert completed.returncode == 0, completed.stderr
+    softmax = json.loads(out.read_text())["softmax_matmul"]
+    assert softmax["useful_gflop"] > 0
+    # Useful FLOPs over the training loop can't beat the machine by much (timing noise aside).
+    assert 0 < softmax["fraction_of_matmul"] < 2
+    assert "full-softmax achieved GFLOP/s" in completed.stdout
+
+
+def test_bench_refuses_a_missing_corpus_in_one_line(tmp_path):
+    out = tmp_path / "results.json"
+    completed = _bench("--corpus", tmp_path / "missing.txt", "--out", out)
+    assert completed.returncode == 2
+    assert completed.stderr.strip().count("\n") == 0 and "missing.txt" in completed.stderr
+    assert "Traceback" not in completed.stderr and not out.exists()
+    bad_seeds = _bench("--corpus", tmp_path / "missing.txt", "--seeds", 0, "--out", out)
+    assert bad_seeds.returncode == 2 and "seeds=0" in bad_seeds.stderr
