@@ -46,6 +46,9 @@ class RawCache:
             return None
         try:
             path = self.folder / entry["file"]
+            # A hand-edited index must not make the cache read files outside its folder.
+            if not path.resolve().is_relative_to(self.folder.resolve()):
+                return None
             if not path.is_file() or sha256_file(path) != entry["sha256"]:
                 return None
             body = path.read_bytes()

@@ -3,12 +3,13 @@
 `clean_text` works on text, so the HTML route (see `ingest.html`) reuses it after
 turning markup into paragraphs. Steps, in order:
 
-1. byte-order mark and CRLF / CR line ends;
-2. header: everything up to a START marker (`*** START OF THIS PROJECT GUTENBERG EBOOK X ***`,
+1. byte-order marks and CRLF / CR line ends;
+2. bracketed editorial notes: `[Illustration...]`, `[Transcriber's Note...]`;
+3. header: everything up to the START marker (`*** START OF THIS PROJECT GUTENBERG EBOOK X ***`,
    `***START OF THE PROJECT GUTENBERG EBOOK X***`, EBook/EText variants, `*END*THE SMALL PRINT`);
-3. footer and licence: everything from the first END marker (`*** END OF ...`,
+4. footer and licence: everything from the first END marker (`*** END OF ...`,
    `End of the Project Gutenberg EBook of ...`, `End of Project Gutenberg's ...`);
-4. editorial notes: `[Illustration...]`, transcriber's notes, `Produced by` credits;
+   then blocks of transcriber's notes and `Produced by` credits;
 5. front matter: title page, contents, epigraphs: every block before the first prose
    paragraph (books without a START marker keep their title page, so this matters);
 6. headings (blocks of capitals or `Chapter IV.`-style lines, `THE END`) and a trailing
@@ -17,6 +18,7 @@ turning markup into paragraphs. Steps, in order:
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass
 
@@ -34,7 +36,10 @@ _END = re.compile(
 )
 _BLOCK_SPLIT = re.compile(r"\n[ \t]*\n")
 _BRACKET_NOTE = re.compile(
-    r"\[\s*(?:Illustration|Transcriber[’']?s?\s+Note|Frontispiece|Decoration)\b[^\]]*\]", re.IGNORECASE
+    # A note may wrap over lines but never spans a blank line, so an unclosed `[Illustration`
+    # cannot swallow paragraphs (or a START marker) up to some later `]`.
+    r"\[\s*(?:Illustration|Transcriber[’']?s?\s+Note|Frontispiece|Decoration)\b(?:[^\]\n]|\n(?![ \t]*\n))*\]",
+    re.IGNORECASE,
 )
 _NOTE_BLOCK = re.compile(
     r"^\s*(?:Produced by\b|Transcriber[’']?s?\s+Notes?\b|E-?text prepared by\b|This e-?(?:book|text) was\b)",
@@ -60,14 +65,39 @@ class CleanText:
     had_end_marker: bool
 
 
+def _bytes_as_cp1252(error: UnicodeDecodeError) -> tuple[str, int]:
+    return error.object[error.start : error.end].decode("cp1252", errors="replace"), error.end
+
+
+codecs.register_error("ingest-cp1252", _bytes_as_cp1252)
+
+
+def decode_text(body: bytes) -> str:
+    """UTF-8 (with or without BOM); bytes that are not UTF-8 are read as cp1252 one by one.
+
+    So older Latin-1 / cp1252 files decode, and so do files that mix both encodings,
+    without turning their UTF-8 parts into mojibake.
+    """
+    return body.decode("utf-8-sig", errors="ingest-cp1252")
+
+
 def normalize_newlines(text: str) -> str:
-    return text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    # U+FEFF is a byte-order mark at the start and an invisible no-break space anywhere else.
+    return text.replace("\ufeff", "").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def strip_boilerplate(text: str) -> tuple[str, bool, bool]:
-    """Drop the header up to the START marker and everything from the END marker on."""
+    """Drop the header up to the START marker and everything from the END marker on.
+
+    With several START markers before the END (old files close their licence header with
+    `*END*THE SMALL PRINT`), the last one counts, so no marker line survives cleaning.
+    """
     start = _START.search(text)
     if start:
+        end = _END.search(text, start.end())
+        limit = end.start() if end else len(text)
+        while later := _START.search(text, start.end(), limit):
+            start = later
         text = text[start.end() :]
     end = _END.search(text)
     if end:
@@ -110,10 +140,23 @@ def _drop_trailing_footnotes(blocks: list[str]) -> list[str]:
     return blocks
 
 
+def remove_notes(text: str) -> str:
+    """Remove `[Illustration...]`-style notes, repeatedly: removing one can close another around it."""
+    while True:
+        shorter = _BRACKET_NOTE.sub("", text)
+        if shorter == text:
+            return text
+        text = shorter
+
+
+def _tidy(block: str) -> str:
+    # Trailing blanks would let the joined output split into blocks differently next time.
+    return "\n".join(line.rstrip() for line in block.split("\n")).strip("\n")
+
+
 def clean_body(text: str) -> list[str]:
-    """Paragraph blocks of the book proper: notes, front matter, headings and footnotes removed."""
-    text = _BRACKET_NOTE.sub("", text)
-    blocks = [block.strip("\n") for block in _BLOCK_SPLIT.split(text)]
+    """Paragraph blocks of the book proper: front matter, headings and footnotes removed."""
+    blocks = [_tidy(block) for block in _BLOCK_SPLIT.split(text)]
     blocks = [block for block in blocks if block.strip() and not _NOTE_BLOCK.match(block)]
     first_prose = next((index for index, block in enumerate(blocks) if is_prose(block)), 0)
     blocks = _drop_trailing_footnotes(blocks[first_prose:])
@@ -127,7 +170,8 @@ def _count_lines(text: str) -> int:
 def clean_text(raw: str) -> CleanText:
     """Clean one book's plain text; `lines_removed` counts non-blank input lines dropped."""
     text = normalize_newlines(raw)
-    body, had_start, had_end = strip_boilerplate(text)
+    # Notes go first: removing one could otherwise bring a marker to the start of a line.
+    body, had_start, had_end = strip_boilerplate(remove_notes(text))
     cleaned = "\n\n".join(clean_body(body))
     removed = max(0, _count_lines(text) - _count_lines(cleaned))
     return CleanText(text=cleaned + "\n" if cleaned else "", lines_removed=removed,

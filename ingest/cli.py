@@ -32,6 +32,9 @@ def run(args) -> int:
     report = ingest_books(args.books, mirror=args.mirror, out=args.out, fmt=args.fmt, progress=True,
                           config=DownloadConfig(retries=args.retries))
     print(report.summary())
+    for book in report.books:
+        for warning in book.warnings:
+            print(f"jaxgram ingest: warning: {warning}", file=sys.stderr)
     for error in report.errors:
         print(f"jaxgram ingest: error: {error}", file=sys.stderr)
     return 1 if report.errors else 0

@@ -149,6 +149,27 @@ def _host(url: str) -> str:
     return host.removeprefix("www.")
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _same_server(url: str, target: str) -> bool:
+    """True if `target` is served by the server of `url`: same host (www. aside) and port.
+
+    The one change allowed is http -> https on the default ports (gutenberg.org does it);
+    another port on the same host is another server, and https -> http is a downgrade.
+    """
+    here, there = urlsplit(url), urlsplit(target)
+    if _host(url) != _host(target) or there.scheme not in _DEFAULT_PORTS:
+        return False
+    try:
+        ports = (here.port or _DEFAULT_PORTS.get(here.scheme), there.port or _DEFAULT_PORTS[there.scheme])
+    except ValueError:  # a port that is not a number
+        return False
+    if here.scheme == there.scheme:
+        return ports[0] == ports[1]
+    return (here.scheme, there.scheme) == ("http", "https") and ports == (80, 443)
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), or None."""
     if not value:
@@ -247,7 +268,7 @@ class HttpSource:
             with response:
                 if response.is_redirect:
                     target = urljoin(current, response.headers.get("Location", ""))
-                    if _host(target) != _host(url):
+                    if not _same_server(url, target):
                         raise DownloadError(
                             f"{current} redirects to another host ({target}); refused", url=current,
                             status=response.status_code,

@@ -12,9 +12,10 @@ import re
 import warnings
 
 from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, NavigableString, Tag
+from bs4.dammit import EncodingDetector
 from bs4.element import PreformattedString
 
-from ingest.clean import CleanText, clean_text
+from ingest.clean import CleanText, clean_text, decode_text
 
 _BLOCKS = frozenset((
     "p", "div", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "li", "tr", "table", "blockquote",
@@ -71,8 +72,22 @@ def _collect(node: Tag, pieces: list[str]) -> None:
             _collect(child, pieces)
 
 
+def _decode(markup: bytes) -> bytes | str:
+    """UTF-8 as such; a page declaring its charset is left to BeautifulSoup; anything else is
+    read like a text file (UTF-8, other bytes as cp1252), since guessing picks e.g. cp1250."""
+    try:
+        return markup.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    if EncodingDetector.find_declared_encoding(markup, is_html=True):
+        return markup
+    return decode_text(markup)
+
+
 def html_to_paragraphs(markup: bytes | str) -> str:
     """Book text as paragraphs separated by blank lines (boilerplate markers still present)."""
+    if isinstance(markup, bytes):
+        markup = _decode(markup)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
         soup = BeautifulSoup(markup, "html.parser")

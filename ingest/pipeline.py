@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ingest.cache import RawCache
 from ingest.catalogue import DEFAULT_BOOKS, parse_book_id, title_for
-from ingest.clean import CleanText, clean_text
+from ingest.clean import CleanText, clean_text, decode_text
 from ingest.download import DownloadConfig, Source, fetch_book, open_source
 from ingest.errors import HostUnreachable, IngestError
 from ingest.tokenizer import format_line_sentences, line_sentences
@@ -36,6 +36,7 @@ class BookResult:
     lines_removed: int
     clean_path: str
     from_cache: bool
+    warnings: tuple[str, ...] = ()  # problems that did not stop the book, e.g. a file that is not UTF-8
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,13 @@ class IngestReport:
         return "\n".join(table + [f"corpus: {self.corpus_path}", f"manifest: {self.manifest_path}"])
 
 
-def decode_text(body: bytes) -> str:
-    """UTF-8 (with or without BOM); older files in Latin-1 / cp1252 still decode."""
+def encoding_warning(book_id: int, path: Path, body: bytes) -> str | None:
     try:
-        return body.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return body.decode("cp1252", errors="replace")
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return (f"book {book_id}: {path} is not valid UTF-8 (first at byte {exc.start}); "
+                "bytes that are not UTF-8 were read as cp1252")
+    return None
 
 
 def clean_raw(body: bytes, fmt: str) -> CleanText:
@@ -116,16 +118,21 @@ def _ingest_one(book_id: int, fmt: str, source: Source, cache: RawCache, clean_d
     else:
         path, url, body = fetch_book(source, book_id, fmt)
         cached = cache.put(book_id, fmt, Path(path).name, url, body)
+    if not body.strip():
+        raise IngestError(f"book {book_id}: {cached.source_url} is empty")
     cleaned = clean_raw(body, fmt)
     sentences = list(line_sentences(cleaned.text))
     if not sentences:
-        raise IngestError(f"book {book_id}: no text left after cleaning {cached.path}")
+        raise IngestError(f"book {book_id}: no book text in {cached.path}: cleaning removed everything "
+                          "(only Project Gutenberg header, licence or front matter?)")
+    warning = encoding_warning(book_id, cached.path, body) if fmt == "text" else None
     clean_path = clean_dir / f"{book_id}.txt"
     atomic_write_text(clean_path, format_line_sentences(sentences))
     return BookResult(
         id=book_id, title=_title(book_id, body), source_url=cached.source_url, raw_path=str(cached.path),
         sha256=cached.sha256, bytes=cached.bytes, tokens=sum(map(len, sentences)), sentences=len(sentences),
         lines_removed=cleaned.lines_removed, clean_path=str(clean_path), from_cache=hit is not None,
+        warnings=(warning,) if warning else (),
     )
 
 

@@ -21,7 +21,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     content_length: int | None = None  # declared length; None means len(body)
     send_length: bool = True  # False: no Content-Length, the body ends when the connection closes
-    stall: float = 0.0  # seconds to wait after the headers, before the body
+    stall: float = 0.0  # seconds to wait after the headers (or after `stall_after` body bytes)
+    stall_after: int = 0  # body bytes sent before the stall, so a client can be caught mid-body
+    endless: bool = False  # repeat `body` until the client hangs up (a server that never stops)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -43,11 +45,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.flush()
-        if reply.stall:
-            time.sleep(reply.stall)
         try:
-            self.wfile.write(reply.body)
+            self.wfile.write(reply.body[: reply.stall_after])
             self.wfile.flush()
+            if reply.stall:
+                time.sleep(reply.stall)
+            self.wfile.write(reply.body[reply.stall_after :])
+            self.wfile.flush()
+            while reply.endless:
+                self.wfile.write(reply.body)
+                self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass
         self.close_connection = True
