@@ -2,7 +2,8 @@
 
 Layout in `folder`: `epoch-N.npz` holds the arrays; `checkpoint.json` names it with its
 sha256 and is written last, so it is the commit point: a process killed at any moment
-leaves either the previous checkpoint or the new one, never a mix.
+leaves either the previous checkpoint or the new one, never a mix. The manifest also
+carries the sha256 of its own fields (`manifest_sha256`), so an edited value is refused too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from jaxgram.errors import DataError
 from jaxgram.fileio import atomic_write_bytes, atomic_write_json, sha256_bytes
 
 MANIFEST = "checkpoint.json"
+_SELF_SHA256 = "manifest_sha256"
 
 
 @dataclass
@@ -34,9 +36,14 @@ def save(folder: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict[st
     np.savez(buffer, **{name: np.asarray(a) for name, a in arrays.items()})
     payload = buffer.getvalue()
     name = f"epoch-{meta['epochs_done']}.npz"
-    previous = _read_manifest(folder) if (folder / MANIFEST).exists() else None
+    try:
+        previous = _read_manifest(folder) if (folder / MANIFEST).exists() else None
+    except DataError:  # a damaged old manifest is replaced, not trusted to name a file to delete
+        previous = None
     atomic_write_bytes(folder / name, payload)
-    atomic_write_json(folder / MANIFEST, {**meta, "arrays_file": name, "arrays_sha256": sha256_bytes(payload)})
+    manifest = {**meta, "arrays_file": name, "arrays_sha256": sha256_bytes(payload)}
+    manifest.pop(_SELF_SHA256, None)
+    atomic_write_json(folder / MANIFEST, {**manifest, _SELF_SHA256: _fields_sha256(manifest)})
     if previous and previous.get("arrays_file") not in (None, name):
         (folder / previous["arrays_file"]).unlink(missing_ok=True)
 
@@ -71,6 +78,14 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
         raise DataError(f"checkpoint {path} cannot be read: {exc.strerror or exc}") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"checkpoint {path} is not valid JSON: {exc}") from exc
-    if not isinstance(meta, dict) or "arrays_file" not in meta or "arrays_sha256" not in meta:
-        raise DataError(f"checkpoint {path} is missing arrays_file/arrays_sha256")
+    if not isinstance(meta, dict) or any(key not in meta for key in ("arrays_file", "arrays_sha256", _SELF_SHA256)):
+        raise DataError(f"checkpoint {path} is missing arrays_file/arrays_sha256/{_SELF_SHA256}")
+    recorded = meta.pop(_SELF_SHA256)
+    if _fields_sha256(meta) != recorded:
+        raise DataError(f"checkpoint {path} does not match its {_SELF_SHA256}: it was edited or damaged")
     return meta
+
+
+def _fields_sha256(fields: dict[str, Any]) -> str:
+    # Canonical JSON: the same fields give the same text however the file was indented.
+    return sha256_bytes(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8"))

@@ -13,9 +13,18 @@ DEFAULT_VECTORS = Path("runs/latest/vectors.bin")
 _TRAIN_OPTIONS = {
     "objective": str, "dim": int, "window": int, "negative": int, "ns_exponent": float, "epochs": int,
     "min_count": int, "max_vocab_size": int, "sample": float, "alpha": float, "min_alpha": float,
-    "optimizer": str, "init": str, "batch_size": int, "seed": int,
+    "optimizer": str, "init": str, "batch_size": int, "seed": int, "chunk_tokens": int,
 }
-_TRAIN_FLAGS = ("shrink_window", "tied")
+_TRAIN_FLAGS = ("shrink_window", "tied", "shard_tables")
+
+
+def _device_count(text: str):
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: give a number of devices or 'all'") from None
 
 
 def register(subparsers) -> None:
@@ -34,6 +43,15 @@ def register(subparsers) -> None:
     for name in _TRAIN_FLAGS:
         train.add_argument("--" + name.replace("_", "-"), dest=name, action=argparse.BooleanOptionalAction, default=None,
                            help=f"default: {getattr(defaults, name)}")
+    train.add_argument("--devices", type=_device_count, default=None, metavar="N|all",
+                       help="synchronous data parallelism over N devices (batch-size is per device); "
+                            "default: one process's CPU cores as Hogwild replicas, or one GPU")
+    cluster = train.add_argument_group("multi-process (one process per host; see README)")
+    cluster.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0's coordination service")
+    cluster.add_argument("--num-processes", type=int, metavar="N", help="processes in the run")
+    cluster.add_argument("--process-id", type=int, metavar="I", help="this process's rank, 0..N-1 (0 writes --out)")
+    cluster.add_argument("--distributed", choices=("auto",),
+                         help="auto: let JAX detect the cluster (Slurm, Open MPI, TPU) instead of the three flags above")
     train.set_defaults(func=_train)
 
     neighbors = subparsers.add_parser("neighbors", help="nearest neighbours of a word")
@@ -69,18 +87,29 @@ def _vectors_option(parser) -> None:
 def config_from_args(args):
     from jaxgram.config import TrainConfig
 
-    given = {name: getattr(args, name) for name in (*_TRAIN_OPTIONS, *_TRAIN_FLAGS) if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in (*_TRAIN_OPTIONS, *_TRAIN_FLAGS, "devices")
+             if getattr(args, name) is not None}
     return TrainConfig.from_dict(given)
 
 
+def cluster_from_args(args):
+    from jaxgram.distributed import Cluster
+
+    return Cluster(args.coordinator, args.num_processes, args.process_id, auto=args.distributed == "auto").validate()
+
+
 def _train(args) -> int:
-    from jaxgram.training import train
+    from jaxgram import distributed
 
     config = config_from_args(args)
+    distributed.initialize(cluster_from_args(args))  # before any JAX computation
+    from jaxgram.training import train
+
     result = train(args.corpus, config, out=args.out, resume=args.resume, progress=not args.no_progress,
                    encoded_text=args.encoded_text)
+    wrote = f"wrote {args.out}" if distributed.is_primary() else "process 0 writes the outputs"
     print(f"trained {len(result.vocab)} words x {config.dim} dims, {config.epochs} epochs, "
-          f"final loss {result.loss_per_epoch[-1]:.4f}, {result.words_per_second:,.0f} words/s; wrote {args.out}")
+          f"final loss {result.loss_per_epoch[-1]:.4f}, {result.words_per_second:,.0f} words/s; {wrote}")
     return 0
 
 

@@ -11,6 +11,7 @@ from jaxgram.errors import ConfigError
 OBJECTIVES = ("ns", "softmax")
 OPTIMIZERS = ("sgd", "adam", "adagrad")
 INITS = ("word2vec", "glorot")
+ALL_DEVICES = "all"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,16 @@ class TrainConfig:
     # gets word2vec's per-pair learning rate whatever the batch size.
     batch_size: int = 1024
     seed: int = 1
+    # None: the single-process default (on several CPU devices, sparse SGD runs Hogwild-style
+    # replicas). N or "all": synchronous data parallelism over a mesh of that many devices
+    # (all processes' devices when jax.distributed is initialised); batch_size is then per device.
+    devices: int | str | None = None
+    # Row-shard E and W (and any per-entry optimiser state) across the mesh instead of
+    # replicating them, so a table larger than one device's memory fits. Needs `devices`.
+    shard_tables: bool = False
+    # Encoded tokens per chunk the host turns into training groups at a time (bounds host
+    # memory); centres are shuffled within a chunk, so it is part of what a seed reproduces.
+    chunk_tokens: int = 4_000_000
 
     def validate(self) -> "TrainConfig":
         """Raise ConfigError naming the first bad field; return self so calls can chain."""
@@ -56,6 +67,15 @@ class TrainConfig:
             _at_least("negative", self.negative, 0)
         if self.max_vocab_size is not None:
             _at_least("max_vocab_size", self.max_vocab_size, 2)
+        if isinstance(self.devices, str):
+            if self.devices != ALL_DEVICES:
+                raise ConfigError(f"devices={self.devices!r} is not allowed: it must be an int >= 1 or {ALL_DEVICES!r}")
+        elif self.devices is not None:
+            _at_least("devices", self.devices, 1)
+        if self.shard_tables and self.devices is None:
+            raise ConfigError("shard_tables=True is not allowed without devices: sharded tables need the "
+                              "synchronous mesh path (set devices to N or 'all')")
+        _at_least("chunk_tokens", self.chunk_tokens, 2)
         if not self.alpha > 0:
             raise ConfigError(f"alpha={self.alpha!r} is not allowed: it must be > 0")
         if not 0 <= self.min_alpha <= self.alpha:
@@ -83,8 +103,9 @@ class TrainConfig:
         return cls(**coerced).validate()
 
 
-_FIELD_TYPES = {f.name: {"int | None": (int, type(None))}.get(f.type, {"str": str, "int": int, "float": float, "bool": bool}.get(f.type))
-                for f in dataclasses.fields(TrainConfig)}
+_TYPES_BY_ANNOTATION = {"str": str, "int": int, "float": float, "bool": bool, "int | None": (int, type(None)),
+                        "int | str | None": (int, str, type(None))}
+_FIELD_TYPES = {f.name: _TYPES_BY_ANNOTATION[f.type] for f in dataclasses.fields(TrainConfig)}
 
 
 def _type_name(expected) -> str:

@@ -1,7 +1,9 @@
 """Training data: frequent-word subsampling, the noise distribution, skip-gram pairs.
 
-Pair generation is vectorised in NumPy over the whole corpus (one pass per window
-offset), so an epoch of a 1M-word corpus takes well under a second on the host.
+Pair generation is vectorised in NumPy over a chunk of the corpus (one pass per window
+offset), so an epoch of a 1M-word corpus takes well under a second on the host. A corpus
+larger than memory stays in a memory-mapped corpus.npy (-1 between sentences) and is cut
+into chunks at sentence boundaries (corpus_chunks), one chunk's groups in memory at a time.
 """
 
 from __future__ import annotations
@@ -115,7 +117,8 @@ def window_groups(ids: np.ndarray, sentence_ids: np.ndarray, window: int, shrink
     trainer uses this layout so each centre's logits are computed once for all its contexts.
     """
     valid, offsets = _context_grid(ids, sentence_ids, window, shrink, rng)
-    positions = np.arange(len(ids))[:, None] + offsets[None, :]
+    # int32 positions (a chunk has < 2^31 tokens): half the memory of the int64 default.
+    positions = np.arange(len(ids), dtype=np.int32)[:, None] + offsets.astype(np.int32)[None, :]
     contexts = np.where(valid, ids[np.clip(positions, 0, max(len(ids) - 1, 0))], -1).astype(np.int32)
     keep = valid.any(axis=1)
     return ids[keep], contexts[keep]
@@ -137,3 +140,29 @@ def epoch_groups(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarra
     centers, contexts = window_groups(kept_ids, kept_sentences, window, shrink, rng)
     order = rng.permutation(len(centers))
     return centers[order], contexts[order]
+
+
+def corpus_chunks(read, length: int, max_entries: int) -> list[tuple[int, int]]:
+    """(start, stop) pieces of a corpus.npy array (-1 between sentences) of at most `max_entries` entries.
+
+    `read(start, stop)` returns entries of the array (of `length` entries); one piece is read
+    at a time. Each piece ends just after a separator, so no sentence is split, unless one
+    sentence alone is longer than a piece.
+    """
+    bounds, start = [], 0
+    while start < length:
+        stop = min(start + max_entries, length)
+        if stop < length:
+            separators = np.flatnonzero(read(start, stop) < 0)
+            if len(separators):
+                stop = start + int(separators[-1]) + 1
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def split_sentences(piece: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, sentence_ids) of a piece of corpus.npy: the separators become sentence-id changes."""
+    piece = np.asarray(piece)
+    boundary = piece < 0
+    return piece[~boundary], np.cumsum(boundary, dtype=np.int32)[~boundary]

@@ -10,7 +10,10 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from jaxgram.errors import DataError, JaxgramError
-from jaxgram.fileio import atomic_open
+from jaxgram.fileio import atomic_open, atomic_write_text, sha256_bytes, sha256_file
+
+# `jaxgram train` records its outputs' sha256 here, in `sha256sum -c` format.
+SHA256SUMS = "SHA256SUMS"
 
 
 class UnknownWordError(JaxgramError, KeyError):
@@ -152,12 +155,21 @@ class Embeddings:
 
     @classmethod
     def load_word2vec_format(cls, path: str | os.PathLike, binary: bool = False) -> "Embeddings":
-        """Load a word2vec text or binary file; DataError names the path and line on malformed input."""
+        """Load a word2vec text or binary file; DataError names the path and line on malformed input.
+
+        When a SHA256SUMS file beside `path` records its sha256 (as `jaxgram train` writes),
+        a file that does not match is refused as truncated or altered; a file without a
+        record (from gensim, word2vec or anyone else) is loaded unchecked.
+        """
         path = Path(path)
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise DataError(f"cannot read vectors file {path}: {exc.strerror or exc}") from exc
+        expected = recorded_sha256(path)
+        if expected is not None and sha256_bytes(data) != expected:
+            raise DataError(f"vectors file {path} does not match the sha256 recorded in "
+                            f"{path.parent / SHA256SUMS}: it was truncated or altered")
         header_end = data.find(b"\n")
         header = data[: header_end if header_end >= 0 else len(data)].split()
         if len(header) != 2 or not all(h.isdigit() for h in header):
@@ -166,7 +178,13 @@ class Embeddings:
         if count < 1 or dim < 1:
             raise DataError(f"{path}: line 1 declares {count} words of dimension {dim}; both must be >= 1")
         reader = _read_binary_rows if binary else _read_text_rows
-        words, vectors = reader(path, data[header_end + 1:], count, dim)
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused just below
+            words, vectors = reader(path, data[header_end + 1:], count, dim)
+        finite = np.isfinite(vectors).all(axis=1)
+        if not finite.all():
+            # NaN or inf would make every similarity NaN: refuse rather than rank garbage.
+            line = int(np.argmin(finite)) + 2
+            raise DataError(f"{path}: line {line} has a value that is not finite (NaN or infinity)")
         if len(set(words)) != len(words):
             raise DataError(f"{path}: the same word appears on more than one line")
         return cls(words, vectors)
@@ -214,3 +232,24 @@ def _read_binary_rows(path: Path, body: bytes, count: int, dim: int):
     if body[position:].strip(b"\n"):
         raise DataError(f"{path}: data after the {count} rows the header declares")
     return words, vectors
+
+
+def write_sha256sums(folder: str | os.PathLike, names: Iterable[str]) -> None:
+    """Record the sha256 of the files `names` in `folder` in folder/SHA256SUMS (`sha256sum -c` checks it)."""
+    folder = Path(folder)
+    atomic_write_text(folder / SHA256SUMS, "".join(f"{sha256_file(folder / name)}  {name}\n" for name in names))
+
+
+def recorded_sha256(path: str | os.PathLike) -> str | None:
+    """The sha256 that the SHA256SUMS file beside `path` records for it; None without such a record."""
+    path = Path(path)
+    try:
+        lines = (path.parent / SHA256SUMS).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        digest, _, name = line.partition(" ")
+        # sha256sum writes `HEX  NAME` (text mode) or `HEX *NAME` (binary mode).
+        if name[1:] == path.name and len(digest) == 64:
+            return digest.lower()
+    return None

@@ -48,6 +48,19 @@ def softmax_group_loss(center_vec: jax.Array, output_table: jax.Array, contexts:
     return jnp.sum(jnp.where(present, jax.nn.logsumexp(logits) - picked, 0.0))
 
 
+def softmax_groups_loss(center_vecs: jax.Array, output_table: jax.Array, contexts: jax.Array) -> jax.Array:
+    """softmax_group_loss for a batch of centres: [B, D] vectors, contexts [B, C] -> [B] losses.
+
+    Written batched rather than as its vmap because the trainer's step time is this one
+    [B, V] product and its softmax: as a single matmul with row-wise gathers it measured
+    1.6-2.4x faster per centre on 2 CPU cores than the vmapped form (B = 170-512, V = 8,122).
+    """
+    logits = center_vecs @ output_table.T
+    present = contexts >= 0
+    picked = jnp.take_along_axis(logits, jnp.where(present, contexts, 0), axis=1)
+    return jnp.sum(jnp.where(present, jax.nn.logsumexp(logits, axis=1)[:, None] - picked, 0.0), axis=1)
+
+
 def ns_rows_loss(center_vec: jax.Array, context_vec: jax.Array, negative_vecs: jax.Array) -> jax.Array:
     """-log σ(w_t · h) - Σ_k log σ(-w_nk · h) for one centre vector h."""
     return jax.nn.softplus(-(context_vec @ center_vec)) + jnp.sum(jax.nn.softplus(negative_vecs @ center_vec))

@@ -6,7 +6,9 @@ A corpus file is LineSentence text: one sentence per line, tokens separated by w
 from __future__ import annotations
 
 import collections
+import io
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -70,23 +72,84 @@ class Vocabulary:
         return cls(tuple(words), np.array(counts, dtype=np.int64))
 
 
-def read_sentences(path: str | os.PathLike) -> Iterator[list[str]]:
-    """Yield the token lists of a LineSentence file; DataError names the path on any problem."""
+# gensim's LineSentence max_sentence_length: longer lines become several sentences.
+MAX_SENTENCE_LENGTH = 10_000
+# Lines are read at most this many bytes at a time, so a line without newlines never sits in memory whole.
+_BLOCK_BYTES = 1 << 20
+_ASCII_SPACES = (b" ", b"\t", b"\r", b"\x0b", b"\x0c")
+
+
+def read_sentences(path: str | os.PathLike, max_sentence_length: int = MAX_SENTENCE_LENGTH) -> Iterator[list[str]]:
+    """Yield the token lists of a LineSentence file; DataError names the path on any problem.
+
+    A line of more than `max_sentence_length` tokens is split into consecutive sentences of
+    that many tokens (the last one shorter), as gensim's LineSentence does; unlike gensim's
+    Word2Vec(corpus_iterable=...), which truncates at 10,000, no token is dropped. Lines are
+    read in blocks of 1 MiB, so memory stays bounded however long a line is.
+    """
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"corpus file {path} does not exist or is not a file")
+    if max_sentence_length < 1:
+        raise ConfigError(f"max_sentence_length={max_sentence_length} is not allowed: it must be >= 1")
     try:
         with open(path, "rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise CorpusError(f"corpus file {path}: line {number} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-                tokens = line.split()
-                if tokens:
-                    yield tokens
+            yield from _sentences(path, handle, max_sentence_length)
     except OSError as exc:
         raise CorpusError(f"cannot read corpus file {path}: {exc.strerror or exc}") from exc
+
+
+def _sentences(path: Path, handle, cap: int) -> Iterator[list[str]]:
+    number = 1  # line number of `head`
+    head = b""  # the current line's bytes not yet split into tokens
+    tokens: list[str] = []  # the current line's tokens not yet yielded (a line longer than a block)
+    offset = 0  # bytes of the current line before `head`, for error positions
+    while block := handle.read(_BLOCK_BYTES):
+        lines = block.split(b"\n")
+        rest = lines.pop()  # after the block's last newline: a line that continues
+        if lines:
+            lines[0] = head + lines[0]
+            if tokens:  # the end of a long line whose start is already in `tokens`
+                tokens.extend(_decode(path, lines.pop(0), number, offset).split())
+                yield from _chunks(tokens, cap)
+                tokens, number, offset = [], number + 1, 0
+            for index, raw in enumerate(lines):
+                try:
+                    line = raw.decode("utf-8").split()
+                except UnicodeDecodeError:  # raises, naming the line
+                    line = _decode(path, raw, number + index, 0 if index else offset).split()
+                if len(line) > cap:
+                    yield from _chunks(line, cap)
+                elif line:
+                    yield line
+            number, offset = number + len(lines), 0
+            head = rest
+        else:
+            head += rest
+        if len(head) > _BLOCK_BYTES:
+            # A long line: split off all but its last token, which may continue in the next block.
+            # The cut is after an ASCII space, which UTF-8 never has inside a character.
+            cut = max(head.rfind(space) for space in _ASCII_SPACES) + 1
+            tokens.extend(_decode(path, head[:cut], number, offset).split())
+            head, offset = head[cut:], offset + cut
+            full = len(tokens) - len(tokens) % cap
+            yield from _chunks(tokens[:full], cap)
+            del tokens[:full]
+    if head or tokens:  # a last line without a newline
+        tokens.extend(_decode(path, head, number, offset).split())
+        yield from _chunks(tokens, cap)
+
+
+def _chunks(tokens: list[str], cap: int) -> Iterator[list[str]]:
+    return (tokens[k:k + cap] for k in range(0, len(tokens), cap))
+
+
+def _decode(path: Path, data: bytes, number: int, offset: int) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"corpus file {path}: line {number} is not valid UTF-8 "
+                          f"({exc.reason} at byte {offset + exc.start})") from None
 
 
 def build_vocabulary(sentences: Iterable[list[str]], min_count: int = 5, max_vocab_size: int | None = None,
@@ -128,8 +191,14 @@ class EncodedCorpus:
         return np.split(self.ids, cuts)
 
 
+_ENCODE_BLOCK = 1_000_000
+
+
 def encode(sentences: Iterable[list[str]], vocab: Vocabulary) -> EncodedCorpus:
     index = vocab.word_to_id
+    # Ids go to int32 arrays every million: a list of Python ints for a whole 10-million-token
+    # corpus would take about 10 times the memory of the array.
+    blocks: list[np.ndarray] = []
     ids: list[int] = []
     lengths: list[int] = []
     raw = 0
@@ -139,14 +208,131 @@ def encode(sentences: Iterable[list[str]], vocab: Vocabulary) -> EncodedCorpus:
         if encoded:
             ids.extend(encoded)
             lengths.append(len(encoded))
+            if len(ids) >= _ENCODE_BLOCK:
+                blocks.append(np.array(ids, dtype=np.int32))
+                ids = []
+    blocks.append(np.array(ids, dtype=np.int32))
     sentence_ids = np.repeat(np.arange(len(lengths), dtype=np.int32), np.array(lengths, dtype=np.int64))
-    return EncodedCorpus(np.array(ids, dtype=np.int32), sentence_ids, raw)
+    return EncodedCorpus(np.concatenate(blocks), sentence_ids, raw)
 
 
-def save_encoded_npy(path: str | os.PathLike, corpus: EncodedCorpus) -> None:
-    """The encoded corpus as one int32 array with -1 between sentences."""
+@dataclass(frozen=True)
+class EncodedFile:
+    """An encoded corpus on disk in corpus.npy's layout (int32 ids, -1 between sentences), read memory-mapped.
+
+    Training reads it a chunk at a time (jaxgram.data.corpus_chunks), so host memory is
+    bounded by the chunk, not by the corpus.
+    """
+
+    path: Path
+    length: int  # entries: ids and separators
+    raw_words: int  # tokens in the source, including out-of-vocabulary ones
+    offset: int  # bytes of .npy header before the first entry
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Entries [start, stop) as an in-memory copy.
+
+        Only that window of the file is mapped, and only for the copy, so neither address
+        space nor resident memory grows with the corpus.
+        """
+        start, stop = max(0, start), min(stop, self.length)
+        if stop <= start:
+            return np.zeros(0, np.int32)
+        return np.array(np.memmap(self.path, np.int32, "r", offset=self.offset + 4 * start, shape=(stop - start,)))
+
+    def sentences(self, block: int = 1 << 22) -> Iterator[np.ndarray]:
+        """Each sentence's ids, reading `block` entries at a time."""
+        tail = np.zeros(0, np.int32)
+        for start in range(0, len(self), block):
+            piece = np.concatenate([tail, self.read(start, start + block)])
+            ends = np.flatnonzero(piece < 0)  # each separator ends the sentence before it
+            begins = np.concatenate([[0], ends + 1])
+            for begin, end in zip(begins.tolist(), ends.tolist()):
+                yield piece[begin:end]
+            tail = piece[begins[-1]:]
+        if len(tail):
+            yield tail
+
+
+# Ids gathered in memory before they are written out to the memory map.
+_ENCODE_BUFFER = 1 << 20
+
+
+def encode_to_npy(sentences: Iterable[list[str]], vocab: Vocabulary, path: str | os.PathLike) -> EncodedFile:
+    """Encode `sentences` straight into an int32 .npy at `path` (corpus.npy's layout), a buffer at a time.
+
+    The vocabulary fixes the number of in-vocabulary tokens N, and at most N - 1 separators
+    fit between them, so the file is created (sparse) for 2N - 1 entries and cut to its
+    length at the end. No list of all ids is ever in memory, and each buffer is written
+    through a memory map of just its own window, so neither address space nor resident
+    memory grows with the corpus.
+    """
+    path = Path(path)
+    tokens = int(vocab.counts.sum())
+    with open(path, "wb") as handle:
+        header_bytes = handle.write(_npy_header(2 * tokens - 1))
+        handle.truncate(header_bytes + 4 * (2 * tokens - 1))
+    index = vocab.word_to_id
+    buffer: list[int] = []
+    written = raw = 0
+
+    def flush():
+        nonlocal written
+        if not buffer:
+            return
+        if written + len(buffer) > 2 * tokens - 1:
+            raise CorpusError(f"{path}: the corpus has more in-vocabulary tokens than when its vocabulary was "
+                              "counted (did the corpus change meanwhile?)")
+        window = np.memmap(path, np.int32, "r+", offset=header_bytes + 4 * written, shape=(len(buffer),))
+        window[:] = buffer
+        window.flush()
+        del window
+        written += len(buffer)
+        buffer.clear()
+
+    for sentence in sentences:
+        raw += len(sentence)
+        encoded = [index[t] for t in sentence if t in index]
+        if encoded:
+            if written or buffer:
+                buffer.append(-1)
+            buffer.extend(encoded)
+            if len(buffer) >= _ENCODE_BUFFER:
+                flush()
+    flush()
+    _truncate_npy(path, written, header_bytes)
+    return EncodedFile(path, written, raw, header_bytes)
+
+
+def _npy_header(length: int) -> bytes:
+    """The .npy header of a 1-D int32 array of `length` entries."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<i4", "fortran_order": False, "shape": (length,)})
+    return header.getvalue()
+
+
+def _truncate_npy(path: Path, length: int, header_bytes: int) -> None:
+    """Cut a 1-D int32 .npy to its first `length` entries: a new header of the same size, a shorter file."""
+    header = _npy_header(length)
+    # numpy pads headers to 64-byte multiples; a 1-D shape's digits never change the size in practice.
+    if len(header) != header_bytes:
+        raise AssertionError(f"npy header size changed from {header_bytes} to {len(header)} bytes")
+    with open(path, "r+b") as handle:
+        handle.write(header)
+        handle.truncate(header_bytes + 4 * length)
+
+
+def save_encoded_npy(path: str | os.PathLike, corpus: EncodedCorpus | EncodedFile) -> None:
+    """The encoded corpus as one int32 array with -1 between sentences (an EncodedFile is copied as it is)."""
     with atomic_open(path, "wb") as handle:
-        np.save(handle, _with_separators(corpus), allow_pickle=False)
+        if isinstance(corpus, EncodedFile):
+            with open(corpus.path, "rb") as source:
+                shutil.copyfileobj(source, handle, _BLOCK_BYTES)
+        else:
+            np.save(handle, _with_separators(corpus), allow_pickle=False)
 
 
 def load_encoded_npy(path: str | os.PathLike) -> EncodedCorpus:
@@ -162,9 +348,11 @@ def load_encoded_npy(path: str | os.PathLike) -> EncodedCorpus:
     return EncodedCorpus(ids, (sentence_ids - (sentence_ids[0] if len(ids) else 0)).astype(np.int32), len(ids))
 
 
-def save_encoded_text(path: str | os.PathLike, corpus: EncodedCorpus) -> None:
+def save_encoded_text(path: str | os.PathLike, corpus: EncodedCorpus | EncodedFile) -> None:
     """Seed 000's corpus_encoded.txt: one sentence per line, ids separated by spaces."""
-    atomic_write_text(path, "".join(" ".join(map(str, s.tolist())) + "\n" for s in corpus.sentences()))
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        for sentence in corpus.sentences():
+            handle.write(" ".join(map(str, sentence.tolist())) + "\n")
 
 
 def _with_separators(corpus: EncodedCorpus) -> np.ndarray:

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -43,14 +44,33 @@ def test_broken_or_missing_manifest_is_refused(tmp_path):
 
 
 def test_arrays_with_objects_cannot_be_loaded(tmp_path):
-    # A hand-made npz with a pickled object array must not execute or load: allow_pickle=False.
-    import hashlib
-    import io
-
-    buffer = io.BytesIO()
-    np.savez(buffer, E=np.array([{"x": 1}], dtype=object))
-    (tmp_path / "epoch-1.npz").write_bytes(buffer.getvalue())
-    (tmp_path / "checkpoint.json").write_text(json.dumps({
-        "epochs_done": 1, "arrays_file": "epoch-1.npz", "arrays_sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}))
+    # An npz with a pickled object array under a valid manifest must not execute or load: allow_pickle=False.
+    checkpoint.save(tmp_path, {"E": np.array([{"x": 1}], dtype=object)}, {"epochs_done": 1})
     with pytest.raises(DataError, match="epoch-1.npz.*pickle"):
         checkpoint.load(tmp_path)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda meta: {**meta, "epochs_done": 2},
+    lambda meta: {**meta, "note": "other"},
+    lambda meta: {k: v for k, v in meta.items() if k != "manifest_sha256"},
+    lambda meta: {**meta, "arrays_file": "epoch-1.npz ", "manifest_sha256": meta["manifest_sha256"]},
+])
+def test_an_edited_manifest_is_refused_naming_it(tmp_path, edit):
+    """Valid JSON with one field changed, or without its own checksum: refused, never trusted."""
+    checkpoint.save(tmp_path, _arrays(), {"epochs_done": 1, "note": "first"})
+    manifest = tmp_path / "checkpoint.json"
+    manifest.write_text(json.dumps(edit(json.loads(manifest.read_text()))))
+    with pytest.raises(DataError, match=re.escape(str(manifest)) + ".*manifest_sha256"):
+        checkpoint.load(tmp_path)
+
+
+def test_reindented_manifest_still_loads_and_save_replaces_a_damaged_one(tmp_path):
+    checkpoint.save(tmp_path, _arrays(), {"epochs_done": 1, "note": "first"})
+    manifest = tmp_path / "checkpoint.json"
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()), indent=7))
+    assert checkpoint.load(tmp_path).meta == {"epochs_done": 1, "note": "first", "arrays_file": "epoch-1.npz",
+                                              "arrays_sha256": json.loads(manifest.read_text())["arrays_sha256"]}
+    manifest.write_text("{")
+    checkpoint.save(tmp_path, _arrays(), {"epochs_done": 2})
+    assert checkpoint.load(tmp_path).meta["epochs_done"] == 2

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,3 +76,27 @@ def test_toy_command_prints_the_experiment(capsys):
     out = capsys.readouterr().out
     for needle in ("vocabulary size", "cos(car,plane)", "cos(car,elephant)", "correlation", "overlap", "Procrustes"):
         assert needle in out
+
+
+def test_train_records_every_output_sha256_and_neighbors_refuses_an_altered_file(trained, tmp_path, capsys):
+    import shutil
+
+    from jaxgram.fileio import sha256_file
+
+    records = dict(reversed(line.split("  ", 1)) for line in (trained / "SHA256SUMS").read_text().splitlines())
+    outputs = {p.name for p in trained.iterdir() if p.is_file() and p.name != "SHA256SUMS"}
+    assert set(records) == outputs and "corpus_encoded.txt" in outputs
+    assert all(sha256_file(trained / name) == digest for name, digest in records.items())
+
+    run = Path(shutil.copytree(trained, tmp_path / "run"))
+    vectors = run / "vectors.txt"
+    header, first, rest = vectors.read_text().split("\n", 2)
+    word, value, values = first.split(" ", 2)
+    vectors.write_text(f"{header}\n{word} {float(value) + 0.5:.9g} {values}\n{rest}")  # still a valid file
+    assert main(["neighbors", "car", "--vectors", str(vectors)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+    assert str(vectors) in captured.err and "sha256" in captured.err
+    (run / "SHA256SUMS").unlink()  # a file with no record (someone else's) still loads
+    assert main(["neighbors", "car", "--topn", "2", "--vectors", str(vectors)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2

@@ -43,3 +43,19 @@ def test_from_dict_refuses_unknown_keys_and_wrong_types():
 def test_from_dict_accepts_ints_for_floats():
     config = TrainConfig.from_dict({"alpha": 1, "sample": 0, "max_vocab_size": None})
     assert isinstance(config.alpha, float) and config.alpha == 1.0
+
+
+def test_devices_take_a_count_or_all_and_shard_tables_needs_them():
+    assert TrainConfig.from_dict({"devices": "all", "shard_tables": True}).devices == "all"
+    assert TrainConfig.from_dict({"devices": 4}).devices == 4
+    assert TrainConfig().devices is None and not TrainConfig().shard_tables
+    with pytest.raises(ConfigError, match="devices='most'.*int >= 1 or 'all'"):
+        TrainConfig.from_dict({"devices": "most"})
+    with pytest.raises(ConfigError, match="devices=0.*>= 1"):
+        TrainConfig.from_dict({"devices": 0})
+    with pytest.raises(ConfigError, match="devices=2.5 has the wrong type"):
+        TrainConfig.from_dict({"devices": 2.5})
+    with pytest.raises(ConfigError, match="shard_tables=True is not allowed without devices"):
+        TrainConfig.from_dict({"shard_tables": True})
+    with pytest.raises(ConfigError, match="chunk_tokens=1.*>= 2"):
+        TrainConfig.from_dict({"chunk_tokens": 1})

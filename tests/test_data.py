@@ -3,8 +3,8 @@ import collections
 import numpy as np
 import pytest
 
-from jaxgram.data import (count_pairs, epoch_groups, epoch_pairs, keep_probabilities, noise_distribution, noise_table,
-                          sentence_pairs, subsample, window_groups, window_pairs)
+from jaxgram.data import (corpus_chunks, count_pairs, epoch_groups, epoch_pairs, keep_probabilities, noise_distribution,
+                          noise_table, sentence_pairs, split_sentences, subsample, window_groups, window_pairs)
 
 
 def test_seed_sentence_gives_exactly_its_ten_pairs():
@@ -114,3 +114,47 @@ def test_epoch_groups_shuffle_whole_centres():
     pairs = sorted((c, t) for c, row in zip(centers.tolist(), contexts.tolist()) for t in row if t >= 0)
     assert pairs == sorted(sentence_pairs([0, 1, 2, 3], 2) + sentence_pairs([4, 5, 6], 2))
     assert sorted(centers.tolist()) == list(range(7))
+
+
+def _flat(sentences):
+    """corpus.npy's layout: the sentences' ids with -1 between sentences."""
+    pieces = [np.array(s, np.int32) for s in sentences]
+    separated = [x for piece in pieces for x in (piece, np.array([-1], np.int32))][:-1]
+    return np.concatenate(separated)
+
+
+@pytest.mark.parametrize("max_entries", [3, 4, 7, 100])
+def test_corpus_chunks_cut_only_between_sentences(max_entries):
+    sentences = [[0, 1, 2], [3], [4, 5], [6, 7, 8], [9]]
+    flat = _flat(sentences)
+    reads = []
+
+    def read(start, stop):
+        reads.append(stop - start)
+        return flat[start:stop]
+
+    bounds = corpus_chunks(read, len(flat), max_entries)
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(flat)
+    assert all(stop == start for (_, stop), (start, _) in zip(bounds, bounds[1:]))
+    assert all(stop - start <= max_entries for start, stop in bounds) and max(reads, default=0) <= max_entries
+    chunks = [split_sentences(flat[start:stop]) for start, stop in bounds]
+    rebuilt = []
+    for ids, sentence_ids in chunks:
+        rebuilt += [ids[sentence_ids == s].tolist() for s in np.unique(sentence_ids)]
+    assert rebuilt == sentences  # every sentence whole, in one chunk, in order
+
+
+def test_a_sentence_longer_than_a_chunk_is_split():
+    flat = _flat([[1, 2, 3, 4, 5, 6], [7]])
+    assert corpus_chunks(lambda a, b: flat[a:b], len(flat), 4) == [(0, 4), (4, 8)]
+    assert corpus_chunks(lambda a, b: flat[a:b], len(flat), 3) == [(0, 3), (3, 6), (6, 8)]
+
+
+def test_split_sentences_gives_what_window_groups_need():
+    ids, sentence_ids = split_sentences(_flat([[5, 6], [7, 8, 9]]))
+    assert ids.tolist() == [5, 6, 7, 8, 9] and ids.dtype == np.int32
+    assert sentence_ids.tolist() == [0, 0, 1, 1, 1] and sentence_ids.dtype == np.int32
+    reference = window_groups(*_two_sentences(), 2, False)
+    again = window_groups(*split_sentences(_flat([[0, 1, 2, 3], [4, 5, 6]])), 2, False)
+    np.testing.assert_array_equal(again[0], reference[0])
+    np.testing.assert_array_equal(again[1], reference[1])

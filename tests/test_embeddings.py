@@ -94,3 +94,50 @@ def test_truncated_binary_file_is_refused(embeddings, tmp_path):
     path.write_bytes(data[:-20])
     with pytest.raises(DataError, match="vectors.bin: row 10.*truncated"):
         Embeddings.load_word2vec_format(path, binary=True)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_are_refused_with_the_line(embeddings, tmp_path, binary, value):
+    vectors = embeddings.vectors.copy()
+    vectors[4, 2] = value
+    path = tmp_path / ("vectors.bin" if binary else "vectors.txt")
+    with np.errstate(invalid="ignore"):
+        Embeddings(WORDS, vectors).save_word2vec_format(path, binary=binary)
+    with pytest.raises(DataError, match=rf"{path.name}: line 6 has a value that is not finite"):
+        Embeddings.load_word2vec_format(path, binary=binary)
+
+
+def test_a_float32_overflow_in_text_is_refused(tmp_path):
+    path = tmp_path / "big.txt"
+    path.write_text("2 2\na 1 2\nb 1e39 2\n")
+    with pytest.raises(DataError, match="big.txt: line 3 .*not finite"):
+        Embeddings.load_word2vec_format(path)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_a_sha256sums_record_beside_the_file_is_checked(embeddings, tmp_path, binary):
+    """With a SHA256SUMS entry the file must match it; without an entry, or a record, it loads unchecked."""
+    from jaxgram.embeddings import SHA256SUMS, recorded_sha256, write_sha256sums
+    from jaxgram.fileio import sha256_file
+
+    name = "vectors.bin" if binary else "vectors.txt"
+    path = tmp_path / name
+    embeddings.save_word2vec_format(path, binary=binary)
+    assert recorded_sha256(path) is None
+    write_sha256sums(tmp_path, [name])
+    assert (tmp_path / SHA256SUMS).read_text() == f"{sha256_file(path)}  {name}\n"  # `sha256sum -c` format
+    np.testing.assert_array_equal(Embeddings.load_word2vec_format(path, binary=binary).vectors, embeddings.vectors)
+
+    vectors = embeddings.vectors.copy()
+    vectors[0, 0] = np.nextafter(vectors[0, 0], np.float32(np.inf))  # still a valid file, one value off
+    Embeddings(WORDS, vectors).save_word2vec_format(path, binary=binary)
+    with pytest.raises(DataError, match=rf"vectors file {path} does not match the sha256 recorded in .*{SHA256SUMS}"):
+        Embeddings.load_word2vec_format(path, binary=binary)
+
+    (tmp_path / SHA256SUMS).write_text(f"{'0' * 64} *other.bin\nnot a checksum line\n")
+    assert recorded_sha256(path) is None
+    np.testing.assert_array_equal(Embeddings.load_word2vec_format(path, binary=binary).vectors, vectors)
+    (tmp_path / SHA256SUMS).write_text(f"{'0' * 64} *{name}\n")  # binary-mode entries count too
+    with pytest.raises(DataError, match="does not match the sha256"):
+        Embeddings.load_word2vec_format(path, binary=binary)

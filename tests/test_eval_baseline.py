@@ -32,8 +32,9 @@ def test_negative_sampling_mapping_reaches_the_gensim_model():
 
 
 def test_every_training_field_with_a_gensim_twin_is_mapped():
-    # Fields without a gensim twin: jaxgram-only options (optimiser, init, tying, batching).
-    jaxgram_only = {"objective", "shrink_window", "optimizer", "init", "tied", "batch_size"}
+    # Fields without a gensim twin: jaxgram-only options (optimiser, init, tying, batching, devices, chunking).
+    jaxgram_only = {"objective", "shrink_window", "optimizer", "init", "tied", "batch_size", "devices", "shard_tables",
+                    "chunk_tokens"}
     renamed = {"dim": "vector_size"}
     kwargs = gensim_kwargs(TrainConfig())
     for field in TrainConfig().to_dict():

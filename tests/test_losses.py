@@ -111,7 +111,7 @@ def test_losses_stay_finite_for_huge_scores():
 def test_grouped_softmax_equals_sum_of_per_pair_losses(params):
     # One row per centre with up to C context slots (-1 = empty): the shared-softmax objective
     # the trainer uses must equal, in value and gradient, the sum of the per-pair losses.
-    from jaxgram.losses import softmax_group_loss
+    from jaxgram.losses import softmax_group_loss, softmax_groups_loss
 
     rng = np.random.default_rng(1)
     centers = rng.integers(0, V, 5)
@@ -128,6 +128,10 @@ def test_grouped_softmax_equals_sum_of_per_pair_losses(params):
         return len(pairs) * full_softmax_loss(p, jnp.asarray([c for c, _ in pairs], jnp.int32),
                                               jnp.asarray([t for _, t in pairs], jnp.int32))
 
-    np.testing.assert_allclose(grouped(params), per_pair(params), rtol=1e-5)
-    for ours, reference in zip(jax.grad(grouped)(params), jax.grad(per_pair)(params)):
-        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-5)
+    def batched(p):  # the trainer's form: one [B, V] product
+        return jnp.sum(softmax_groups_loss(p.E[centers], p.W, jnp.asarray(contexts, jnp.int32)))
+
+    for ours in (grouped, batched):
+        np.testing.assert_allclose(ours(params), per_pair(params), rtol=1e-5)
+        for mine, reference in zip(jax.grad(ours)(params), jax.grad(per_pair)(params)):
+            np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-5)

@@ -66,3 +66,81 @@ def test_bad_corpus_files_raise_value_errors_naming_the_path(tmp_path):
     empty.write_text("\n  \n")
     with pytest.raises(CorpusError, match="empty"):
         build_vocabulary(read_sentences(empty))
+
+
+def _reference_sentences(data: bytes, cap: int) -> list[list[str]]:
+    """What read_sentences promises: each line's whitespace-split tokens, cut into sentences of `cap`."""
+    tokens_per_line = [line.decode("utf-8").split() for line in data.split(b"\n")]
+    return [tokens[k:k + cap] for tokens in tokens_per_line for k in range(0, len(tokens), cap)]
+
+
+@pytest.mark.parametrize("block_bytes", [1, 5, 64, 1 << 20])
+def test_long_lines_become_sentences_of_max_length_and_no_token_is_lost(tmp_path, monkeypatch, block_bytes):
+    """Lines longer than a block or than max_sentence_length, in blocks as small as one byte,
+    give exactly the tokens of each line in order, cut into sentences of max_sentence_length."""
+    import jaxgram.vocab
+
+    monkeypatch.setattr(jaxgram.vocab, "_BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(block_bytes)
+    words = ["a", "bb", "café", "naïve", "x" * 30, "\u3000y"]  # \u3000 is whitespace that is not ASCII
+    separators = [" ", "  ", "\t", " \r", "\x0c", "\n", "\n\n"]
+    pieces = []
+    for _ in range(400):
+        pieces.append(words[rng.integers(len(words))])
+        pieces.append(separators[rng.integers(len(separators))] if rng.random() < 0.2 else " ")
+    data = "".join(pieces).encode("utf-8") + b"tail"  # the last line has no newline
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(data)
+    for cap in (1, 7, 10_000):
+        assert list(read_sentences(path, max_sentence_length=cap)) == _reference_sentences(data, cap), cap
+
+
+def test_a_line_of_one_more_than_max_tokens_gives_two_sentences(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(" ".join(f"t{i}" for i in range(10_001)) + "\nshort line\n")
+    lengths = [len(tokens) for tokens in read_sentences(path)]
+    assert lengths == [10_000, 1, 2]
+
+
+def test_bad_utf8_inside_a_long_line_names_its_line_and_byte(tmp_path, monkeypatch):
+    import jaxgram.vocab
+
+    monkeypatch.setattr(jaxgram.vocab, "_BLOCK_BYTES", 16)
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(b"ok line\n" + b"word " * 20 + b"caf\xe9 " + b"word " * 20 + b"\n")
+    with pytest.raises(CorpusError, match=r"corpus.txt: line 2 is not valid UTF-8 .* at byte 103\)"):
+        list(read_sentences(path))
+    with pytest.raises(ConfigError, match="max_sentence_length=0"):
+        list(read_sentences(path, max_sentence_length=0))
+
+
+def test_encoding_in_blocks_gives_the_same_ids(corpus, monkeypatch):
+    import jaxgram.vocab
+
+    vocab = build_vocabulary(read_sentences(corpus), min_count=1)
+    whole = encode(read_sentences(corpus), vocab)
+    monkeypatch.setattr(jaxgram.vocab, "_ENCODE_BLOCK", 3)
+    blocked = encode(read_sentences(corpus), vocab)
+    assert blocked.ids.dtype == np.int32 and blocked.ids.tolist() == whole.ids.tolist()
+    assert blocked.sentence_ids.tolist() == whole.sentence_ids.tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 2
+
+
+@pytest.mark.parametrize("buffer", [2, 1 << 20])
+def test_encoding_to_a_memory_mapped_file_gives_corpus_npy(corpus, tmp_path, monkeypatch, buffer):
+    import jaxgram.vocab
+    from jaxgram.vocab import encode_to_npy
+
+    monkeypatch.setattr(jaxgram.vocab, "_ENCODE_BUFFER", buffer)
+    vocab = build_vocabulary(read_sentences(corpus), min_count=2)  # out-of-vocabulary words are dropped
+    in_memory = encode(read_sentences(corpus), vocab)
+    encoded = encode_to_npy(read_sentences(corpus), vocab, tmp_path / "encoded.npy")
+    save_encoded_npy(tmp_path / "reference.npy", in_memory)
+    assert (tmp_path / "encoded.npy").read_bytes() == (tmp_path / "reference.npy").read_bytes()
+    assert encoded.raw_words == in_memory.raw_words == 14 and len(encoded) == len(in_memory.ids) + 4 - 1
+    assert [s.tolist() for s in encoded.sentences(block=3)] == [s.tolist() for s in in_memory.sentences()]
+    assert encoded.read(1, 4).tolist() == np.load(tmp_path / "reference.npy")[1:4].tolist()
+    save_encoded_npy(tmp_path / "copy.npy", encoded)
+    save_encoded_text(tmp_path / "copy.txt", encoded)
+    save_encoded_text(tmp_path / "reference.txt", in_memory)
+    assert (tmp_path / "copy.npy").read_bytes() == (tmp_path / "reference.npy").read_bytes()
+    assert (tmp_path / "copy.txt").read_text() == (tmp_path / "reference.txt").read_text()

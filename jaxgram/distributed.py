@@ -1,0 +1,136 @@
+"""JAX's multi-device, multi-process runtime as `jaxgram train` uses it.
+
+- `Cluster` + `initialize`: `jax.distributed.initialize` from explicit flags
+  (--coordinator HOST:PORT --num-processes N --process-id I) or JAX's cluster
+  auto-detection (Slurm, Open MPI, TPU pods). CPU collectives go through gloo.
+- `training_mesh`: the one-axis `Mesh` synchronous training runs on (`devices` = N or "all";
+  with several processes it always spans every process's devices).
+- `global_array` / `to_host`: every process holds the same host data (the epoch's groups
+  come from the seed); each feeds only the shards of its own devices, and reads results
+  back whole.
+- Only process 0 (`is_primary`) writes files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from jaxgram.config import ALL_DEVICES
+from jaxgram.errors import ConfigError, JaxgramError
+
+DATA_AXIS = "data"
+
+
+class ClusterError(JaxgramError):
+    """The processes of a multi-host run could not find each other."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """How this process joins a multi-process run; all None and auto=False: a single process."""
+
+    coordinator: str | None = None  # HOST:PORT of process 0's coordination service
+    num_processes: int | None = None
+    process_id: int | None = None
+    auto: bool = False  # let JAX detect the cluster (Slurm, Open MPI, TPU)
+
+    @property
+    def enabled(self) -> bool:
+        return self.auto or self.coordinator is not None or self.num_processes is not None or self.process_id is not None
+
+    def validate(self) -> "Cluster":
+        explicit = {"coordinator": self.coordinator, "num_processes": self.num_processes, "process_id": self.process_id}
+        given = [name for name, value in explicit.items() if value is not None]
+        if self.auto:
+            if given:
+                raise ConfigError(f"{given[0]} is not allowed with distributed='auto': "
+                                  "give either auto-detection or all of coordinator, num_processes, process_id")
+            return self
+        if given and len(given) < 3:
+            missing = [name for name in explicit if name not in given]
+            raise ConfigError(f"{', '.join(given)} given without {', '.join(missing)}: "
+                              "a multi-process run needs coordinator, num_processes and process_id together")
+        if not given:
+            return self
+        host, _, port = self.coordinator.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"coordinator={self.coordinator!r} is not allowed: it must be HOST:PORT with a port in 1..65535")
+        if self.num_processes < 1:
+            raise ConfigError(f"num_processes={self.num_processes} is not allowed: it must be >= 1")
+        if not 0 <= self.process_id < self.num_processes:
+            raise ConfigError(f"process_id={self.process_id} is not allowed: it must be in 0..{self.num_processes - 1}")
+        return self
+
+
+def initialize(cluster: Cluster) -> None:
+    """Join the run described by `cluster` (nothing to do for a single process). Call before any JAX work."""
+    cluster.validate()
+    if not cluster.enabled:
+        return
+    # CPU devices of different processes exchange data only through a collectives library;
+    # gloo ships with jaxlib (and is the default from jax 0.5 on; older versions need it named).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        if cluster.auto:
+            jax.distributed.initialize()
+        else:
+            jax.distributed.initialize(cluster.coordinator, cluster.num_processes, cluster.process_id)
+    except (RuntimeError, ValueError) as exc:
+        where = "auto-detection" if cluster.auto else f"coordinator {cluster.coordinator}"
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = ("; outside Slurm, Open MPI or a TPU pod give coordinator, num_processes and process_id"
+                if cluster.auto else "")
+        raise ClusterError(f"jax.distributed.initialize failed ({where}): {first_line}{hint}") from exc
+
+
+def is_primary() -> bool:
+    """Process 0 writes outputs and checkpoints; the others only compute."""
+    return jax.process_index() == 0
+
+
+def training_mesh(devices) -> Mesh:
+    """A one-axis mesh over `devices` (N or "all") of all processes' devices, in JAX's global order."""
+    available = jax.devices()
+    if devices == ALL_DEVICES:
+        chosen = available
+    elif devices > len(available):
+        hint = " (on CPU, set JAX_NUM_CPU_DEVICES before JAX starts to simulate more)" if available[0].platform == "cpu" else ""
+        raise ConfigError(f"devices={devices} is not allowed: only {len(available)} {available[0].platform} "
+                          f"device(s) are available{hint}")
+    elif jax.process_count() > 1 and devices != len(available):
+        raise ConfigError(f"devices={devices} is not allowed with {jax.process_count()} processes: every process's "
+                          f"devices take part, so use 'all' ({len(available)} devices)")
+    else:
+        chosen = available[:devices]
+    return Mesh(np.asarray(chosen), (DATA_AXIS,))
+
+
+def global_array(host: np.ndarray, sharding) -> jax.Array:
+    """`host` (the same on every process) as one array laid out by `sharding`; each process copies only its shards."""
+    host = np.asarray(host)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def to_host(array) -> np.ndarray:
+    """The whole value of a (possibly multi-process) array, on every process."""
+    if isinstance(array, jax.Array) and not array.is_fully_addressable:
+        if array.sharding.is_fully_replicated:
+            return np.asarray(array.addressable_data(0))
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+    return np.asarray(array)
+
+
+def same_on_all_processes(value: int) -> bool:
+    """Whether every process holds the same int (True in a single process)."""
+    if jax.process_count() == 1:
+        return True
+    from jax.experimental import multihost_utils
+
+    values = np.asarray(multihost_utils.process_allgather(np.asarray(value, np.int64)))
+    return bool(np.all(values == values.reshape(-1)[0]))

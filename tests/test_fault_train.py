@@ -1,0 +1,224 @@
+"""Fault suite, training: kill -9 and --resume, damaged checkpoints and vectors, divergence.
+
+Every scenario runs the real `python -m jaxgram` in a child process and damages real files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxgram import checkpoint
+from jaxgram.fileio import sha256_file
+
+pytestmark = pytest.mark.fault
+
+# An epoch of this corpus takes about a second, so a kill can land inside one.
+TRAIN_ARGS = ["--dim", "32", "--epochs", "3", "--min-count", "1", "--seed", "7", "--no-progress"]
+
+
+def jaxgram_cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "jaxgram", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(child: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
+    stdout, stderr = child.communicate(timeout=timeout)
+    return child.returncode, stdout, stderr
+
+
+def assert_one_line_error(stderr: str, *needles: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """350k tokens of Zipf-distributed made-up words, 15 per line."""
+    rng = np.random.default_rng(0)
+    vocab_size = 2000
+    probabilities = 1.0 / np.arange(1, vocab_size + 1)
+    ids = rng.choice(vocab_size, size=350_000, p=probabilities / probabilities.sum())
+    words = np.array([f"w{i}" for i in range(vocab_size)])
+    path = tmp_path_factory.mktemp("train-corpus") / "corpus.txt"
+    path.write_text("".join(" ".join(words[ids[k:k + 15]]) + "\n" for k in range(0, len(ids), 15)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(corpus, tmp_path_factory) -> dict[str, Path]:
+    """An uninterrupted run, and a run killed with SIGKILL in epoch 2 then resumed, same seed.
+
+    Both run at once (the uninterrupted one is only a reference), which also slows the
+    killed one down: that only makes the kill more certain to land inside epoch 2.
+    """
+    root = tmp_path_factory.mktemp("train-runs")
+    whole, cut = root / "whole", root / "cut"
+    reference = jaxgram_cli("train", "--corpus", str(corpus), "--out", str(whole), *TRAIN_ARGS)
+    killed = jaxgram_cli("train", "--corpus", str(corpus), "--out", str(cut), *TRAIN_ARGS)
+    manifest = cut / "checkpoint" / checkpoint.MANIFEST
+    try:
+        deadline = time.monotonic() + 120
+        while not manifest.exists():
+            assert killed.poll() is None, killed.communicate()
+            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+            time.sleep(0.02)
+        time.sleep(0.15)  # epoch 2 is under way (an epoch takes about a second)
+        killed.send_signal(signal.SIGKILL)
+        assert finish(killed)[0] == -signal.SIGKILL
+        # The kill must have landed inside epoch 2: epoch 1's checkpoint is still the committed one.
+        assert json.loads(manifest.read_text())["epochs_done"] == 1, "the kill came too late; the epoch is too short"
+        assert not (cut / "vectors.bin").exists()
+        status, _, stderr = finish(jaxgram_cli("train", "--corpus", str(corpus), "--out", str(cut), "--resume",
+                                               *TRAIN_ARGS))
+        assert status == 0, stderr
+        status, _, stderr = finish(reference)
+        assert status == 0, stderr
+    finally:
+        for child in (reference, killed):
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+    return {"whole": whole, "cut": cut}
+
+
+def test_kill_9_mid_epoch_then_resume_gives_bitwise_identical_vectors(runs):
+    """kill -9 in epoch 2, then `--resume`: the same vectors, tables and losses as an uninterrupted run."""
+    whole, cut = runs["whole"], runs["cut"]
+    for name in ("vectors.bin", "vectors.txt", "vocab.tsv"):
+        assert (cut / name).read_bytes() == (whole / name).read_bytes(), name
+    for name in ("E.npy", "W.npy"):
+        np.testing.assert_array_equal(np.load(cut / name, allow_pickle=False), np.load(whole / name, allow_pickle=False))
+    losses = [json.loads((run / "loss.json").read_text())["loss_per_epoch"] for run in (whole, cut)]
+    assert losses[0] == losses[1] and len(losses[0]) == 3
+    assert not list(cut.rglob(".tmp-*"))
+
+
+@pytest.fixture
+def damaged_run(runs, tmp_path) -> Path:
+    """A copy of the finished run, free to damage."""
+    return Path(shutil.copytree(runs["whole"], tmp_path / "run"))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_byte(path: Path, where: float = 0.5) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * where)] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_truncated_checkpoint_is_refused_by_resume_naming_the_file(damaged_run, corpus):
+    """A truncated checkpoint array file: `train --resume` exits 2 with one line naming it; outputs untouched."""
+    arrays = damaged_run / "checkpoint" / "epoch-3.npz"
+    _truncate(arrays)
+    before = {p: p.read_bytes() for p in damaged_run.rglob("*") if p.is_file()}
+    status, _, stderr = finish(jaxgram_cli("train", "--corpus", str(corpus), "--out", str(damaged_run), "--resume",
+                                           *TRAIN_ARGS))
+    assert status == 2
+    assert_one_line_error(stderr, str(arrays), "sha256")
+    assert {p: p.read_bytes() for p in damaged_run.rglob("*") if p.is_file()} == before
+
+
+def _edit_epochs_done(path: Path) -> None:
+    """A valid JSON manifest that claims one epoch less: only a checksum over the manifest can tell."""
+    meta = json.loads(path.read_text())
+    meta["epochs_done"] -= 1
+    path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("victim, damage", [
+    ("epoch-3.npz", _flip_byte), ("epoch-3.npz", _truncate),
+    (checkpoint.MANIFEST, _truncate), (checkpoint.MANIFEST, _edit_epochs_done),
+])
+def test_altered_checkpoint_arrays_or_manifest_are_refused(damaged_run, victim, damage):
+    """One flipped bit, a cut, or an edited value anywhere in the checkpoint is refused naming the file."""
+    from jaxgram.errors import DataError
+
+    folder = damaged_run / "checkpoint"
+    damage(folder / victim)
+    with pytest.raises(DataError, match=re.escape(str(folder / victim))):
+        checkpoint.load(folder)
+
+
+def _alter_a_value(path: Path) -> None:
+    """Change the first number of the first row so the file still parses: only a checksum can tell."""
+    data = bytearray(path.read_bytes())
+    value = data.index(b" ", data.index(b"\n") + 1) + 1  # words hold no spaces
+    if path.suffix == ".bin":
+        data[value + 1] ^= 0x01  # a low mantissa bit of the first float
+    else:
+        digit = next(i for i in range(value, len(data)) if data[i:i + 1].isdigit())
+        data[digit] = ord("1") if data[digit] != ord("1") else ord("2")
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name, damage", [("vectors.bin", _truncate), ("vectors.txt", _truncate),
+                                          ("vectors.bin", _alter_a_value), ("vectors.txt", _alter_a_value)])
+def test_damaged_vectors_file_is_refused_by_neighbors(damaged_run, name, damage):
+    """A truncated or altered vectors file: `jaxgram neighbors` exits 2 with one line naming the file."""
+    vectors = damaged_run / name
+    damage(vectors)
+    child = jaxgram_cli("neighbors", "w5", "--vectors", str(vectors))
+    status, stdout, stderr = finish(child)
+    assert status == 2 and stdout == ""
+    assert_one_line_error(stderr, str(vectors))
+
+
+def test_intact_vectors_still_load(runs):
+    child = jaxgram_cli("neighbors", "w5", "--topn", "3", "--vectors", str(runs["whole"] / "vectors.bin"))
+    status, stdout, stderr = finish(child)
+    assert status == 0, stderr
+    assert len(stdout.splitlines()) == 3
+
+
+def test_huge_alpha_stops_in_epoch_1_with_advice_and_no_outputs(corpus, tmp_path):
+    """alpha=1e30 makes the loss NaN/inf: exit 3, one line naming epoch 1 and suggesting a lower alpha, no vectors."""
+    out = tmp_path / "run"
+    status, _, stderr = finish(jaxgram_cli("train", "--corpus", str(corpus), "--out", str(out), *TRAIN_ARGS,
+                                           "--alpha", "1e30", "--min-alpha", "0", "--init", "glorot"))
+    assert status == 3
+    assert_one_line_error(stderr, "epoch 1", "lower alpha")
+    assert not (out / "vectors.bin").exists() and not (out / "E.npy").exists()
+    assert not checkpoint.exists(out / "checkpoint")  # a diverged epoch is never checkpointed
+
+
+def test_divergence_in_a_later_epoch_keeps_the_last_good_checkpoint(runs, corpus, tmp_path):
+    """Epoch 2 diverges (its start state blown up as a too-large step would): exit 3 naming epoch 2, and the
+    epoch-1 checkpoint stays byte-identical, loads and matches its sha256."""
+    out = tmp_path / "run"
+    shutil.copytree(runs["cut"], out)
+    folder = out / "checkpoint"
+    # Rewind the resumed run's checkpoint to epoch 1 and blow E up, then commit it with a valid checksum.
+    saved = checkpoint.load(folder)
+    saved.arrays["E"] = saved.arrays["E"] * np.float32(1e30)
+    meta = {**{k: v for k, v in saved.meta.items() if k not in ("arrays_file", "arrays_sha256")},
+            "epochs_done": 1, "loss_per_epoch": saved.meta["loss_per_epoch"][:1],
+            "pairs_per_epoch": saved.meta["pairs_per_epoch"][:1]}
+    checkpoint.save(folder, saved.arrays, meta)
+    for name in ("vectors.bin", "E.npy"):
+        (out / name).unlink()
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    status, _, stderr = finish(jaxgram_cli("train", "--corpus", str(corpus), "--out", str(out), "--resume",
+                                           *TRAIN_ARGS))
+    assert status == 3
+    assert_one_line_error(stderr, "epoch 2", "lower alpha", str(folder))
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    manifest = json.loads((folder / checkpoint.MANIFEST).read_text())
+    assert sha256_file(folder / manifest["arrays_file"]) == manifest["arrays_sha256"]
+    assert checkpoint.load(folder).meta["epochs_done"] == 1
+    assert not (out / "vectors.bin").exists() and not (out / "E.npy").exists()
