@@ -135,3 +135,31 @@ def test_grouped_softmax_equals_sum_of_per_pair_losses(params):
         np.testing.assert_allclose(ours(params), per_pair(params), rtol=1e-5)
         for mine, reference in zip(jax.grad(ours)(params), jax.grad(per_pair)(params)):
             np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_grouped_negative_sampling_equals_sum_of_per_pair_losses(params):
+    # The trainer's NS objective, word2vec's direction: each context's input row E[c] predicts
+    # the centre's output row W[t] against K negatives shared by that centre's contexts.
+    # It must equal, in value and gradient, the per-pair losses with those negatives.
+    from jaxgram.losses import ns_group_loss
+
+    rng = np.random.default_rng(2)
+    centers = rng.integers(0, V, 4)
+    contexts = rng.integers(0, V, (4, 6))
+    contexts[rng.random((4, 6)) < 0.4] = -1
+    contexts[1] = -1  # a centre with no context contributes nothing
+    negatives = rng.integers(0, V, (4, 3))
+    present = jnp.asarray(contexts >= 0)
+
+    def grouped(p):
+        context_vecs = p.E[jnp.asarray(np.where(contexts >= 0, contexts, 0), jnp.int32)]
+        return jnp.sum(jax.vmap(ns_group_loss)(context_vecs, present, p.W[jnp.asarray(centers, jnp.int32)],
+                                               p.W[jnp.asarray(negatives, jnp.int32)]))
+
+    def per_pair(p):
+        return sum(ns_pair_loss(p, jnp.int32(c), jnp.int32(t), jnp.asarray(negatives[row], jnp.int32))
+                   for row, t in enumerate(centers) for c in contexts[row] if c >= 0)
+
+    np.testing.assert_allclose(grouped(params), per_pair(params), rtol=1e-5)
+    for mine, reference in zip(jax.grad(grouped)(params), jax.grad(per_pair)(params)):
+        np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-6)
