@@ -108,16 +108,22 @@ def test_losses_stay_finite_for_huge_scores():
     assert all(np.isfinite(g).all() for g in grads)
 
 
+def _random_groups(rng, centres: int, slots: int, empty_row: int):
+    """Centre ids and their context slots, about 40% empty (-1); one centre with no context at all."""
+    centers = rng.integers(0, V, centres)
+    contexts = rng.integers(0, V, (centres, slots))
+    contexts[rng.random((centres, slots)) < 0.4] = -1
+    contexts[empty_row] = -1  # a centre with no context contributes nothing
+    return centers, contexts
+
+
 def test_grouped_softmax_equals_sum_of_per_pair_losses(params):
     # One row per centre with up to C context slots (-1 = empty): the shared-softmax objective
     # the trainer uses must equal, in value and gradient, the sum of the per-pair losses.
     from jaxgram.losses import softmax_group_loss, softmax_groups_loss
 
     rng = np.random.default_rng(1)
-    centers = rng.integers(0, V, 5)
-    contexts = rng.integers(0, V, (5, 4))
-    contexts[rng.random((5, 4)) < 0.4] = -1
-    contexts[0] = -1  # a centre with no context contributes nothing
+    centers, contexts = _random_groups(rng, 5, 4, empty_row=0)
     pairs = [(c, t) for c, row in zip(centers, contexts) for t in row if t >= 0]
 
     def grouped(p):
@@ -144,10 +150,7 @@ def test_grouped_negative_sampling_equals_sum_of_per_pair_losses(params):
     from jaxgram.losses import ns_group_loss
 
     rng = np.random.default_rng(2)
-    centers = rng.integers(0, V, 4)
-    contexts = rng.integers(0, V, (4, 6))
-    contexts[rng.random((4, 6)) < 0.4] = -1
-    contexts[1] = -1  # a centre with no context contributes nothing
+    centers, contexts = _random_groups(rng, 4, 6, empty_row=1)
     negatives = rng.integers(0, V, (4, 3))
     present = jnp.asarray(contexts >= 0)
 
