@@ -10,10 +10,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from jaxgram.errors import DataError, JaxgramError
-from jaxgram.fileio import atomic_open, atomic_write_text, sha256_bytes, sha256_file
+from jaxgram.fileio import SHA256SUMS, atomic_open, recorded_sha256, sha256_bytes
 
 # `jaxgram train` records its outputs' sha256 here, in `sha256sum -c` format.
-SHA256SUMS = "SHA256SUMS"
 
 
 class UnknownWordError(JaxgramError, KeyError):
@@ -232,24 +231,3 @@ def _read_binary_rows(path: Path, body: bytes, count: int, dim: int):
     if body[position:].strip(b"\n"):
         raise DataError(f"{path}: data after the {count} rows the header declares")
     return words, vectors
-
-
-def write_sha256sums(folder: str | os.PathLike, names: Iterable[str]) -> None:
-    """Record the sha256 of the files `names` in `folder` in folder/SHA256SUMS (`sha256sum -c` checks it)."""
-    folder = Path(folder)
-    atomic_write_text(folder / SHA256SUMS, "".join(f"{sha256_file(folder / name)}  {name}\n" for name in names))
-
-
-def recorded_sha256(path: str | os.PathLike) -> str | None:
-    """The sha256 that the SHA256SUMS file beside `path` records for it; None without such a record."""
-    path = Path(path)
-    try:
-        lines = (path.parent / SHA256SUMS).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
-    for line in lines:
-        digest, _, name = line.partition(" ")
-        # sha256sum writes `HEX  NAME` (text mode) or `HEX *NAME` (binary mode).
-        if name[1:] == path.name and len(digest) == 64:
-            return digest.lower()
-    return None

@@ -13,9 +13,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 from jaxgram.errors import DataError
+
+SHA256SUMS = "SHA256SUMS"  # a folder's checksum record, in `sha256sum -c` format
 
 _CHUNK = 1 << 20
 
@@ -89,3 +91,24 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_sha256sums(folder: str | os.PathLike, names: Iterable[str]) -> None:
+    """Record the sha256 of the files `names` in `folder` in folder/SHA256SUMS (`sha256sum -c` checks it)."""
+    folder = Path(folder)
+    atomic_write_text(folder / SHA256SUMS, "".join(f"{sha256_file(folder / name)}  {name}\n" for name in names))
+
+
+def recorded_sha256(path: str | os.PathLike) -> str | None:
+    """The sha256 that the SHA256SUMS file beside `path` records for it; None without such a record."""
+    path = Path(path)
+    try:
+        lines = (path.parent / SHA256SUMS).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        digest, _, name = line.partition(" ")
+        # sha256sum writes `HEX  NAME` (text mode) or `HEX *NAME` (binary mode).
+        if name[1:] == path.name and len(digest) == 64:
+            return digest.lower()
+    return None

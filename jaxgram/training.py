@@ -62,9 +62,9 @@ from jaxgram.config import ALL_DEVICES, TrainConfig
 from jaxgram.data import (corpus_chunks, epoch_groups, keep_probabilities, noise_distribution, noise_table,
                           split_sentences)
 from jaxgram.distributed import DATA_AXIS, global_array, is_primary, to_host
-from jaxgram.embeddings import SHA256SUMS, Embeddings, write_sha256sums
+from jaxgram.embeddings import Embeddings
 from jaxgram.errors import ConfigError, DataError, TrainingDiverged
-from jaxgram.fileio import atomic_open, atomic_write_json, atomic_write_text
+from jaxgram.fileio import SHA256SUMS, atomic_open, atomic_write_json, atomic_write_text, write_sha256sums
 from jaxgram.init import init_params
 from jaxgram.losses import Params, ns_group_loss, softmax_groups_loss
 from jaxgram.vocab import (EncodedCorpus, EncodedFile, Vocabulary, build_vocabulary, encode, encode_to_npy,
