@@ -38,10 +38,11 @@ def peak_rss_mib() -> float:
 
 def _train_jaxgram(corpus: Path, config: TrainConfig, out: Path, progress: bool) -> dict:
     import jaxgram.training as jaxgram_train
+    from jaxgram.outputs import save_npy
 
     result = jaxgram_train.train(corpus, config, out=out, progress=progress)
     # The random initial vectors, for the report's "before training" PCA.
-    jaxgram_train.save_npy(out / "init_E.npy", result.initial_params.E)
+    save_npy(out / "init_E.npy", result.initial_params.E)
     return {"corpus_words": result.corpus_words, "vocab_size": len(result.vocab),
             "train_loop_seconds": result.wall_seconds, "loss_per_epoch": result.loss_per_epoch}
 

@@ -64,11 +64,11 @@ from jaxgram.data import (corpus_chunks, epoch_groups, keep_probabilities, noise
 from jaxgram.distributed import DATA_AXIS, global_array, is_primary, to_host
 from jaxgram.embeddings import Embeddings
 from jaxgram.errors import ConfigError, DataError, TrainingDiverged
-from jaxgram.fileio import SHA256SUMS, atomic_open, atomic_write_json, atomic_write_text, write_sha256sums
 from jaxgram.init import init_params
 from jaxgram.losses import Params, ns_group_loss, softmax_groups_loss
+from jaxgram.outputs import write_outputs
 from jaxgram.vocab import (EncodedCorpus, EncodedFile, Vocabulary, build_vocabulary, encode, encode_to_npy,
-                           read_sentences, save_encoded_npy, save_encoded_text)
+                           read_sentences)
 
 CHECKPOINT_DIR = "checkpoint"
 # Steps per jit call; with replicas also the steps between two merges of their tables.
@@ -647,54 +647,3 @@ def _restore(folder, template: Carry, config, vocab):
 
 def _replica_count(key) -> int:
     return 1 if np.ndim(key) == 1 else int(np.shape(key)[0])
-
-
-# -- outputs -------------------------------------------------------------------------------------
-
-
-OUTPUT_FILES = ("E.npy", "W.npy", "vocab.tsv", "vectors.txt", "vectors.bin", "vectors.tsv", "metadata.tsv",
-                "config.json", "loss.json")
-
-
-def save_npy(path, array) -> None:
-    with atomic_open(path, "wb") as handle:
-        np.save(handle, np.asarray(array), allow_pickle=False)
-
-
-def write_outputs(out, result: TrainResult, encoded: EncodedCorpus | EncodedFile | None = None,
-                  encoded_text: bool = False) -> None:
-    """Everything `jaxgram train` promises in `out`, each file written atomically, then SHA256SUMS.
-
-    SHA256SUMS records every output's sha256 (loading vectors checks it). The old record goes
-    first and the new one is written last, so a run stopped halfway leaves no record that
-    would vouch for, or condemn, a mix of old and new files.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / SHA256SUMS).unlink(missing_ok=True)
-    save_npy(out / "E.npy", result.params.E)
-    save_npy(out / "W.npy", result.params.W)
-    result.vocab.save(out / "vocab.tsv")
-    result.embeddings.save_word2vec_format(out / "vectors.txt", binary=False)
-    result.embeddings.save_word2vec_format(out / "vectors.bin", binary=True)
-    # TensorBoard projector: one row of tab-separated floats per word, words in metadata.tsv.
-    atomic_write_text(out / "vectors.tsv", "".join("\t".join(f"{v:.9g}" for v in row) + "\n"
-                                                     for row in result.embeddings.vectors.tolist()))
-    atomic_write_text(out / "metadata.tsv", "".join(w + "\n" for w in result.vocab.words))
-    atomic_write_json(out / "config.json", result.config.to_dict())
-    atomic_write_json(out / "loss.json", {
-        "loss_per_epoch": result.loss_per_epoch,
-        "pairs_per_epoch": result.pairs_per_epoch,
-        "objective": result.config.objective,
-        "wall_seconds": result.wall_seconds,
-        "words_per_second": result.words_per_second,
-        "corpus_words": result.corpus_words,
-    })
-    names = list(OUTPUT_FILES)
-    if encoded is not None:
-        save_encoded_npy(out / "corpus.npy", encoded)
-        names.append("corpus.npy")
-        if encoded_text:
-            save_encoded_text(out / "corpus_encoded.txt", encoded)
-            names.append("corpus_encoded.txt")
-    write_sha256sums(out, names)
