@@ -153,8 +153,13 @@ def scatter_rows(trainable: Params, updates, objective: str, inputs, outputs) ->
     return Params(E, W + updates[1])
 
 
+def learning_rate_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
+    """word2vec's schedule: alpha falling linearly to min_alpha over the whole run."""
+    return optax.linear_schedule(config.alpha, config.min_alpha, max(total_steps, 1))
+
+
 def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTransformation:
-    schedule = optax.linear_schedule(config.alpha, config.min_alpha, max(total_steps, 1))
+    schedule = learning_rate_schedule(config, total_steps)
     return {"sgd": optax.sgd, "adam": optax.adam, "adagrad": optax.adagrad}[config.optimizer](schedule)
 
 
@@ -216,17 +221,13 @@ def _optimizer_update(optimizer, grads, opt_state, params=None):
 
 
 def compile_steps(step):
-    """(run_many, run_one): many steps per call via lax.scan, and one step for an epoch's tail."""
+    """run_many: many steps per call via lax.scan, inputs [steps, batch, ...] (an epoch's tail is padded)."""
 
     @jax.jit
     def run_many(carry, centers, contexts, mask):
         return jax.lax.scan(step, carry, (centers, contexts, mask))
 
-    @jax.jit
-    def run_one(carry, centers, contexts, mask):
-        return step(carry, (centers, contexts, mask))
-
-    return run_many, run_one
+    return run_many
 
 
 def compile_replicated(step, devices):
@@ -357,17 +358,18 @@ def prepare_corpus(corpus, config: TrainConfig) -> tuple[Vocabulary, EncodedCorp
 
     (train() itself encodes into a memory-mapped file and reads it in chunks.)
     """
-    sentences, where = _sentence_source(corpus)
-    vocab = build_vocabulary(sentences(), config.min_count, config.max_vocab_size, source=where)
+    sentences, vocab = _vocabulary(corpus, config)
     return vocab, encode(sentences(), vocab)
 
 
-def _sentence_source(corpus):
-    """(a function returning a fresh iterator of token lists, a description for errors)."""
+def _vocabulary(corpus, config: TrainConfig):
+    """(a function returning a fresh iterator of the corpus's token lists, its vocabulary)."""
     if isinstance(corpus, (str, os.PathLike)):
-        return (lambda: read_sentences(corpus)), f"corpus file {corpus}"
-    corpus = [list(tokens) for tokens in corpus]
-    return (lambda: iter(corpus)), "the corpus"
+        sentences, where = (lambda: read_sentences(corpus)), f"corpus file {corpus}"
+    else:
+        corpus = [list(tokens) for tokens in corpus]
+        sentences, where = (lambda: iter(corpus)), "the corpus"
+    return sentences, build_vocabulary(sentences(), config.min_count, config.max_vocab_size, source=where)
 
 
 # -- the loop -----------------------------------------------------------------------------------
@@ -386,8 +388,7 @@ def train(corpus, config: TrainConfig | None = None, out=None, resume: bool = Fa
     """
     config = (config or TrainConfig()).validate()
     mesh = training_mesh(config)
-    sentences, where = _sentence_source(corpus)
-    vocab = build_vocabulary(sentences(), config.min_count, config.max_vocab_size, source=where)
+    sentences, vocab = _vocabulary(corpus, config)
     # The encoded corpus lives in a scratch file under TMPDIR while training reads it.
     with tempfile.TemporaryDirectory(prefix="jaxgram-encoded-") as scratch:
         encoded = encode_to_npy(sentences(), vocab, Path(scratch) / "corpus.npy")
@@ -424,7 +425,7 @@ def _train_encoded(vocab: Vocabulary, encoded: EncodedFile, config: TrainConfig,
     steps_per_epoch = math.ceil(rounds / steps_per_call) * steps_per_call
     total_steps = steps_per_epoch * config.epochs
     optimizer = make_optimizer(config, total_steps)
-    schedule = optax.linear_schedule(config.alpha, config.min_alpha, max(total_steps, 1))
+    schedule = learning_rate_schedule(config, total_steps)  # for the progress bar's lr
 
     init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
     # On a mesh the tables start on the host CPU, so no single accelerator ever holds them whole.
@@ -446,7 +447,7 @@ def _train_encoded(vocab: Vocabulary, encoded: EncodedFile, config: TrainConfig,
     if mesh is None:
         layout = None
         step = make_step(config, optimizer, jnp.asarray(noise_ids))
-        run_many = compile_steps(step)[0] if replicas == 1 else compile_replicated(step, training_devices(config))
+        run_many = compile_steps(step) if replicas == 1 else compile_replicated(step, training_devices(config))
     else:
         layout = MeshLayout(mesh, len(vocab), config.shard_tables)
         carry = layout.place(carry)

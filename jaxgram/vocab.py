@@ -15,6 +15,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from jaxgram.data import split_sentences
 from jaxgram.errors import ConfigError, DataError
 from jaxgram.fileio import atomic_open, atomic_write_text, sha256_bytes
 
@@ -342,10 +343,9 @@ def load_encoded_npy(path: str | os.PathLike) -> EncodedCorpus:
         raise DataError(f"cannot read encoded corpus {path}: {exc}") from exc
     if flat.dtype != np.int32 or flat.ndim != 1:
         raise DataError(f"encoded corpus {path} must be a 1-D int32 array, got {flat.dtype} {flat.shape}")
-    boundary = flat < 0
-    sentence_ids = np.cumsum(boundary, dtype=np.int64)[~boundary]
-    ids = flat[~boundary]
-    return EncodedCorpus(ids, (sentence_ids - (sentence_ids[0] if len(ids) else 0)).astype(np.int32), len(ids))
+    ids, sentence_ids = split_sentences(flat)
+    # Sentence ids count from 0 even if the file opens with a separator.
+    return EncodedCorpus(ids, sentence_ids - (sentence_ids[0] if len(ids) else 0), len(ids))
 
 
 def save_encoded_text(path: str | os.PathLike, corpus: EncodedCorpus | EncodedFile) -> None:
