@@ -8,7 +8,6 @@ quality by the mean with min and max over seeds.
 
 from __future__ import annotations
 
-import os
 import platform
 import statistics
 import tempfile
@@ -19,18 +18,18 @@ from eval.baseline import gensim_kwargs
 from eval.benchmarks import datapath, evaluate_analogies, evaluate_word_pairs
 from eval.config import load_config
 from eval.measure import TRAINERS, run_trainer
-from jaxgram.config import TrainConfig
+from jaxgram.config import TrainConfig, usable_cores
 from jaxgram.embeddings import Embeddings
 from jaxgram.errors import ConfigError, DataError
-from jaxgram.fileio import atomic_write_json
+from jaxgram.fileio import atomic_write_json, sha256_file
 
 # name -> (eval config it starts from, changes to its [train] table)
 CONFIGS = {
     "default": ("default", {}),
-    "seed004": ("seed004", {}),
+    "dostoevsky": ("dostoevsky", {}),
     "softmax": ("default", {"objective": "softmax"}),
 }
-FORMAT = 1
+FORMAT = 2  # 2: `corpus` is the file's name, size and sha256, no longer its path
 
 
 def train_config(name: str, seed: int) -> TrainConfig:
@@ -38,13 +37,6 @@ def train_config(name: str, seed: int) -> TrainConfig:
         raise ConfigError(f"config={name!r} is not allowed: choose one of {', '.join(CONFIGS)}")
     base, changes = CONFIGS[name]
     return load_config(base).with_train(seed=seed, **changes).train
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
@@ -69,7 +61,10 @@ def machine_info(config: TrainConfig) -> dict:
     import gensim
     import jax
 
-    import jaxgram.training  # claims the CPU devices the jaxgram child will see too
+    from jaxgram.distributed import configure_cpu_workers
+    from jaxgram.parallel import training_devices
+
+    configure_cpu_workers(config.workers)  # the CPU devices the jaxgram child will have too
 
     cpu_model = platform.processor() or platform.machine()
     try:
@@ -78,17 +73,17 @@ def machine_info(config: TrainConfig) -> dict:
                              cpu_model)
     except OSError:
         pass
-    devices = jaxgram.training.training_devices(config)
+    devices = training_devices(config)
     return {
         "cpu": cpu_model,
-        "cores": cores(),
+        "cores": usable_cores(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "jax": jax.__version__,
         "gensim": gensim.__version__,
         "device": f"{devices[0].platform}: {getattr(devices[0], 'device_kind', devices[0].platform)}",
         "jaxgram_replicas": len(devices),
-        "gensim_workers": gensim_kwargs(config, workers=cores())["workers"],
+        "gensim_workers": gensim_kwargs(config, workers=usable_cores())["workers"],
     }
 
 
@@ -139,6 +134,11 @@ def _corpus_from(corpus, mirror, work: Path) -> Path:
     return Path(report.corpus_path)
 
 
+def corpus_record(corpus: Path) -> dict:
+    """Which corpus the results came from, in terms that mean the same on any machine."""
+    return {"file": corpus.name, "bytes": corpus.stat().st_size, "sha256": sha256_file(corpus)}
+
+
 def run_benchmark(corpus=None, mirror=None, config_name: str = "default", seeds: int = 3, out=None, work=None,
                   progress: bool = False) -> dict:
     """Train jaxgram and gensim `seeds` times each, score them; write and return the results."""
@@ -148,6 +148,7 @@ def run_benchmark(corpus=None, mirror=None, config_name: str = "default", seeds:
     with tempfile.TemporaryDirectory(prefix="jaxgram-bench-") as scratch:
         work = Path(work) if work is not None else Path(scratch)
         corpus = _corpus_from(corpus, mirror, work)
+        corpus_facts = corpus_record(corpus)  # now: an ingested corpus goes with the scratch folder
         machine = machine_info(configs[0])
         machine["matmul_gflops_fp32"] = matmul_gflops()
         runs = {trainer: [] for trainer in TRAINERS}
@@ -165,14 +166,14 @@ def run_benchmark(corpus=None, mirror=None, config_name: str = "default", seeds:
                     **quality(run_dir / "vectors.bin"),
                 })
         flops = softmax_flops(corpus, configs[0]) if configs[0].objective == "softmax" else None
-    results = _summarise(runs, configs[0], config_name, corpus, machine, flops)
+    results = _summarise(runs, configs[0], config_name, corpus_facts, machine, flops)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out, results)
     return results
 
 
-def _summarise(runs: dict, config: TrainConfig, config_name: str, corpus: Path, machine: dict, flops) -> dict:
+def _summarise(runs: dict, config: TrainConfig, config_name: str, corpus: dict, machine: dict, flops) -> dict:
     trainers = {}
     for trainer, rows in runs.items():
         trainers[trainer] = {key: summary([row[key] for row in rows])
@@ -198,7 +199,7 @@ def _summarise(runs: dict, config: TrainConfig, config_name: str, corpus: Path, 
         "format": FORMAT,
         "config_name": config_name,
         "config": config.to_dict(),
-        "corpus": str(corpus),
+        "corpus": corpus,
         "corpus_words": runs["jaxgram"][0]["corpus_words"],
         "seeds": len(runs["jaxgram"]),
         "machine": machine,
@@ -227,26 +228,26 @@ def format_table(results: dict) -> str:
     machine = results["machine"]
     config = results["config"]
     lines = [
-        f"config {results['config_name']}: objective={config['objective']} dim={config['dim']} "
-        f"epochs={config['epochs']} window={config['window']} negative={config['negative']} "
-        f"sample={config['sample']}; {results['seeds']} seeds; corpus {results['corpus_words']} words",
-        f"machine: {machine['cpu']}, {machine['cores']} cores, jax {machine['jax']} on {machine['device']} "
-        f"({machine['jaxgram_replicas']} replica(s)), gensim {machine['gensim']} with {machine['gensim_workers']} workers",
+        (f"config {results['config_name']}: objective={config['objective']} dim={config['dim']} "
+         f"epochs={config['epochs']} window={config['window']} negative={config['negative']} "
+         f"sample={config['sample']}; {results['seeds']} seeds; corpus {results['corpus_words']} words"),
+        (f"machine: {machine['cpu']}, {machine['cores']} cores, jax {machine['jax']} on {machine['device']} "
+         f"({machine['jaxgram_replicas']} replica(s)), gensim {machine['gensim']} with {machine['gensim_workers']} workers"),
         "",
         "| | jaxgram | gensim | jaxgram / gensim |",
         "|---|---:|---:|---:|",
-        f"| wall s, whole train call (median) | {_number(jax_runs['wall_seconds']['median'], 2)} "
-        f"| {_number(gensim_runs['wall_seconds']['median'], 2)} | |",
-        f"| train loop s (median) | {_number(jax_runs['train_loop_seconds']['median'], 2)} "
-        f"| {_number(gensim_runs['train_loop_seconds']['median'], 2)} | |",
-        f"| words/s (median) | {jax_runs['words_per_second']['median']:,.0f} "
-        f"| {gensim_runs['words_per_second']['median']:,.0f} | {results['words_per_second_ratio']:.2f} |",
-        f"| peak RSS MiB (median) | {jax_runs['peak_rss_mib']['median']:.0f} "
-        f"| {gensim_runs['peak_rss_mib']['median']:.0f} | {results['peak_rss_ratio']:.2f} |",
-        f"| analogy accuracy, mean [min, max] | {spread(jax_runs['analogy_accuracy'])} "
-        f"| {spread(gensim_runs['analogy_accuracy'])} | |",
-        f"| WordSim-353 Spearman, mean [min, max] | {spread(jax_runs['wordsim353_spearman'])} "
-        f"| {spread(gensim_runs['wordsim353_spearman'])} | |",
+        (f"| wall s, whole train call (median) | {_number(jax_runs['wall_seconds']['median'], 2)} "
+         f"| {_number(gensim_runs['wall_seconds']['median'], 2)} | |"),
+        (f"| train loop s (median) | {_number(jax_runs['train_loop_seconds']['median'], 2)} "
+         f"| {_number(gensim_runs['train_loop_seconds']['median'], 2)} | |"),
+        (f"| words/s (median) | {jax_runs['words_per_second']['median']:,.0f} "
+         f"| {gensim_runs['words_per_second']['median']:,.0f} | {results['words_per_second_ratio']:.2f} |"),
+        (f"| peak RSS MiB (median) | {jax_runs['peak_rss_mib']['median']:.0f} "
+         f"| {gensim_runs['peak_rss_mib']['median']:.0f} | {results['peak_rss_ratio']:.2f} |"),
+        (f"| analogy accuracy, mean [min, max] | {spread(jax_runs['analogy_accuracy'])} "
+         f"| {spread(gensim_runs['analogy_accuracy'])} | |"),
+        (f"| WordSim-353 Spearman, mean [min, max] | {spread(jax_runs['wordsim353_spearman'])} "
+         f"| {spread(gensim_runs['wordsim353_spearman'])} | |"),
     ]
     lines.append(f"| fp32 matmul 2048² GFLOP/s (machine) | {machine['matmul_gflops_fp32']:.0f} | | |")
     softmax = results.get("softmax_matmul")

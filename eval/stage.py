@@ -21,6 +21,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         config = TrainConfig.from_dict(json.loads(args.config_json))
+        if args.trainer == "jaxgram":
+            from jaxgram.distributed import configure_cpu_workers
+
+            configure_cpu_workers(config.workers)  # this child is a process start: before JAX runs
         run_in_this_process(args.trainer, args.corpus, config, args.out, progress=args.progress)
     except JaxgramError as exc:
         write_child_error(args.out, exc)

@@ -1,5 +1,8 @@
 """JAX's multi-device, multi-process runtime as `jaxgram train` uses it.
 
+- `configure_cpu_workers`: how many CPU devices JAX creates (one per training worker), set
+  where the process starts, before JAX runs: by the CLI, or by a library user who wants
+  more than one CPU worker. Importing jaxgram never changes `jax.config`.
 - `Cluster` + `initialize`: `jax.distributed.initialize` from explicit flags
   (--coordinator HOST:PORT --num-processes N --process-id I) or JAX's cluster
   auto-detection (Slurm, Open MPI, TPU pods). CPU collectives go through gloo.
@@ -85,6 +88,48 @@ def initialize(cluster: Cluster) -> None:
         hint = ("; outside Slurm, Open MPI or a TPU pod give coordinator, num_processes and process_id"
                 if cluster.auto else "")
         raise ClusterError(f"jax.distributed.initialize failed ({where}): {first_line}{hint}") from exc
+
+
+def configure_cpu_workers(workers: int | None = None) -> int:
+    """Give JAX `workers` CPU devices (default: the usable cores, capped at 2); call before JAX runs.
+
+    Sparse SGD trains one replica per CPU device (`TrainConfig.workers`). A count the user
+    already chose (JAX_NUM_CPU_DEVICES, jax_num_cpu_devices, or XLA's
+    --xla_force_host_platform_device_count) is kept unless `workers` is given. Returns the
+    count JAX will have; once JAX has started it can no longer change, so asking for more
+    devices than it has raises ConfigError saying how to call this in time.
+    """
+    from jaxgram.config import default_workers
+
+    if workers is None:
+        if jax.config.jax_num_cpu_devices != -1 or _forced_host_devices():
+            return _cpu_device_count_if_started() or max(jax.config.jax_num_cpu_devices, 1)
+        workers = default_workers()
+    try:
+        jax.config.update("jax_num_cpu_devices", workers)
+    except RuntimeError:  # JAX's backends already exist: the device count is fixed
+        started_with = _cpu_device_count_if_started() or 1
+        if started_with < workers:
+            raise ConfigError(
+                f"workers={workers} is not allowed: JAX already started with {started_with} CPU device(s); call "
+                f"jaxgram.configure_cpu_workers({workers}) before any JAX computation, or set "
+                f"JAX_NUM_CPU_DEVICES={workers}") from None
+        return started_with
+    return workers
+
+
+def _forced_host_devices() -> bool:
+    import os
+
+    return "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+
+
+def _cpu_device_count_if_started() -> int | None:
+    from jax._src import xla_bridge  # the only way to ask without starting the backends
+
+    if not xla_bridge.backends_are_initialized():
+        return None
+    return len(jax.local_devices(backend="cpu"))
 
 
 def is_primary() -> bool:

@@ -1,5 +1,10 @@
 """Skip-gram losses as pure functions: per-pair definitions, batched with jax.vmap.
 
+One convention, optax's: every loss returns one value per example (per pair or per centre
+group; shapes in each docstring) and the caller reduces. The trainer sums the per-group
+losses of a batch (see jaxgram.step); the per-pair functions are the readable reference
+the tests check the group losses against.
+
 Numerical stability: the softmax loss uses log_softmax (it subtracts the max logit
 before exponentiating) and the sigmoid terms use log σ(s) = -softplus(-s); the naive
 log(exp(s) / Σ exp) and log(1 / (1 + exp(-s))) overflow to inf/NaN once |s| reaches ~90
@@ -48,8 +53,8 @@ def softmax_group_loss(center_vec: jax.Array, output_table: jax.Array, contexts:
     return jnp.sum(jnp.where(present, jax.nn.logsumexp(logits) - picked, 0.0))
 
 
-def softmax_groups_loss(center_vecs: jax.Array, output_table: jax.Array, contexts: jax.Array) -> jax.Array:
-    """softmax_group_loss for a batch of centres: [B, D] vectors, contexts [B, C] -> [B] losses.
+def batched_softmax_group_loss(center_vecs: jax.Array, output_table: jax.Array, contexts: jax.Array) -> jax.Array:
+    """softmax_group_loss for a batch of centres: [B, D] vectors, contexts [B, C] -> losses [B].
 
     Written batched rather than as its vmap because the trainer's step time is this one
     [B, V] product and its softmax: as a single matmul with row-wise gathers it measured
@@ -98,10 +103,10 @@ def ns_pair_loss(params: Params, center, context, negatives) -> jax.Array:
 
 
 def full_softmax_loss(params: Params, centers, contexts) -> jax.Array:
-    """Mean over the batch of -log softmax(W @ E[c])[t]; centers, contexts: int [B]."""
-    return jnp.mean(jax.vmap(softmax_pair_loss, in_axes=(None, 0, 0))(params, centers, contexts))
+    """-log softmax(W @ E[c])[t] of each pair: centers, contexts int [B] -> losses [B]."""
+    return jax.vmap(softmax_pair_loss, in_axes=(None, 0, 0))(params, centers, contexts)
 
 
 def negative_sampling_loss(params: Params, centers, contexts, negatives) -> jax.Array:
-    """Mean over the batch of the negative-sampling loss; negatives: int [B, K]."""
-    return jnp.mean(jax.vmap(ns_pair_loss, in_axes=(None, 0, 0, 0))(params, centers, contexts, negatives))
+    """The negative-sampling loss of each pair: centers, contexts int [B], negatives int [B, K] -> losses [B]."""
+    return jax.vmap(ns_pair_loss, in_axes=(None, 0, 0, 0))(params, centers, contexts, negatives)

@@ -1,17 +1,34 @@
-"""What `jaxgram train --out DIR` leaves: every output file, written atomically, and its checksum record."""
+"""What a training run produces: the TrainResult it returns and, with `--out DIR`, every output
+file, written atomically, and its checksum record."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from jaxgram.config import TrainConfig
+from jaxgram.embeddings import Embeddings
 from jaxgram.fileio import SHA256SUMS, atomic_open, atomic_write_json, atomic_write_text, write_sha256sums
-from jaxgram.vocab import EncodedCorpus, EncodedFile, save_encoded_npy, save_encoded_text
+from jaxgram.losses import Params
+from jaxgram.vocab import EncodedCorpus, EncodedFile, Vocabulary, save_encoded_npy, save_encoded_text
 
-if TYPE_CHECKING:
-    from jaxgram.training import TrainResult
+
+@dataclass
+class TrainResult:
+    """What train() returns: the trained and initial tables as NumPy arrays, the vectors, the record."""
+
+    params: Params
+    initial_params: Params
+    vocab: Vocabulary
+    embeddings: Embeddings
+    loss_per_epoch: list[float]
+    wall_seconds: float
+    words_per_second: float
+    corpus_words: int
+    pairs_per_epoch: list[int]
+    config: TrainConfig
 
 
 OUTPUT_FILES = ("E.npy", "W.npy", "vocab.tsv", "vectors.txt", "vectors.bin", "vectors.tsv", "metadata.tsv",
@@ -24,7 +41,7 @@ def save_npy(path, array) -> None:
         np.save(handle, np.asarray(array), allow_pickle=False)
 
 
-def write_outputs(out, result: "TrainResult", encoded: EncodedCorpus | EncodedFile | None = None,
+def write_outputs(out, result: TrainResult, encoded: EncodedCorpus | EncodedFile | None = None,
                   encoded_text: bool = False) -> None:
     """Everything `jaxgram train` promises in `out`, each file written atomically, then SHA256SUMS.
 

@@ -16,8 +16,13 @@ from pathlib import Path
 import jax
 import pytest
 
+from jaxgram.distributed import configure_cpu_workers
+
 # Tests run with strict dtype promotion so an accidental float64/int mix is an error.
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+# The test session is a process start like the CLI's: give JAX one CPU device per worker, so
+# in-process training runs the same CPU workers `jaxgram train` does.
+configure_cpu_workers()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GUTENBERG_DIR = Path(os.environ.get("JAXGRAM_GUTENBERG_DIR", REPO_ROOT.parent / "shared" / "gutenberg"))

@@ -61,16 +61,17 @@ def test_negative_sampling_gradient_is_sigma_minus_label(params):
 def test_batched_losses_pass_check_grads(params, batch):
     centers, contexts, negatives = batch
     small = Params(params.E * 0.3, params.W * 0.3)
-    check_grads(lambda p: full_softmax_loss(p, centers, contexts), (small,), order=1, modes=("rev",), atol=1e-2, rtol=1e-2)
-    check_grads(lambda p: negative_sampling_loss(p, centers, contexts, negatives), (small,), order=1, modes=("rev",), atol=1e-2, rtol=1e-2)
+    check_grads(lambda p: jnp.mean(full_softmax_loss(p, centers, contexts)), (small,), order=1, modes=("rev",), atol=1e-2, rtol=1e-2)
+    check_grads(lambda p: jnp.mean(negative_sampling_loss(p, centers, contexts, negatives)), (small,), order=1, modes=("rev",), atol=1e-2, rtol=1e-2)
 
 
-def test_batched_loss_is_mean_of_vmapped_pair_loss(params, batch):
+def test_batched_loss_is_the_vmapped_pair_loss(params, batch):
     centers, contexts, negatives = batch
     per_pair_softmax = [softmax_pair_loss(params, c, t) for c, t in zip(centers, contexts)]
     per_pair_ns = [ns_pair_loss(params, c, t, n) for c, t, n in zip(centers, contexts, negatives)]
-    np.testing.assert_allclose(full_softmax_loss(params, centers, contexts), np.mean(per_pair_softmax), rtol=1e-6)
-    np.testing.assert_allclose(negative_sampling_loss(params, centers, contexts, negatives), np.mean(per_pair_ns), rtol=1e-6)
+    # One loss per pair (optax's convention: the caller reduces).
+    np.testing.assert_allclose(full_softmax_loss(params, centers, contexts), per_pair_softmax, rtol=1e-6)
+    np.testing.assert_allclose(negative_sampling_loss(params, centers, contexts, negatives), per_pair_ns, rtol=1e-6)
     vmapped = jax.vmap(ns_pair_loss, in_axes=(None, 0, 0, 0))(params, centers, contexts, negatives)
     np.testing.assert_allclose(vmapped, per_pair_ns, rtol=1e-6)
 
@@ -81,13 +82,13 @@ def test_losses_match_their_definitions(params, batch):
     logits = E[np.asarray(centers)] @ W.T
     log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
     expected = -np.mean(log_p[np.arange(B), np.asarray(contexts)])
-    np.testing.assert_allclose(full_softmax_loss(params, centers, contexts), expected, rtol=1e-5)
+    np.testing.assert_allclose(np.mean(full_softmax_loss(params, centers, contexts)), expected, rtol=1e-5)
     log_sigma = lambda s: -np.log1p(np.exp(-s))
     h = E[np.asarray(centers)]
     pos = np.einsum("bd,bd->b", h, W[np.asarray(contexts)])
     neg = np.einsum("bd,bkd->bk", h, W[np.asarray(negatives)])
     expected = np.mean(-log_sigma(pos) - log_sigma(-neg).sum(axis=1))
-    np.testing.assert_allclose(negative_sampling_loss(params, centers, contexts, negatives), expected, rtol=1e-5)
+    np.testing.assert_allclose(np.mean(negative_sampling_loss(params, centers, contexts, negatives)), expected, rtol=1e-5)
 
 
 def test_per_pair_losses_refuse_batched_input(params, batch):
@@ -104,7 +105,7 @@ def test_losses_stay_finite_for_huge_scores():
     big = Params(jnp.full((3, 2), 100.0), jnp.full((3, 2), -100.0))
     assert np.isfinite(full_softmax_loss(big, jnp.array([0]), jnp.array([1])))
     assert np.isfinite(negative_sampling_loss(big, jnp.array([0]), jnp.array([1]), jnp.array([[2]])))
-    grads = jax.grad(negative_sampling_loss)(big, jnp.array([0]), jnp.array([1]), jnp.array([[2]]))
+    grads = jax.grad(lambda *a: jnp.sum(negative_sampling_loss(*a)))(big, jnp.array([0]), jnp.array([1]), jnp.array([[2]]))
     assert all(np.isfinite(g).all() for g in grads)
 
 
@@ -120,7 +121,7 @@ def _random_groups(rng, centres: int, slots: int, empty_row: int):
 def test_grouped_softmax_equals_sum_of_per_pair_losses(params):
     # One row per centre with up to C context slots (-1 = empty): the shared-softmax objective
     # the trainer uses must equal, in value and gradient, the sum of the per-pair losses.
-    from jaxgram.losses import softmax_group_loss, softmax_groups_loss
+    from jaxgram.losses import batched_softmax_group_loss, softmax_group_loss
 
     rng = np.random.default_rng(1)
     centers, contexts = _random_groups(rng, 5, 4, empty_row=0)
@@ -131,11 +132,11 @@ def test_grouped_softmax_equals_sum_of_per_pair_losses(params):
         return jnp.sum(rows)
 
     def per_pair(p):
-        return len(pairs) * full_softmax_loss(p, jnp.asarray([c for c, _ in pairs], jnp.int32),
-                                              jnp.asarray([t for _, t in pairs], jnp.int32))
+        return jnp.sum(full_softmax_loss(p, jnp.asarray([c for c, _ in pairs], jnp.int32),
+                                         jnp.asarray([t for _, t in pairs], jnp.int32)))
 
     def batched(p):  # the trainer's form: one [B, V] product
-        return jnp.sum(softmax_groups_loss(p.E[centers], p.W, jnp.asarray(contexts, jnp.int32)))
+        return jnp.sum(batched_softmax_group_loss(p.E[centers], p.W, jnp.asarray(contexts, jnp.int32)))
 
     for ours in (grouped, batched):
         np.testing.assert_allclose(ours(params), per_pair(params), rtol=1e-5)

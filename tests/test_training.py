@@ -14,7 +14,8 @@ from jaxgram.data import noise_table
 from jaxgram.init import init_params
 from jaxgram.losses import Params
 from jaxgram.toy import toy_sentences
-from jaxgram.training import Carry, compile_steps, make_optimizer, make_step
+from jaxgram.parallel import compile_steps
+from jaxgram.step import Carry, make_optimizer, make_step
 
 SMALL = TrainConfig(dim=16, window=3, negative=4, epochs=3, min_count=1, sample=1e-2, batch_size=64, seed=3)
 

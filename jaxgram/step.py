@@ -1,0 +1,174 @@
+"""One training step: gather the rows a batch touches, the objective, its gradient, the optax update.
+
+- Objective = SUM of the per-group losses over the batch (jaxgram.losses returns one loss
+  per centre group and leaves the reduction to the caller), not the mean: word2vec's alpha
+  is a per-pair step size, and a mean would divide it by the batch size.
+- Training data come in centre groups: one row per centre with its (up to 2·window)
+  context ids. Full softmax shares one softmax per centre, so the V logits are computed
+  once per centre (losses.batched_softmax_group_loss). Negative sampling follows word2vec's
+  skip-gram (each context's input row predicts the centre's output row) with the K
+  negatives shared by one centre's contexts (Ji et al. 2016, losses.ns_group_loss): per
+  centre one gather/scatter of its context rows of E and of 1+K rows of W, and the scores
+  are one small matrix product.
+- For SGD (the default) the gradient is taken with respect to the gathered rows and the
+  optax update is scattered back into those rows only, so an NS step costs O(B·(C+K)·D),
+  not O(V·D). Adam and Adagrad keep per-entry state for the whole table, so they
+  differentiate the full tables (dense update).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxgram.config import TrainConfig
+from jaxgram.losses import Params, batched_softmax_group_loss, ns_group_loss
+
+
+class Carry(NamedTuple):
+    """The training state a step takes and returns."""
+
+    trainable: Params  # W is None when the tables are tied
+    opt_state: optax.OptState
+    key: jax.Array
+
+
+def model_params(trainable: Params) -> Params:
+    """The (E, W) pair the losses see; a tied model uses one table for both roles."""
+    return Params(trainable.E, trainable.E if trainable.W is None else trainable.W)
+
+
+def gather_rows(params: Params, objective: str, inputs, outputs):
+    """ns: E rows of the contexts [B, C] and W rows of outputs [B, 1+K] (the centre, then its
+    negatives). softmax: E rows of the centres [B] and the whole output table."""
+    if objective == "ns":
+        return params.E[inputs], params.W[outputs]
+    return params.E[inputs], params.W
+
+
+def rows_objective(rows, objective: str, contexts, mask):
+    """Sum over the batch of the per-group losses (masked rows are padding and count zero).
+
+    One row per centre; contexts [B, C] its context ids (-1 = empty slot).
+    """
+    if objective == "ns":
+        losses = jax.vmap(ns_group_loss)(rows[0], contexts >= 0, rows[1][:, 0], rows[1][:, 1:])
+    else:
+        losses = batched_softmax_group_loss(rows[0], rows[1], contexts)
+    total = jnp.sum(losses * mask)
+    return total, total
+
+
+def scatter_rows(trainable: Params, updates, objective: str, inputs, outputs) -> Params:
+    """Add the row updates back into the tables they were gathered from."""
+    E, W = trainable.E, trainable.W
+    tied = W is None
+    E = E.at[inputs].add(updates[0])
+    if objective == "ns":
+        if tied:
+            return Params(E.at[outputs].add(updates[1]), None)
+        return Params(E, W.at[outputs].add(updates[1]))
+    if tied:
+        return Params(E + updates[1], None)
+    return Params(E, W + updates[1])
+
+
+def learning_rate_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
+    """word2vec's schedule: alpha falling linearly to min_alpha over the whole run."""
+    return optax.linear_schedule(config.alpha, config.min_alpha, max(total_steps, 1))
+
+
+def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    schedule = learning_rate_schedule(config, total_steps)
+    return {"sgd": optax.sgd, "adam": optax.adam, "adagrad": optax.adagrad}[config.optimizer](schedule)
+
+
+def negative_sampler(noise_ids: jax.Array, negative: int):
+    """sample(key, centers) -> [B, K] noise ids, K per centre, from a power-of-two noise table.
+
+    The top log2(size) bits of a uint32 index the table: one draw costs a shift and a gather.
+    """
+    table_size = int(noise_ids.shape[0])
+    if table_size & (table_size - 1) or table_size > 1 << 32:
+        raise ValueError(f"the noise table must have a power-of-two size, got {table_size}")
+    shift = 33 - table_size.bit_length()
+
+    def sample(key, centers):
+        bits = jax.random.bits(key, (centers.shape[0], negative), jnp.uint32)
+        return noise_ids[bits >> shift]
+
+    return sample
+
+
+def make_step(config: TrainConfig, optimizer: optax.GradientTransformation, noise_ids: jax.Array,
+              sparse: bool | None = None, rows_sharding=None):
+    """step(carry, (centers, contexts, mask)) -> (carry, summed loss): one optax update.
+
+    `sparse` (default: only for SGD, whose update is stateless per entry) updates just the
+    gathered rows; the result equals the dense update, which tests check. `rows_sharding`
+    (a layout hint for a mesh, no effect on the values) is where the sparse row updates are
+    gathered before they are scattered into the tables: replicated, every device receives
+    the batch's B·(C+K+1)·D updates, instead of XLA summing a whole V·D table per step.
+    """
+    objective = config.objective
+    sparse = config.optimizer == "sgd" if sparse is None else sparse
+    sample_negatives = negative_sampler(noise_ids, config.negative)
+
+    def step(carry: Carry, batch):
+        centers, contexts, mask = batch
+        key, sample_key = jax.random.split(carry.key)
+        # Centre groups [B, C]; a batch of plain pairs is groups of one.
+        contexts = contexts[:, None] if contexts.ndim == 1 else contexts
+        if objective == "ns":
+            # As in word2vec, the contexts' input rows predict the centre's output row; the
+            # K negatives are shared by one centre's contexts. Empty slots (-1) read and
+            # write E's last row with zero weight.
+            negatives = sample_negatives(sample_key, centers)
+            inputs, outputs = contexts, jnp.concatenate([centers[:, None], negatives], axis=1)
+        else:
+            inputs, outputs = centers, contexts
+        update = _sparse_update if sparse else _dense_update
+        trainable, opt_state, total = update(optimizer, carry, objective, (inputs, outputs, contexts, mask),
+                                             rows_sharding)
+        return Carry(trainable, opt_state, key), total
+
+    return step
+
+
+def _sparse_update(optimizer, carry: Carry, objective: str, batch, rows_sharding):
+    inputs, outputs, contexts, mask = batch
+    rows = gather_rows(model_params(carry.trainable), objective, inputs, outputs)
+    grads, total = jax.grad(rows_objective, has_aux=True)(rows, objective, contexts, mask)
+    updates, opt_state = _optimizer_update(optimizer, grads, carry.opt_state)
+    if rows_sharding is not None:
+        updates, inputs, outputs = jax.lax.with_sharding_constraint((updates, inputs, outputs), rows_sharding)
+    return scatter_rows(carry.trainable, updates, objective, inputs, outputs), opt_state, total
+
+
+def _dense_update(optimizer, carry: Carry, objective: str, batch, rows_sharding):
+    inputs, outputs, contexts, mask = batch
+
+    def loss_of(trainable):
+        rows = gather_rows(model_params(trainable), objective, inputs, outputs)
+        return rows_objective(rows, objective, contexts, mask)
+
+    grads, total = jax.grad(loss_of, has_aux=True)(carry.trainable)
+    updates, opt_state = _optimizer_update(optimizer, grads, carry.opt_state, carry.trainable)
+    return optax.apply_updates(carry.trainable, updates), opt_state, total
+
+
+def _optimizer_update(optimizer, grads, opt_state, params=None):
+    # optax's Adam bias correction raises a float to an int32 step count, which strict
+    # dtype promotion (used by the test suite to catch accidental mixes) refuses.
+    with jax.numpy_dtype_promotion("standard"):
+        return optimizer.update(grads, opt_state, params)
+
+
+def optimizer_step_count(opt_state) -> jax.Array | None:
+    """The step counter optax keeps in `opt_state` (the schedule's position), or None."""
+    counts = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(opt_state)
+              if path and getattr(path[-1], "name", None) == "count"]
+    return counts[0] if counts else None

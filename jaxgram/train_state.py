@@ -1,0 +1,86 @@
+"""Save and restore the training state (tables, optimiser state, random key) at the end of an epoch.
+
+The file format (arrays + a sha256-checked manifest, written so a kill leaves the previous
+checkpoint or the new one) is jaxgram.checkpoint's; this module decides what goes in and
+checks, on restore, that the checkpoint belongs to this run: same config, same vocabulary,
+same shapes and the same number of CPU workers (each holds its own random key).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgram import checkpoint
+from jaxgram.config import TrainConfig
+from jaxgram.errors import ConfigError, DataError
+from jaxgram.losses import Params
+from jaxgram.step import Carry
+from jaxgram.vocab import Vocabulary
+
+FORMAT = 1
+
+
+@dataclass
+class History:
+    """What the finished epochs left: their count, mean loss and trained pairs."""
+
+    epochs_done: int = 0
+    loss_per_epoch: list[float] = field(default_factory=list)
+    pairs_per_epoch: list[int] = field(default_factory=list)
+
+    def record(self, loss: float, pairs: int) -> None:
+        self.epochs_done += 1
+        self.loss_per_epoch.append(loss)
+        self.pairs_per_epoch.append(pairs)
+
+
+def save_state(folder, carry: Carry, config: TrainConfig, vocab: Vocabulary, history: History) -> None:
+    """One checkpoint of `carry` (host or device arrays) after `history.epochs_done` epochs."""
+    leaves = jax.tree_util.tree_leaves(carry.opt_state)
+    arrays = {"E": np.asarray(carry.trainable.E), "key": np.asarray(carry.key)}
+    if carry.trainable.W is not None:
+        arrays["W"] = np.asarray(carry.trainable.W)
+    arrays.update({f"opt_{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)})
+    meta = {"format": FORMAT, "epochs_done": history.epochs_done, "config": config.to_dict(),
+            "vocab_sha256": vocab.fingerprint(), "loss_per_epoch": history.loss_per_epoch,
+            "pairs_per_epoch": history.pairs_per_epoch, "opt_leaves": len(leaves)}
+    checkpoint.save(folder, arrays, meta)
+
+
+def restore_state(folder, template: Carry, config: TrainConfig, vocab: Vocabulary) -> tuple[Carry, History]:
+    """The carry and history saved in `folder`, shaped like `template`; refuses another run's checkpoint."""
+    saved = checkpoint.load(folder)
+    meta, arrays = saved.meta, saved.arrays
+    _check_same_run(folder, meta, config, vocab)
+    leaves, treedef = jax.tree_util.tree_flatten(template.opt_state)
+    if meta.get("opt_leaves") != len(leaves):
+        raise DataError(f"checkpoint in {folder} has optimiser state of another shape")
+    opt_leaves = [jnp.asarray(arrays[f"opt_{i}"], dtype=leaf.dtype) for i, leaf in enumerate(leaves)]
+    E = jnp.asarray(arrays["E"])
+    W = jnp.asarray(arrays["W"]) if template.trainable.W is not None else None
+    if E.shape != template.trainable.E.shape:
+        raise DataError(f"checkpoint in {folder} holds E of shape {E.shape}, expected {template.trainable.E.shape}")
+    if arrays["key"].shape != template.key.shape:
+        raise DataError(f"checkpoint in {folder} was written by a run with {_replica_count(arrays['key'])} replica(s); "
+                        f"this one has {_replica_count(template.key)} (devices: {jax.local_device_count()})")
+    carry = Carry(Params(E, W), jax.tree_util.tree_unflatten(treedef, opt_leaves), jnp.asarray(arrays["key"]))
+    history = History(int(meta["epochs_done"]), list(meta["loss_per_epoch"]), list(meta["pairs_per_epoch"]))
+    return carry, history
+
+
+def _check_same_run(folder, meta: dict, config: TrainConfig, vocab: Vocabulary) -> None:
+    if meta.get("config") != config.to_dict():
+        saved_config = meta.get("config") or {}
+        diffs = ", ".join(f"{k}={v!r} (checkpoint: {saved_config.get(k)!r})"
+                          for k, v in config.to_dict().items() if saved_config.get(k) != v)
+        raise ConfigError(f"--resume with a config that differs from the checkpoint in {folder}: {diffs}")
+    if meta.get("vocab_sha256") != vocab.fingerprint():
+        raise DataError(f"checkpoint in {folder} was trained on a different vocabulary (corpus changed?)")
+
+
+def _replica_count(key) -> int:
+    return 1 if np.ndim(key) == 1 else int(np.shape(key)[0])
