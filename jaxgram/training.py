@@ -14,7 +14,6 @@ import itertools
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgram import checkpoint, distributed
+from jaxgram import checkpoint, distributed, rundir
 from jaxgram.batches import BatchPlan, EpochSource, chunk_calls, epoch_stream, pair_count, plan_batches, prefetched
 from jaxgram.config import TrainConfig
 from jaxgram.data import corpus_chunks, keep_probabilities, noise_distribution, noise_table
@@ -60,10 +59,13 @@ def train(corpus, config: TrainConfig | None = None, out=None, resume: bool = Fa
     """
     config = (config or TrainConfig()).validate()
     mesh = training_mesh(config)
-    sentences, vocab = _vocabulary(corpus, config)
-    # The encoded corpus lives in a scratch file under TMPDIR while training reads it.
-    with tempfile.TemporaryDirectory(prefix="jaxgram-encoded-") as scratch:
-        encoded = encode_to_npy(sentences(), vocab, Path(scratch) / "corpus.npy")
+    # Process 0 alone writes `out`: it holds the folder for the run (a second run into it is
+    # refused) and keeps the encoded corpus in it (out/.scratch), where a rerun replaces it;
+    # other processes, and runs without `out`, keep theirs in TMPDIR.
+    owned = out if out is not None and is_primary() else None
+    with rundir.claim(owned), rundir.scratch_folder(owned) as scratch:
+        sentences, vocab = _vocabulary(corpus, config)
+        encoded = encode_to_npy(sentences(), vocab, scratch / "corpus.npy")
         run = _Run(config, vocab, Path(out) / CHECKPOINT_DIR if out is not None else None, progress, on_epoch_end)
         result = _train_encoded(run, encoded, mesh, resume)
         if out is not None and is_primary():
