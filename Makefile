@@ -19,7 +19,9 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	$(VENV)/bin/jaxgram pipeline --mirror $(MIRROR) --out $(OUT) $(if $(CONFIG),--config $(CONFIG),)
 
+# Lint first: a ruff finding fails `make test` (and so CI) exactly as a failing test does.
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 clean:

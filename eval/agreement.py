@@ -1,4 +1,4 @@
-"""How much two embeddings of the same corpus agree, up to a rotation (seed 000's point).
+"""How much two embeddings of the same corpus agree, up to a rotation (the Embedding Geometry article's point).
 
 Uses jaxgram.geometry for the overlap and Procrustes residual; adds the Spearman of cosines
 over a fixed random sample of word pairs.

@@ -15,7 +15,7 @@ def register(subparsers) -> None:
         "pipeline", help="ingest -> train jaxgram -> train gensim -> evaluate -> report (reuses unchanged stages)")
     pipeline.add_argument("--mirror", help="Gutenberg base URL or local mirror folder (default: ingest's default)")
     pipeline.add_argument("--config", default="default",
-                          help="named config (default, seed004) or a TOML file with [ingest], [train], [eval]")
+                          help="named config (default, dostoevsky) or a TOML file with [ingest], [train], [eval]")
     pipeline.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"run folder (default: {DEFAULT_OUT})")
     pipeline.add_argument("--corpus", type=Path, help="use this corpus.txt instead of ingesting books")
     pipeline.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -7,18 +7,23 @@ Named configs live in eval/configs/NAME.toml and are selected with `--config NAM
 from __future__ import annotations
 
 import dataclasses
+import sys
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from jaxgram.config import TrainConfig
 from jaxgram.errors import ConfigError, DataError
+from jaxgram.validation import check_type, coerce, field_types
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_PROBES = Path(__file__).resolve().parent / "probes.toml"
 FIVE_BOOKS = (28054, 2638, 8117, 600, 40745)
 SECTIONS = ("ingest", "train", "eval")
+# Former names of named configs: still accepted, with a one-line notice on stderr.
+RENAMED_CONFIGS = {"seed004": "dostoevsky"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ class PipelineConfig:
     def probes_path(self) -> Path:
         return Path(self.eval.probes) if self.eval.probes else DEFAULT_PROBES
 
-    def with_train(self, **changes) -> "PipelineConfig":
+    def with_train(self, **changes) -> PipelineConfig:
         return dataclasses.replace(self, train=dataclasses.replace(self.train, **changes).validate())
 
 
@@ -66,35 +71,17 @@ def _plain(values: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
-def _type_ok(value: Any, expected: type) -> bool:
-    if expected is bool:
-        return isinstance(value, bool)
-    if isinstance(value, bool):
-        return False
-    if expected is float:
-        return isinstance(value, (int, float))
-    return isinstance(value, expected)
-
-
 def _settings(cls, section: str, values: Any):
     """Build a settings dataclass from one TOML table, refusing unknown keys and wrong types."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"[{section}] must be a table, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = field_types(cls)
     kwargs = {}
     for key, value in values.items():
-        if key not in fields:
-            raise ConfigError(f"unknown key {section}.{key}; allowed keys in [{section}]: {', '.join(fields)}")
-        default = fields[key].default
-        if isinstance(default, tuple):
-            if not isinstance(value, list) or not all(_type_ok(v, int) for v in value):
-                raise ConfigError(f"{section}.{key}={value!r} has the wrong type: expected a list of integers")
-            value = tuple(value)
-        elif not _type_ok(value, type(default)):
-            raise ConfigError(f"{section}.{key}={value!r} has the wrong type: expected {type(default).__name__}")
-        elif type(default) is float:
-            value = float(value)
-        kwargs[key] = value
+        if key not in hints:
+            raise ConfigError(f"unknown key {section}.{key}; allowed keys in [{section}]: {', '.join(hints)}")
+        check_type(f"{section}.{key}", value, hints[key])
+        kwargs[key] = coerce(value, hints[key])
     return cls(**kwargs)
 
 
@@ -103,7 +90,8 @@ def _validate_eval(settings: EvalSettings, train: TrainConfig) -> None:
         if getattr(settings, name) < 1:
             raise ConfigError(f"eval.{name}={getattr(settings, name)!r} is not allowed: it must be >= 1")
     if settings.noise_floors and settings.second_seed == train.seed:
-        raise ConfigError(f"eval.second_seed={settings.second_seed} is not allowed: it must differ from train.seed for the noise floors")
+        raise ConfigError(f"eval.second_seed={settings.second_seed} is not allowed: it must differ from train.seed "
+                          "for the noise floors")
 
 
 def _validate_ingest(settings: IngestSettings) -> None:
@@ -139,7 +127,7 @@ def named_configs() -> list[str]:
 
 
 def resolve_config_path(name_or_path: str | None) -> Path:
-    """`default`, `seed004` or a path to a TOML file."""
+    """`default`, `dostoevsky` (or another named config) or a path to a TOML file."""
     if not name_or_path:
         return CONFIG_DIR / "default.toml"
     candidate = Path(name_or_path)
@@ -147,10 +135,21 @@ def resolve_config_path(name_or_path: str | None) -> Path:
         if not candidate.is_file():
             raise DataError(f"config file {candidate} does not exist")
         return candidate
-    named = CONFIG_DIR / f"{name_or_path}.toml"
+    name = current_config_name(name_or_path)
+    named = CONFIG_DIR / f"{name}.toml"
     if not named.is_file():
-        raise ConfigError(f"--config {name_or_path!r} is neither a file nor a named config; named configs: {', '.join(named_configs())}")
+        raise ConfigError(f"--config {name_or_path!r} is neither a file nor a named config; "
+                          f"named configs: {', '.join(named_configs())}")
     return named
+
+
+def current_config_name(name: str) -> str:
+    """The named config's current name; a former name still works, with a notice on stderr."""
+    if name not in RENAMED_CONFIGS:
+        return name
+    current = RENAMED_CONFIGS[name]
+    print(f"note: config {name!r} is now called {current!r}; the old name is deprecated", file=sys.stderr)
+    return current
 
 
 def read_toml(path: Path, what: str) -> dict:

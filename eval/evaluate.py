@@ -38,7 +38,7 @@ def read_json(path) -> dict:
 
 
 def pca_2d(embeddings: Embeddings, words) -> dict:
-    """2-D PCA coordinates of the words a model knows (seed 004's before/after figures)."""
+    """2-D PCA coordinates of the words a model knows (the Dostoevsky article's before/after figures)."""
     known = [w for w in words if w in embeddings]
     if len(known) < 2:
         return {"words": known, "xy": [[0.0, 0.0] for _ in known], "explained": [0.0, 0.0]}

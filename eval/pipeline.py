@@ -12,20 +12,27 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from eval import report as report_module
 from eval.baseline import baseline_note, gensim_kwargs
 from eval.config import PipelineConfig
 from eval.measure import run_trainer
 from jaxgram.errors import DataError
-from jaxgram.fileio import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from jaxgram.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    sha256_bytes,
+    sha256_file,
+)
+from jaxgram.tables import table_lines
 
 # Bump when a stage's code changes what it produces, so old results are not reused.
 STAGE_VERSIONS = {"ingest": 1, "jaxgram": 1, "gensim": 1, "evaluate": 1, "report": 1}
 RECORDS = "stages"
+EVALUATION = "evaluate/evaluation.json"
 
 
 @dataclass(frozen=True)
@@ -147,14 +154,9 @@ def _trainer_stage(trainer: str, name: str, corpus: dict, config, out: Path, pro
 def run_pipeline(config: PipelineConfig, out, mirror=None, corpus=None, progress: bool = True,
                  log: Callable[[str], None] | None = None) -> PipelineResult:
     """Run (or reuse) every stage and write report.md, report.html and metrics.json into `out`."""
-    from eval.evaluate import evaluate_runs
     from eval.probes import load_probes
 
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create the run folder {out}: {exc.strerror or exc}") from None
+    out = _run_folder(out)
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     probes = load_probes(config.probes_path)  # fail on a bad probes file before any work
     seeds = {"": config.train.seed}
@@ -162,13 +164,38 @@ def run_pipeline(config: PipelineConfig, out, mirror=None, corpus=None, progress
         seeds["_b"] = config.eval.second_seed
     runner = Runner(out, total=2 + 2 * len(seeds) + 1, log=log)
 
+    corpus_record = _run_ingest(runner, config, mirror, out, corpus, progress, log)
+    trainer_keys = _run_trainers(runner, config, seeds, corpus_record, out, progress)
+    evaluation = _run_evaluate(runner, config, probes, trainer_keys, corpus_record, out, log)
+    runner(Stage("report", "report (report.md, report.html, figures)",
+                 stage_key("report", evaluation=sha256_file(out / EVALUATION)),
+                 ("report.md", "report.html"), lambda: _write_report(evaluation, out)))
+    return _finish(runner, evaluation, out)
+
+
+def _run_folder(out) -> Path:
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the run folder {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def _run_ingest(runner: Runner, config: PipelineConfig, mirror, out: Path, corpus, progress: bool, log) -> dict:
+    """The ingest stage's record: the corpus path and its sha256 as the file is now."""
     corpus_record = dict(runner(_ingest_stage(config, mirror, out, corpus, progress, log))["info"])
     corpus_path = Path(corpus_record["corpus_path"])
     if not corpus_path.is_file():
         raise DataError(f"corpus file {corpus_path} does not exist (recorded by the ingest stage)")
     # Key the trainers on the corpus as it is now, even if someone edited it since ingest.
     corpus_record["corpus_sha256"] = sha256_file(corpus_path)
+    return corpus_record
 
+
+def _run_trainers(runner: Runner, config: PipelineConfig, seeds: dict[str, int], corpus_record: dict, out: Path,
+                  progress: bool) -> dict[str, str]:
+    """Train both trainers once per seed; returns each training stage's key by stage name."""
     trainer_keys = {}
     for suffix, seed in seeds.items():
         train_config = dataclasses.replace(config.train, seed=seed).validate()
@@ -176,42 +203,54 @@ def run_pipeline(config: PipelineConfig, out, mirror=None, corpus=None, progress
             stage = _trainer_stage(trainer, trainer + suffix, corpus_record, train_config, out, progress)
             runner(stage)
             trainer_keys[stage.name] = stage.key
+    return trainer_keys
 
-    runs = {name: out / name for name in trainer_keys}
-    evaluation_path = out / "evaluate" / "evaluation.json"
+
+def _run_evaluate(runner: Runner, config: PipelineConfig, probes, trainer_keys: dict[str, str], corpus_record: dict,
+                  out: Path, log) -> dict:
+    """Run (or reuse) the evaluate stage and return the evaluation it wrote."""
+    from eval.evaluate import evaluate_runs
+
+    evaluation_path = out / EVALUATION
 
     def evaluate() -> dict:
+        runs = {name: out / name for name in trainer_keys}
         evaluation = evaluate_runs(runs, probes, config.eval, step=lambda what: log(f"      {what}"))
-        evaluation.update({
-            "config": config.to_dict(),
-            "config_source": config.source,
-            "corpus": {"path": str(corpus_path), "sha256": corpus_record["corpus_sha256"],
-                       "words": evaluation["trainers"]["jaxgram"]["corpus_words"]},
-            "baseline": {"note": baseline_note(config.train),
-                         "gensim_kwargs": gensim_kwargs(config.train),
-                         "softmax_compared_with_hs": config.train.objective == "softmax"},
-            "probes_file": str(config.probes_path),
-        })
+        evaluation.update(_evaluation_context(config, corpus_record, evaluation))
         atomic_write_json(evaluation_path, evaluation)
         return {"evaluation": str(evaluation_path)}
 
     runner(Stage("evaluate", "evaluate (benchmarks, probes, agreement)",
                  stage_key("evaluate", trainers=trainer_keys, eval=dataclasses.asdict(config.eval),
                            probes=sha256_file(config.probes_path), config=config.to_dict()),
-                 ("evaluate/evaluation.json",), evaluate))
+                 (EVALUATION,), evaluate))
     try:
-        evaluation = json.loads(evaluation_path.read_text(encoding="utf-8"))
+        return json.loads(evaluation_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read {evaluation_path}: {exc}") from None
 
-    def write_report() -> dict:
-        paths = report_module.write_report(evaluation, out)
-        return {"files": sorted(str(p) for p in paths.values())}
 
-    runner(Stage("report", "report (report.md, report.html, figures)",
-                 stage_key("report", evaluation=sha256_file(evaluation_path)),
-                 ("report.md", "report.html"), write_report))
+def _evaluation_context(config: PipelineConfig, corpus_record: dict, evaluation: dict) -> dict:
+    """What the report needs besides the scores: config, corpus and how gensim was set up."""
+    return {
+        "config": config.to_dict(),
+        "config_source": config.source,
+        "corpus": {"path": corpus_record["corpus_path"], "sha256": corpus_record["corpus_sha256"],
+                   "words": evaluation["trainers"]["jaxgram"]["corpus_words"]},
+        "baseline": {"note": baseline_note(config.train),
+                     "gensim_kwargs": gensim_kwargs(config.train),
+                     "softmax_compared_with_hs": config.train.objective == "softmax"},
+        "probes_file": str(config.probes_path),
+    }
 
+
+def _write_report(evaluation: dict, out: Path) -> dict:
+    paths = report_module.write_report(evaluation, out)
+    return {"files": sorted(str(p) for p in paths.values())}
+
+
+def _finish(runner: Runner, evaluation: dict, out: Path) -> PipelineResult:
+    """Copy the vectors to OUT/vectors.bin and write metrics.json: the run's summary."""
     # `jaxgram neighbors|analogy|similarity` read OUT/vectors.bin by default.
     atomic_write_bytes(out / "vectors.bin", (out / "jaxgram" / "vectors.bin").read_bytes())
     stages = {name: {"status": r["status"], "seconds": r.get("seconds"), "key": r["key"]}
@@ -225,10 +264,9 @@ def run_pipeline(config: PipelineConfig, out, mirror=None, corpus=None, progress
 def summary_table(result: PipelineResult) -> str:
     """The terminal summary: stages, then jaxgram vs gensim on the headline numbers."""
     metrics = result.metrics
-    lines = [f"{'stage':<12} {'status':<7} {'seconds':>8}"]
-    for name, stage in result.stages.items():
-        seconds = f"{stage['seconds']:.1f}" if stage["status"] == "ran" else "-"
-        lines.append(f"{name:<12} {stage['status']:<7} {seconds:>8}")
+    stage_rows = [(name, stage["status"], f"{stage['seconds']:.1f}" if stage["status"] == "ran" else "-")
+                  for name, stage in result.stages.items()]
+    lines = table_lines(("stage", "status", "seconds"), stage_rows, "<<>", widths=(12, 7, 8), gap=" ")
     rows = [(label, *cells) for label, *cells in report_module.trainer_rows(metrics)]
     agreement = metrics["agreement"]
     for key, label in (("jaxgram_vs_gensim", "overlap@k jaxgram vs gensim"),
@@ -236,10 +274,11 @@ def summary_table(result: PipelineResult) -> str:
                        ("jaxgram_a_vs_b", "noise floor jaxgram A vs B")):
         if key in agreement:
             rows.append((label, report_module.fmt(agreement[key]["overlap_at_k"]), ""))
-    width = max(len(r[0]) for r in rows)
-    column = max(len(c) for r in rows for c in r[1:]) + 2
-    lines += ["", f"{'metric':<{width}} {'jaxgram':>{column}} {'gensim':>{column}}"]
-    lines += [f"{r[0]:<{width}} {r[1]:>{column}} {r[2]:>{column}}" for r in rows]
+    # Widths fit the rows alone, the numbers two wider: the layout this table always had.
+    label_width = max(len(r[0]) for r in rows)
+    number_width = max(len(c) for r in rows for c in r[1:]) + 2
+    lines += ["", *table_lines(("metric", "jaxgram", "gensim"), rows, "<>>",
+                               widths=(label_width, number_width, number_width), gap=" ")]
     lines += ["", f"report: {result.out / 'report.html'}", f"        {result.out / 'report.md'}",
               f"metrics: {result.out / 'metrics.json'}"]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The seeds' probes (cosines, neighbours, analogies) read from one editable TOML file."""
+"""The reference articles' probes (cosines, neighbours, analogies) read from one editable TOML file."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 from eval.config import read_toml
 from jaxgram.errors import ConfigError
+from jaxgram.validation import check_type
 
 _KEYS = {"cosine_pairs", "neighbour_words", "topn", "analogies", "plot_words"}
 
@@ -26,37 +27,50 @@ class Probes:
         return tuple(dict.fromkeys(words))
 
 
-def _words(path, key, value, size=None) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(w, str) and w for w in value) or (size and len(value) != size):
-        what = f"a list of {size} words" if size else "a list of words"
-        raise ConfigError(f"{path}: {key}={value!r} has the wrong type: expected {what}")
-    return tuple(value)
-
-
 def load_probes(path) -> Probes:
     path = Path(path)
     values = read_toml(path, "probes file")
+    try:
+        return _probes_from(values)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _probes_from(values: dict) -> Probes:
     unknown = sorted(set(values) - _KEYS)
     if unknown:
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(_KEYS))}")
-    pairs = values.get("cosine_pairs", [])
-    if not isinstance(pairs, list):
-        raise ConfigError(f"{path}: cosine_pairs has the wrong type: expected a list of word pairs")
+        raise ConfigError(f"unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(_KEYS))}")
     topn = values.get("topn", 10)
-    if isinstance(topn, bool) or not isinstance(topn, int) or topn < 1:
-        raise ConfigError(f"{path}: topn={topn!r} is not allowed: expected an integer >= 1")
-    analogies = []
-    for entry in values.get("analogies", []):
-        if not isinstance(entry, dict) or set(entry) - {"positive", "negative"} or "positive" not in entry:
-            raise ConfigError(f"{path}: analogies entry {entry!r} must be a table with `positive` and optional `negative` word lists")
-        analogies.append((_words(path, "positive", entry["positive"]), _words(path, "negative", entry.get("negative", []))))
+    check_type("topn", topn, int)
+    if topn < 1:
+        raise ConfigError(f"topn={topn!r} is not allowed: expected an integer >= 1")
+    entries = values.get("analogies", [])
+    check_type("analogies", entries, list[dict])
     return Probes(
-        cosine_pairs=tuple(_words(path, "cosine_pairs", pair, 2) for pair in pairs),
-        neighbour_words=_words(path, "neighbour_words", values.get("neighbour_words", [])),
+        cosine_pairs=_word_pairs("cosine_pairs", values.get("cosine_pairs", [])),
+        neighbour_words=_words("neighbour_words", values.get("neighbour_words", [])),
         topn=topn,
-        analogies=tuple(analogies),
-        plot_words=_words(path, "plot_words", values.get("plot_words", [])),
+        analogies=tuple(_analogy(entry) for entry in entries),
+        plot_words=_words("plot_words", values.get("plot_words", [])),
     )
+
+
+def _analogy(entry: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if set(entry) - {"positive", "negative"} or "positive" not in entry:
+        raise ConfigError(f"analogies entry {entry!r} must be a table with `positive` and optional `negative` word lists")
+    return _words("positive", entry["positive"]), _words("negative", entry.get("negative", []))
+
+
+def _words(key: str, value) -> tuple[str, ...]:
+    check_type(key, value, list[str])
+    if "" in value:
+        raise ConfigError(f"{key}={value!r} is not allowed: a word cannot be empty")
+    return tuple(value)
+
+
+def _word_pairs(key: str, value) -> tuple[tuple[str, str], ...]:
+    check_type(key, value, list[tuple[str, str]])
+    return tuple(_words(key, pair) for pair in value)
 
 
 def run_probes(embeddings, probes: Probes) -> dict:

@@ -145,7 +145,8 @@ def trainer_rows(metrics: dict) -> list[tuple[str, ...]]:
     for method, label in (("3cosadd", "3CosAdd"), ("3cosmul", "3CosMul")):
         totals = [bench[n]["analogies"][method]["total"] for n in MAIN]
         rows.append((f"Google analogies {label}, total", *(_accuracy(t) for t in totals)))
-    rows.append(("Analogy questions skipped (OOV)", *(fmt(bench[n]["analogies"]["3cosadd"]["total"]["oov_skipped"]) for n in MAIN)))
+    skipped = (bench[n]["analogies"]["3cosadd"]["total"]["oov_skipped"] for n in MAIN)
+    rows.append(("Analogy questions skipped (OOV)", *(fmt(count) for count in skipped)))
     for name, label in (("wordsim353", "WordSim-353"), ("simlex999", "SimLex-999")):
         scores = [bench[n]["similarity"][name] for n in MAIN]
         rows.append((f"{label} Spearman / Pearson",
@@ -220,7 +221,8 @@ def build_blocks(metrics: dict) -> list:
     train = metrics["config"]["train"]
     blocks = [
         Heading("jaxgram vs gensim Word2Vec on the same corpus", 1),
-        Paragraph(f"Corpus: {corpus.get('path', '?')} ({fmt(corpus.get('words'))} words, sha256 {str(corpus.get('sha256', ''))[:12]}). "
+        Paragraph(f"Corpus: {corpus.get('path', '?')} ({fmt(corpus.get('words'))} words, "
+                  f"sha256 {str(corpus.get('sha256', ''))[:12]}). "
                   f"Config: {metrics.get('config_source', '?')}: objective={train['objective']}, D={train['dim']}, "
                   f"window={train['window']}, negative={train['negative']}, epochs={train['epochs']}, "
                   f"min_count={train['min_count']}, sample={train['sample']}, alpha={train['alpha']}."),
@@ -234,7 +236,8 @@ def build_blocks(metrics: dict) -> list:
                "Spearman of cosines", "Procrustes residual", "words / pairs"), tuple(_agreement_rows(metrics))),
         Paragraph("Overlap is the mean Jaccard of top-k neighbour sets over the most frequent words both models know; "
                   "the noise floors show how much the same trainer agrees with itself across seeds. The Procrustes "
-                  "residual is ||AR - B|| / ||B|| of unit rows after the best rotation (0 = same geometry, about 1.4 = unrelated)."),
+                  "residual is ||AR - B|| / ||B|| of unit rows after the best rotation "
+                  "(0 = same geometry, about 1.4 = unrelated)."),
         Heading("Analogies per section"),
         Table(("Section", "jaxgram 3CosAdd", "gensim 3CosAdd", "jaxgram 3CosMul", "gensim 3CosMul", "skipped (OOV)"),
               tuple(_section_rows(metrics))),
@@ -243,7 +246,8 @@ def build_blocks(metrics: dict) -> list:
     figures = metrics["figures"]
     blocks += [
         Heading("Probe words before and after training (PCA)"),
-        Image("pca.png", "PCA of the probe words: jaxgram initial vectors, jaxgram trained, gensim trained", pca_figure(figures["pca"])),
+        Image("pca.png", "PCA of the probe words: jaxgram initial vectors, jaxgram trained, gensim trained",
+              pca_figure(figures["pca"])),
         Heading("Cosine heatmap of the probe words"),
         Image("heatmap.png", "Cosine similarity of the probe words, jaxgram and gensim", heatmap_figure(figures["heatmap"])),
         Heading("jaxgram loss per epoch"),
@@ -279,7 +283,8 @@ def render_markdown(blocks) -> str:
 
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f3f3f3}img{max-width:100%}"""
 
 

@@ -173,6 +173,6 @@ def clean_text(raw: str) -> CleanText:
     # Notes go first: removing one could otherwise bring a marker to the start of a line.
     body, had_start, had_end = strip_boilerplate(remove_notes(text))
     cleaned = "\n\n".join(clean_body(body))
-    removed = max(0, _count_lines(text) - _count_lines(cleaned))
+    removed = _count_lines(text) - _count_lines(cleaned)
     return CleanText(text=cleaned + "\n" if cleaned else "", lines_removed=removed,
                      had_start_marker=had_start, had_end_marker=had_end)

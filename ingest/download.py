@@ -21,6 +21,7 @@ import requests
 
 from ingest.errors import BookNotFound, DownloadError, HostUnreachable
 from jaxgram.errors import ConfigError
+from jaxgram.validation import check_fields
 
 DEFAULT_MIRROR = "https://www.gutenberg.org"
 USER_AGENT = (
@@ -61,6 +62,7 @@ class DownloadConfig:
     user_agent: str = USER_AGENT
 
     def __post_init__(self):
+        check_fields(self)
         for name in ("connect_timeout", "read_timeout"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not allowed: it must be > 0 seconds")

@@ -18,6 +18,7 @@ from ingest.errors import HostUnreachable, IngestError
 from ingest.tokenizer import format_line_sentences, line_sentences
 from jaxgram.errors import ConfigError
 from jaxgram.fileio import atomic_open, atomic_write_json, atomic_write_text
+from jaxgram.tables import table_lines
 
 FORMATS = ("text", "html")
 _TITLE_LINE = re.compile(r"^\s*Title:\s*(.+?)\s*$", re.MULTILINE)
@@ -75,14 +76,7 @@ class IngestReport:
         ]
         rows += [(str(e.id), "FAILED", "-", "-", "-", "-", "-") for e in self.errors]
         rows.append(("total", f"{len(self.books)} book(s)", f"{self.tokens:,}", f"{self.sentences:,}", "", "", ""))
-        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-        right = {2, 3, 4, 5}
-
-        def line(row):
-            return "  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in
-                             enumerate(zip(row, widths))).rstrip()
-
-        table = [line(header), line(tuple("-" * w for w in widths)), *map(line, rows)]
+        table = table_lines(header, rows, "<<>>>><", rule="-")
         return "\n".join(table + [f"corpus: {self.corpus_path}", f"manifest: {self.manifest_path}"])
 
 

@@ -28,7 +28,8 @@ _FOLD = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d",
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’»)\]_]*\s+(?=[\"'“‘«(\[_]*[A-Z])")
 _ABBREVIATIONS = frozenset(
-    ["mr", "mrs", "messrs", "dr", "st", "mme", "mlle", "mm", "ms", "prof", "rev", "gen", "col", "capt", "lieut", "sgt", "vol", "ch", "no", "vs", "etc", "cf", "viz"]
+    ["mr", "mrs", "messrs", "dr", "st", "mme", "mlle", "mm", "ms", "prof", "rev", "gen", "col", "capt", "lieut", "sgt",
+     "vol", "ch", "no", "vs", "etc", "cf", "viz"]
 )
 _LAST_WORD = re.compile(r"([A-Za-z]+)[.]+$")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from jaxgram.errors import JaxgramError
 
@@ -25,19 +25,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(subparsers)
+        # No fallback: a module that fails to import is a broken install, and skipping it
+        # would only turn the error into a puzzling "invalid choice" for its subcommands.
+        importlib.import_module(name).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    # SIGTERM (what Slurm, systemd and `timeout` send first) stops a command as Ctrl-C does:
+    # cleanup runs, the last checkpoint is kept, exit 130. Only while a command runs, and only
+    # here: a library must not take over signals when it is imported.
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        installed = True
+    except ValueError:  # not the main thread, the only one Python lets handle signals
+        installed = False
     try:
         return int(args.func(args) or 0)
     except JaxgramError as exc:
@@ -46,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"jaxgram {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if installed:  # None: a handler set outside Python, which cannot be put back; the default can
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 if __name__ == "__main__":

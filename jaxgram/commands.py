@@ -13,7 +13,7 @@ DEFAULT_VECTORS = Path("runs/latest/vectors.bin")
 _TRAIN_OPTIONS = {
     "objective": str, "dim": int, "window": int, "negative": int, "ns_exponent": float, "epochs": int,
     "min_count": int, "max_vocab_size": int, "sample": float, "alpha": float, "min_alpha": float,
-    "optimizer": str, "init": str, "batch_size": int, "seed": int, "chunk_tokens": int,
+    "optimizer": str, "init": str, "batch_size": int, "seed": int, "chunk_tokens": int, "workers": int,
 }
 _TRAIN_FLAGS = ("shrink_window", "tied", "shard_tables")
 
@@ -33,7 +33,8 @@ def register(subparsers) -> None:
     train.add_argument("--out", required=True, help="output folder (vectors, E.npy, W.npy, vocab, loss, checkpoints)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("--encoded-text", action="store_true", help="also write seed 000's corpus_encoded.txt")
+    train.add_argument("--encoded-text", action="store_true",
+                       help="also write corpus_encoded.txt (the encoded corpus as text, as in the toy geometry article)")
     from jaxgram.config import TrainConfig  # no JAX import: config is plain Python
 
     defaults = TrainConfig()
@@ -74,7 +75,7 @@ def register(subparsers) -> None:
     _vectors_option(similarity)
     similarity.set_defaults(func=_similarity)
 
-    toy = subparsers.add_parser("toy", help="seed 000's controlled experiment: two seeds, same geometry (offline, seconds)")
+    toy = subparsers.add_parser("toy", help="the toy geometry experiment: two seeds, same geometry (offline, seconds)")
     toy.add_argument("--seeds", type=int, nargs=2, default=(1, 2))
     toy.set_defaults(func=_toy)
 
@@ -102,7 +103,8 @@ def _train(args) -> int:
     from jaxgram import distributed
 
     config = config_from_args(args)
-    distributed.initialize(cluster_from_args(args))  # before any JAX computation
+    distributed.configure_cpu_workers(config.workers)  # both before any JAX computation
+    distributed.initialize(cluster_from_args(args))
     from jaxgram.training import train
 
     result = train(args.corpus, config, out=args.out, resume=args.resume, progress=not args.no_progress,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from jaxgram.errors import ConfigError
+from jaxgram.validation import check_fields, check_type, coerce, field_types
 
 OBJECTIVES = ("ns", "softmax")
 OPTIMIZERS = ("sgd", "adam", "adagrad")
@@ -47,11 +50,13 @@ class TrainConfig:
     # Encoded tokens per chunk the host turns into training groups at a time (bounds host
     # memory); centres are shuffled within a chunk, so it is part of what a seed reproduces.
     chunk_tokens: int = 4_000_000
+    # CPU worker count for sparse SGD (like gensim's workers); None = the usable cores, capped
+    # at 2 (see default_workers).
+    workers: int | None = None
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise ConfigError naming the first bad field; return self so calls can chain."""
-        for field in dataclasses.fields(self):
-            _check_type(field.name, getattr(self, field.name), _FIELD_TYPES[field.name])
+        check_fields(self)
         _choice("objective", self.objective, OBJECTIVES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("init", self.init, INITS)
@@ -76,6 +81,8 @@ class TrainConfig:
             raise ConfigError("shard_tables=True is not allowed without devices: sharded tables need the "
                               "synchronous mesh path (set devices to N or 'all')")
         _at_least("chunk_tokens", self.chunk_tokens, 2)
+        if self.workers is not None:
+            _at_least("workers", self.workers, 1)
         if not self.alpha > 0:
             raise ConfigError(f"alpha={self.alpha!r} is not allowed: it must be > 0")
         if not 0 <= self.min_alpha <= self.alpha:
@@ -90,41 +97,35 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         """Build and validate a config; unknown keys and wrong types raise ConfigError naming the key."""
         if not isinstance(values, Mapping):
             raise ConfigError(f"config must be a mapping of field names to values, got {type(values).__name__}")
-        unknown = sorted(set(values) - set(_FIELD_TYPES))
+        hints = field_types(cls)
+        unknown = sorted(set(values) - set(hints))
         if unknown:
-            raise ConfigError(f"unknown config key {unknown[0]!r}; allowed keys: {', '.join(_FIELD_TYPES)}")
+            raise ConfigError(f"unknown config key {unknown[0]!r}; allowed keys: {', '.join(hints)}")
         for key, value in values.items():
-            _check_type(key, value, _FIELD_TYPES[key])
-        coerced = {k: float(v) if _FIELD_TYPES[k] is float else v for k, v in values.items()}
-        return cls(**coerced).validate()
+            check_type(key, value, hints[key])
+        return cls(**{key: coerce(value, hints[key]) for key, value in values.items()}).validate()
 
 
-_TYPES_BY_ANNOTATION = {"str": str, "int": int, "float": float, "bool": bool, "int | None": (int, type(None)),
-                        "int | str | None": (int, str, type(None))}
-_FIELD_TYPES = {f.name: _TYPES_BY_ANNOTATION[f.type] for f in dataclasses.fields(TrainConfig)}
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
-def _type_name(expected) -> str:
-    if isinstance(expected, tuple):
-        return " or ".join("null" if t is type(None) else t.__name__ for t in expected)
-    return expected.__name__
+def default_workers() -> int:
+    """Workers when the config names none: the usable cores, at most 2."""
+    return max(1, min(2, usable_cores()))
 
 
-def _check_type(name: str, value: Any, expected) -> None:
-    allowed = expected if isinstance(expected, tuple) else (expected,)
-    # bool is a subclass of int in Python; a config saying `dim = true` is still a mistake.
-    if isinstance(value, bool) and bool not in allowed:
-        ok = False
-    elif float in allowed:
-        ok = isinstance(value, (int, float))
-    else:
-        ok = isinstance(value, allowed)
-    if not ok:
-        raise ConfigError(f"{name}={value!r} has the wrong type: expected {_type_name(expected)}")
+def resolved_workers(config: TrainConfig) -> int:
+    """The worker count a run uses: `config.workers`, or default_workers() when it is None."""
+    return config.workers if config.workers is not None else default_workers()
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

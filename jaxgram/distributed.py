@@ -45,7 +45,7 @@ class Cluster:
     def enabled(self) -> bool:
         return self.auto or self.coordinator is not None or self.num_processes is not None or self.process_id is not None
 
-    def validate(self) -> "Cluster":
+    def validate(self) -> Cluster:
         explicit = {"coordinator": self.coordinator, "num_processes": self.num_processes, "process_id": self.process_id}
         given = [name for name, value in explicit.items() if value is not None]
         if self.auto:

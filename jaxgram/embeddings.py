@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -42,8 +42,8 @@ class Embeddings:
         self._unit = vectors / np.where(norms == 0, 1.0, norms)
 
     @classmethod
-    def from_params(cls, params, vocab, which: str = "E") -> "Embeddings":
-        """Vectors from the centre table E, the context table W, or their mean (seed 000)."""
+    def from_params(cls, params, vocab, which: str = "E") -> Embeddings:
+        """Vectors from E (centre table), W (context table) or their mean, as the Embedding Geometry article offers."""
         if which == "E":
             table = np.asarray(params.E)
         elif which == "W":
@@ -144,7 +144,7 @@ class Embeddings:
         if any(not w or any(ch.isspace() for ch in w) for w in self.index_to_key):
             raise ValueError("word2vec format cannot store empty words or words containing whitespace")
         with atomic_open(path, "wb") as handle:
-            handle.write(f"{len(self)} {self.vector_size}\n".encode("utf-8"))
+            handle.write(f"{len(self)} {self.vector_size}\n".encode())
             for word, row in zip(self.index_to_key, self.vectors):
                 if binary:
                     handle.write(word.encode("utf-8") + b" " + row.astype("<f4").tobytes() + b"\n")
@@ -153,7 +153,7 @@ class Embeddings:
                     handle.write((word + " " + " ".join(f"{v:.9g}" for v in row.tolist()) + "\n").encode("utf-8"))
 
     @classmethod
-    def load_word2vec_format(cls, path: str | os.PathLike, binary: bool = False) -> "Embeddings":
+    def load_word2vec_format(cls, path: str | os.PathLike, binary: bool = False) -> Embeddings:
         """Load a word2vec text or binary file; DataError names the path and line on malformed input.
 
         When a SHA256SUMS file beside `path` records its sha256 (as `jaxgram train` writes),
@@ -221,7 +221,8 @@ def _read_binary_rows(path: Path, body: bytes, count: int, dim: int):
             position += 1
         space = body.find(b" ", position)
         if space < 0 or space + 1 + width > len(body):
-            raise DataError(f"{path}: row {row + 1} (line {number}) is truncated; header declares {count} words of dimension {dim}")
+            raise DataError(f"{path}: row {row + 1} (line {number}) is truncated; "
+                            f"header declares {count} words of dimension {dim}")
         try:
             words.append(body[position:space].decode("utf-8"))
         except UnicodeDecodeError:

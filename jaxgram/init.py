@@ -9,7 +9,9 @@ from jaxgram.losses import Params
 
 
 def init_params(key: jax.Array, vocab_size: int, dim: int, scheme: str = "word2vec") -> Params:
-    """`word2vec` (seed 004): E ~ uniform(-0.5, 0.5) / D, W = 0. `glorot`: both tables Glorot-uniform.
+    """`word2vec` (word2vec's, as in the Dostoevsky article): E ~ uniform(-0.5, 0.5) / D, W = 0.
+
+    `glorot`: both tables Glorot-uniform.
 
     word2vec starts W at zero so the first updates of E come only from true contexts.
     """

@@ -1,4 +1,4 @@
-"""Seed 000's controlled experiment: a tiny built-in corpus, two full-softmax runs, same geometry.
+"""The Embedding Geometry article's experiment: a tiny built-in corpus, two full-softmax runs, same geometry.
 
 The corpus is written for this project. Car and plane share most of their contexts
 (engines, passengers, speed); boat and bicycle share some; animals share none of them.
@@ -10,10 +10,14 @@ import dataclasses
 import itertools
 from dataclasses import dataclass
 
-
 from jaxgram.config import TrainConfig
 from jaxgram.data import count_pairs
-from jaxgram.geometry import coordinate_correlation, neighbour_overlap, procrustes_residual
+from jaxgram.geometry import (
+    coordinate_correlation,
+    neighbour_overlap,
+    procrustes_residual,
+)
+from jaxgram.tables import table_lines
 
 _GROUPS = {
     "motor": ["car", "plane"],
@@ -62,7 +66,7 @@ TOY_CONFIG = TrainConfig(objective="softmax", dim=20, window=2, shrink_window=Fa
 @dataclass
 class ToyReport:
     vocab_size: int
-    pair_count: int  # seed 000's formula, summed over sentences
+    pair_count: int  # the Embedding Geometry article's formula, summed over sentences
     pairs_trained: int  # what the pair generator produced in epoch 1
     cosines: list[dict[str, float]]  # per run: {"car,plane": .., "car,elephant": ..}
     coordinate_correlation: float
@@ -71,10 +75,11 @@ class ToyReport:
     nearest_to_car: list[str]
 
     def format(self) -> str:
+        runs = range(1, len(self.cosines) + 1)
+        header = ["pair", *(f"run {number}" for number in runs)]
+        rows = [[f"cos({pair})", *(f"{run[pair]:.3f}" for run in self.cosines)] for pair in self.cosines[0]]
         lines = [f"vocabulary size: {self.vocab_size}", f"training pairs per epoch: {self.pair_count}", "",
-                 f"{'pair':<16}" + "".join(f"{'run ' + str(i + 1):>10}" for i in range(len(self.cosines)))]
-        for pair in self.cosines[0]:
-            lines.append(f"{'cos(' + pair + ')':<16}" + "".join(f"{run[pair]:>10.3f}" for run in self.cosines))
+                 *table_lines(header, rows, "<" + ">" * len(runs), widths=[16] + [10] * len(runs), gap="")]
         lines += ["", f"nearest neighbour of car: {', '.join(self.nearest_to_car)}",
                   f"correlation of raw coordinates between runs: {self.coordinate_correlation:+.3f}  (axes are arbitrary)",
                   f"nearest-neighbour overlap between runs (top 5, Jaccard): {self.neighbour_overlap:.3f}  (geometry survives)",

@@ -33,8 +33,7 @@ from jaxgram.errors import ConfigError, DataError, TrainingDiverged
 from jaxgram.init import init_params
 from jaxgram.losses import Params
 from jaxgram.outputs import TrainResult, write_outputs
-from jaxgram.parallel import (MeshLayout, compile_replicated, compile_sharded, compile_steps, training_devices,
-                              training_mesh)
+from jaxgram.parallel import MeshLayout, compile_replicated, compile_sharded, compile_steps, training_devices, training_mesh
 from jaxgram.step import Carry, learning_rate_schedule, make_optimizer, make_step, model_params, optimizer_step_count
 from jaxgram.train_state import History, restore_state, save_state
 from jaxgram.vocab import EncodedCorpus, EncodedFile, Vocabulary, build_vocabulary, encode, encode_to_npy, read_sentences
@@ -192,7 +191,7 @@ def _run_epochs(run: _Run, carry: Carry, history: History, plan: BatchPlan, run_
     return carry, wall
 
 
-def _run_epoch(carry: Carry, chunk_groups, plan: BatchPlan, run_many, meter: "_LossMeter") -> tuple[Carry, int]:
+def _run_epoch(carry: Carry, chunk_groups, plan: BatchPlan, run_many, meter: _LossMeter) -> tuple[Carry, int]:
     """One epoch, chunk by chunk, call by call; returns the carry and the epoch's pairs."""
     pairs = 0
     for centers, contexts in chunk_groups:

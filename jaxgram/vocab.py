@@ -9,9 +9,9 @@ import collections
 import io
 import os
 import shutil
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from jaxgram.fileio import atomic_open, atomic_write_text, sha256_bytes
 
 
 class CorpusError(DataError, ValueError):
-    """The corpus file is missing, empty or not UTF-8 (a ValueError too, as the issue asks)."""
+    """The corpus file is missing, empty or not UTF-8 (a ValueError too, like any other bad input)."""
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,11 @@ class Vocabulary:
         return "".join(f"{i}\t{w}\t{c}\n" for i, (w, c) in enumerate(zip(self.words, self.counts.tolist())))
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write seed 000's vocabulary index: `id word count`, one word per line (tab-separated)."""
+        """Write the Embedding Geometry article's vocabulary index: `id word count` per line, tab-separated."""
         atomic_write_text(path, self.index_text())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Vocabulary":
+    def load(cls, path: str | os.PathLike) -> Vocabulary:
         words, counts = [], []
         try:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -349,7 +349,7 @@ def load_encoded_npy(path: str | os.PathLike) -> EncodedCorpus:
 
 
 def save_encoded_text(path: str | os.PathLike, corpus: EncodedCorpus | EncodedFile) -> None:
-    """Seed 000's corpus_encoded.txt: one sentence per line, ids separated by spaces."""
+    """The Embedding Geometry article's corpus_encoded.txt: a sentence per line, ids separated by spaces."""
     with atomic_open(path, "w", encoding="utf-8") as handle:
         for sentence in corpus.sentences():
             handle.write(" ".join(map(str, sentence.tolist())) + "\n")

@@ -1,6 +1,7 @@
 """Smoke test of `python -m bench` on a tiny synthetic corpus: the command runs end to end
 and its JSON holds every promised field in a valid range. Not a timed test."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -32,7 +33,8 @@ def tiny_corpus(tmp_path_factory):
 
 
 def _bench(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          check=False)
 
 
 def _check_spread(stats, low, high):
@@ -48,7 +50,7 @@ def test_bench_writes_both_trainers_speed_memory_and_quality(tiny_corpus, tmp_pa
     assert completed.returncode == 0, completed.stderr
     results = json.loads(out.read_text())
     assert results["seeds"] == 2 and results["config"]["objective"] == "ns"
-    assert results["corpus_words"] == 1500 * 8
+    assert results["corpus_words"] == 1500 * 8 and results["corpus"]["file"] == "corpus.txt"
     for trainer in ("jaxgram", "gensim"):
         stats = results["trainers"][trainer]
         assert [run["seed"] for run in stats["runs"]] == [1, 2]
@@ -92,3 +94,21 @@ def test_bench_refuses_a_missing_corpus_in_one_line(tmp_path):
     assert "Traceback" not in completed.stderr and not out.exists()
     bad_seeds = _bench("--corpus", tmp_path / "missing.txt", "--seeds", 0, "--out", out)
     assert bad_seeds.returncode == 2 and "seeds=0" in bad_seeds.stderr
+
+
+def test_results_name_the_corpus_by_file_size_and_sha256_not_by_path(tiny_corpus):
+    from bench.run import corpus_record
+
+    body = tiny_corpus.read_bytes()
+    assert corpus_record(tiny_corpus) == {"file": "corpus.txt", "bytes": len(body),
+                                          "sha256": hashlib.sha256(body).hexdigest()}
+
+
+def test_committed_results_hold_no_machine_private_path():
+    paths = sorted((ROOT / "bench" / "results").glob("*.json"))
+    assert [path.stem for path in paths] == ["default", "dostoevsky", "softmax"]
+    for path in paths:
+        results = json.loads(path.read_text())
+        assert results["format"] == 2 and results["config_name"] == path.stem
+        assert set(results["corpus"]) == {"file", "bytes", "sha256"}
+        assert str(Path.home()) not in path.read_text() and "/tmp/" not in path.read_text()

@@ -59,3 +59,30 @@ def test_devices_take_a_count_or_all_and_shard_tables_needs_them():
         TrainConfig.from_dict({"shard_tables": True})
     with pytest.raises(ConfigError, match="chunk_tokens=1.*>= 2"):
         TrainConfig.from_dict({"chunk_tokens": 1})
+
+
+def test_workers_default_to_the_usable_cores_capped_at_2(monkeypatch):
+    from jaxgram import config as config_module
+
+    assert TrainConfig().workers is None
+    assert TrainConfig.from_dict({"workers": 3}).workers == 3
+    for cores, expected in ((1, 1), (2, 2), (16, 2)):
+        monkeypatch.setattr(config_module.os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
+        assert config_module.default_workers() == expected
+        assert config_module.resolved_workers(TrainConfig()) == expected
+    assert config_module.resolved_workers(TrainConfig(workers=5)) == 5
+
+
+@pytest.mark.parametrize("value, message", [(0, "workers=0.*>= 1"), (True, "workers=True has the wrong type"),
+                                            (1.5, "workers=1.5 has the wrong type: expected int or null")])
+def test_workers_must_be_a_count_of_at_least_one(value, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict({"workers": value})
+
+
+def test_train_command_takes_workers():
+    from jaxgram.cli import build_parser
+    from jaxgram.commands import config_from_args
+
+    args = build_parser().parse_args(["train", "--corpus", "c.txt", "--out", "o", "--workers", "2"])
+    assert config_from_args(args).workers == 2

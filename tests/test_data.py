@@ -3,8 +3,20 @@ import collections
 import numpy as np
 import pytest
 
-from jaxgram.data import (corpus_chunks, count_pairs, epoch_groups, epoch_pairs, keep_probabilities, noise_distribution,
-                          noise_table, sentence_pairs, split_sentences, subsample, window_groups, window_pairs)
+from jaxgram.data import (
+    corpus_chunks,
+    count_pairs,
+    epoch_groups,
+    epoch_pairs,
+    keep_probabilities,
+    noise_distribution,
+    noise_table,
+    sentence_pairs,
+    split_sentences,
+    subsample,
+    window_groups,
+    window_pairs,
+)
 
 
 def test_seed_sentence_gives_exactly_its_ten_pairs():

@@ -126,7 +126,10 @@ def test_resume_on_sharded_padded_tables_ends_with_the_uninterrupted_vectors(toy
     assert np.load(tmp_path / "cut" / "checkpoint" / "epoch-3.npz")["E"].shape == (46, SMALL["dim"])
 
 
-def _neighbour_overlap(E_a, E_b, rows=np.arange(50, 1050), k=10) -> float:
+PROBE_ROWS = np.arange(50, 1050)
+
+
+def _neighbour_overlap(E_a, E_b, rows=PROBE_ROWS, k=10) -> float:
     """Mean share of common words among the k nearest neighbours (cosine) of each of `rows`, in two runs."""
     def neighbours(E):
         unit = E / np.linalg.norm(E, axis=1, keepdims=True)

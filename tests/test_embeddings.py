@@ -118,8 +118,7 @@ def test_a_float32_overflow_in_text_is_refused(tmp_path):
 @pytest.mark.parametrize("binary", [False, True])
 def test_a_sha256sums_record_beside_the_file_is_checked(embeddings, tmp_path, binary):
     """With a SHA256SUMS entry the file must match it; without an entry, or a record, it loads unchecked."""
-    from jaxgram.fileio import SHA256SUMS, recorded_sha256, write_sha256sums
-    from jaxgram.fileio import sha256_file
+    from jaxgram.fileio import SHA256SUMS, recorded_sha256, sha256_file, write_sha256sums
 
     name = "vectors.bin" if binary else "vectors.txt"
     path = tmp_path / name

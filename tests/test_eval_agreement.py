@@ -23,7 +23,7 @@ def test_a_rotated_copy_has_the_same_geometry(seed):
     assert result["overlap_at_k"] == pytest.approx(1.0)
     assert result["cosine_spearman"] == pytest.approx(1.0, abs=1e-6)
     assert result["procrustes_residual"] < 1e-4
-    # ...while the raw coordinates disagree (seed 000: axes rotate).
+    # ...while the raw coordinates disagree (the Embedding Geometry article's point: axes rotate).
     assert abs(np.corrcoef(original.vectors.ravel(), rotated.vectors.ravel())[0, 1]) < 0.5
 
 

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
-from eval.benchmarks import (ANALOGY_FILE, SIMILARITY_FILES, datapath, evaluate_analogies, evaluate_word_pairs,
-                             read_analogies, run_benchmarks)
+from eval.benchmarks import (
+    ANALOGY_FILE,
+    SIMILARITY_FILES,
+    datapath,
+    evaluate_analogies,
+    evaluate_word_pairs,
+    read_analogies,
+    run_benchmarks,
+)
 from jaxgram.embeddings import Embeddings
 
 

@@ -12,10 +12,10 @@ FIVE_BOOKS = [28054, 2638, 8117, 600, 40745]
 
 
 def test_named_configs_exist():
-    assert {"default", "seed004"} <= set(named_configs())
+    assert {"default", "dostoevsky"} <= set(named_configs())
 
 
-def test_default_follows_seed_004_then_gensim_defaults():
+def test_default_follows_the_dostoevsky_article_then_gensim_defaults():
     config = load_config("default")
     defaults = {name: p.default for name, p in inspect.signature(Word2Vec.__init__).parameters.items()}
     train = config.train
@@ -29,8 +29,8 @@ def test_default_follows_seed_004_then_gensim_defaults():
     assert list(config.ingest.books) == FIVE_BOOKS
 
 
-def test_seed004_reproduces_the_article():
-    train = load_config("seed004").train
+def test_dostoevsky_reproduces_the_article():
+    train = load_config("dostoevsky").train
     assert (train.objective, train.dim, train.epochs, train.negative, train.tied) == ("ns", 32, 20, 5, False)
     assert train.ns_exponent == pytest.approx(0.75)
 
@@ -64,7 +64,7 @@ def test_bad_values_are_refused_naming_the_key(values, key):
 
 
 def test_unknown_named_config_lists_the_names():
-    with pytest.raises(ConfigError, match="seed004"):
+    with pytest.raises(ConfigError, match="dostoevsky"):
         load_config("no-such-config")
 
 
@@ -78,3 +78,9 @@ def test_invalid_toml_is_a_config_error(tmp_path):
     path.write_text("[train\ndim = 3\n")
     with pytest.raises(ConfigError, match="broken.toml"):
         load_config(str(path))
+
+
+def test_former_name_seed004_still_loads_dostoevsky_with_a_one_line_notice(capsys):
+    assert load_config("seed004").train == load_config("dostoevsky").train
+    notice = capsys.readouterr().err
+    assert notice.count("\n") == 1 and "'dostoevsky'" in notice and "deprecated" in notice

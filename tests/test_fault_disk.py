@@ -190,7 +190,7 @@ def long_line(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("long-line") / "corpus.txt"
     with open(path, "w") as handle:
         step = 1_000_000
-        for start in range(0, LONG_LINE_TOKENS, step):
+        for _ in range(0, LONG_LINE_TOKENS, step):
             handle.write(" ".join(words[rng.integers(0, len(words), size=step)]) + " ")
         handle.write("omega")
     return path

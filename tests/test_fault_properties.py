@@ -48,7 +48,21 @@ def test_cleaner_and_line_sentences_emit_only_the_alphabet(text):
     cleaned = clean_text(text)
     corpus = format_line_sentences(line_sentences(cleaned.text))
     assert LINE_SENTENCES.fullmatch(corpus), corpus
-    assert cleaned.lines_removed >= 0
+
+
+def _non_blank_lines(text: str) -> int:
+    # A byte-order mark is invisible: a line holding only one is blank.
+    return sum(1 for line in text.replace("\ufeff", "").splitlines() if line.strip())
+
+
+@PROPERTY
+@given(TEXT)
+def test_cleaning_never_adds_lines_and_counts_what_it_drops(text):
+    """lines_removed is exactly the non-blank lines in minus the non-blank lines out, and never negative."""
+    cleaned = clean_text(text)
+    lines_in, lines_out = _non_blank_lines(text), _non_blank_lines(cleaned.text)
+    assert cleaned.lines_removed == lines_in - lines_out
+    assert lines_out <= lines_in
 
 
 MARKER_IN_PROSE = ("*** START OF THE PROJECT GUTENBERG EBOOK the old man walked slowly along the river and thought "
@@ -80,17 +94,17 @@ def test_html_cleaner_never_crashes_on_malformed_markup(markup):
 
 
 HEADERS = [
-    "The Project Gutenberg EBook of {t}, by Nobody\n\nThis eBook is for the use of anyone anywhere at no cost.\n\n"
-    "Title: {t}\n\nRelease Date: May 1, 2001 [EBook #9]\n\n*** START OF THIS PROJECT GUTENBERG EBOOK {T} ***\n\n",
-    "The Project Gutenberg eBook of {t}\n\nTitle: {t}\n\nLanguage: English\n\n"
-    "***START OF THE PROJECT GUTENBERG EBOOK {T}***\n\n\n",
+    ("The Project Gutenberg EBook of {t}, by Nobody\n\nThis eBook is for the use of anyone anywhere at no cost.\n\n"
+     "Title: {t}\n\nRelease Date: May 1, 2001 [EBook #9]\n\n*** START OF THIS PROJECT GUTENBERG EBOOK {T} ***\n\n"),
+    ("The Project Gutenberg eBook of {t}\n\nTitle: {t}\n\nLanguage: English\n\n"
+     "***START OF THE PROJECT GUTENBERG EBOOK {T}***\n\n\n"),
     "Project Gutenberg's Etext of {t}\n\n*END*THE SMALL PRINT! FOR PUBLIC DOMAIN ETEXTS*Ver.04.29.93*END*\n\n",
     # An unclosed note in the header must not swallow the START marker up to a `]` in the book.
     "The Project Gutenberg eBook of {t}\n\n[Illustration: the cover\n\n*** START OF THE PROJECT GUTENBERG EBOOK {T} ***\n\n",
 ]
 FOOTERS = [
-    "\n\n*** END OF THIS PROJECT GUTENBERG EBOOK {T} ***\n\n***** This file should be named 9.txt *****\n\n"
-    "THE FULL PROJECT GUTENBERG LICENSE\nPLEASE READ THIS BEFORE YOU DISTRIBUTE OR USE THIS WORK\n",
+    ("\n\n*** END OF THIS PROJECT GUTENBERG EBOOK {T} ***\n\n***** This file should be named 9.txt *****\n\n"
+     "THE FULL PROJECT GUTENBERG LICENSE\nPLEASE READ THIS BEFORE YOU DISTRIBUTE OR USE THIS WORK\n"),
     "\n\nEnd of the Project Gutenberg EBook of {t}, by Nobody\n\n*** END OF THIS PROJECT GUTENBERG EBOOK {T} ***\n",
     "\n\nEnd of Project Gutenberg's {t}, by Nobody\n\nSection 1. General Terms of Use\n",
     "\n\n*** START: FULL LICENSE ***\n\nTHE FULL PROJECT GUTENBERG LICENSE\n",

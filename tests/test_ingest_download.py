@@ -211,7 +211,8 @@ def test_open_source_choices(tmp_path):
         open_source(tmp_path / "missing")
 
 
-@pytest.mark.parametrize("field, value", [("retries", -1), ("read_timeout", 0), ("max_bytes", 0)])
+@pytest.mark.parametrize("field, value", [("retries", -1), ("read_timeout", 0), ("max_bytes", 0), ("retries", "3"),
+                                          ("read_timeout", True), ("polite_hosts", ("gutenberg.org", 1))])
 def test_config_validation(field, value):
     with pytest.raises(ConfigError, match=field):
         DownloadConfig(**{field: value})

@@ -4,7 +4,7 @@ import numpy as np
 from jaxgram.init import init_params
 
 
-def test_word2vec_init_follows_seed_004():
+def test_word2vec_init_follows_word2vec_and_the_dostoevsky_article():
     params = init_params(jax.random.PRNGKey(0), 500, 40, "word2vec")
     E, W = np.asarray(params.E), np.asarray(params.W)
     assert E.shape == W.shape == (500, 40) and E.dtype == np.float32

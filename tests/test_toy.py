@@ -29,5 +29,5 @@ def test_geometry_survives_a_change_of_seed(seeds):
     assert "cos(car,plane)" in text and "Procrustes" in text and str(report.vocab_size) in text
 
 
-def test_toy_config_is_seed_000s_setup():
+def test_toy_config_is_the_embedding_geometry_articles_setup():
     assert (TOY_CONFIG.objective, TOY_CONFIG.dim, TOY_CONFIG.shrink_window, TOY_CONFIG.sample) == ("softmax", 20, False, 0.0)

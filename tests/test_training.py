@@ -7,15 +7,14 @@ import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
-from jaxgram import TrainConfig, train
-from jaxgram import checkpoint
-from jaxgram.errors import ConfigError, DataError, TrainingDiverged
+from jaxgram import TrainConfig, checkpoint, train
 from jaxgram.data import noise_table
+from jaxgram.errors import ConfigError, DataError, TrainingDiverged
 from jaxgram.init import init_params
 from jaxgram.losses import Params
-from jaxgram.toy import toy_sentences
 from jaxgram.parallel import compile_steps
 from jaxgram.step import Carry, make_optimizer, make_step
+from jaxgram.toy import toy_sentences
 
 SMALL = TrainConfig(dim=16, window=3, negative=4, epochs=3, min_count=1, sample=1e-2, batch_size=64, seed=3)
 

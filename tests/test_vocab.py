@@ -2,8 +2,16 @@ import numpy as np
 import pytest
 
 from jaxgram.errors import ConfigError, DataError
-from jaxgram.vocab import (CorpusError, Vocabulary, build_vocabulary, encode, load_encoded_npy, read_sentences,
-                           save_encoded_npy, save_encoded_text)
+from jaxgram.vocab import (
+    CorpusError,
+    Vocabulary,
+    build_vocabulary,
+    encode,
+    load_encoded_npy,
+    read_sentences,
+    save_encoded_npy,
+    save_encoded_text,
+)
 
 TEXT = "the car moves fast\nthe plane moves fast\n\nthe elephant eats grass\na car\n"
 
@@ -59,7 +67,7 @@ def test_bad_corpus_files_raise_value_errors_naming_the_path(tmp_path):
     with pytest.raises(CorpusError, match="missing.txt"):
         list(read_sentences(missing))
     latin = tmp_path / "latin1.txt"
-    latin.write_bytes("caf\xe9 ok\n".encode("utf-8") + "na\xefve\n".encode("latin-1"))
+    latin.write_bytes("caf\xe9 ok\n".encode() + "na\xefve\n".encode("latin-1"))
     with pytest.raises(ValueError, match="latin1.txt: line 2 is not valid UTF-8"):
         list(read_sentences(latin))
     empty = tmp_path / "empty.txt"
