@@ -291,3 +291,29 @@ def test_bad_distributed_flags_give_one_line_and_exit_2(toy_corpus, tmp_path, ca
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+CONFIGURE = """
+import sys, jax
+from jaxgram import configure_cpu_workers
+from jaxgram.errors import ConfigError
+print(configure_cpu_workers(int(sys.argv[1]) if sys.argv[1] != "default" else None), jax.local_device_count())
+try:
+    configure_cpu_workers(jax.local_device_count() + 1)
+except ConfigError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize("asked, env, expected", [("3", None, 3), ("1", None, 1), ("default", "4", 4)])
+def test_configure_cpu_workers_sets_the_device_count_before_jax_starts(asked, env, expected):
+    environment = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
+    if env:
+        environment["JAX_NUM_CPU_DEVICES"] = env  # a count the user chose is kept
+    completed = subprocess.run([sys.executable, "-c", CONFIGURE, asked], capture_output=True, text=True,
+                               env={**environment, "JAX_PLATFORMS": "cpu"}, check=True)
+    first, message = completed.stdout.splitlines()
+    assert first.split() == [str(expected), str(expected)]
+    # Once JAX runs its device count is fixed: asking for more names the call to make in time.
+    assert f"workers={expected + 1} is not allowed: JAX already started with {expected}" in message
+    assert f"configure_cpu_workers({expected + 1}) before any JAX computation" in message

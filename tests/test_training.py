@@ -1,19 +1,12 @@
 import dataclasses
 import json
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
 from jaxgram import TrainConfig, checkpoint, train
-from jaxgram.data import noise_table
 from jaxgram.errors import ConfigError, DataError, TrainingDiverged
-from jaxgram.init import init_params
-from jaxgram.losses import Params
-from jaxgram.parallel import compile_steps
-from jaxgram.step import Carry, make_optimizer, make_step
 from jaxgram.toy import toy_sentences
 
 SMALL = TrainConfig(dim=16, window=3, negative=4, epochs=3, min_count=1, sample=1e-2, batch_size=64, seed=3)
@@ -116,45 +109,6 @@ def test_divergence_names_the_epoch_and_keeps_the_checkpoint(corpus_file, tmp_pa
 def test_huge_alpha_diverges_with_a_clear_error(corpus_file):
     with pytest.raises(TrainingDiverged, match="epoch 1.*lower alpha"):
         train(corpus_file, dataclasses.replace(SMALL, alpha=1e30, min_alpha=0.0, init="glorot"), progress=False)
-
-
-def _carry_and_batch(config, vocab_size=30, batch=32):
-    key = jax.random.PRNGKey(0)
-    params = init_params(key, vocab_size, config.dim, "glorot")
-    trainable = Params(params.E, None if config.tied else params.W)
-    rng = np.random.default_rng(0)
-    centers = jnp.asarray(rng.integers(0, vocab_size, (4, batch)), jnp.int32)
-    contexts = jnp.asarray(rng.integers(0, vocab_size, (4, batch)), jnp.int32)
-    mask = jnp.ones((4, batch), jnp.float32).at[-1, batch // 2:].set(0.0)
-    noise_ids = jnp.asarray(noise_table(np.full(vocab_size, 1 / vocab_size)))
-    return trainable, (centers, contexts, mask), noise_ids
-
-
-@pytest.mark.parametrize("objective, tied", [("ns", False), ("softmax", False), ("ns", True)])
-def test_sparse_row_update_equals_dense_update(objective, tied):
-    config = dataclasses.replace(SMALL, objective=objective, tied=tied)
-    trainable, batch, cdf = _carry_and_batch(config)
-    optimizer = make_optimizer(config, total_steps=10)
-    results = []
-    for sparse in (True, False):
-        run_many = compile_steps(make_step(config, optimizer, cdf, sparse=sparse))
-        carry = Carry(trainable, optimizer.init(trainable), jax.random.PRNGKey(1))
-        carry, totals = run_many(carry, *batch)
-        results.append((carry.trainable, totals))
-    for leaf_sparse, leaf_dense in zip(jax.tree_util.tree_leaves(results[0]), jax.tree_util.tree_leaves(results[1])):
-        np.testing.assert_allclose(leaf_sparse, leaf_dense, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("optimizer", ["sgd", "adagrad"])
-def test_second_call_does_not_recompile(optimizer):
-    config = dataclasses.replace(SMALL, optimizer=optimizer)
-    trainable, (centers, contexts, mask), cdf = _carry_and_batch(config)
-    opt = make_optimizer(config, total_steps=100)
-    run_many = compile_steps(make_step(config, opt, cdf))
-    carry = Carry(trainable, opt.init(trainable), jax.random.PRNGKey(1))
-    carry, _ = run_many(carry, centers, contexts, mask)
-    carry, _ = run_many(carry, centers[::-1], contexts, mask)
-    assert run_many._cache_size() == 1
 
 
 def test_tied_tables_and_other_optimizers_train(corpus_file):
