@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 
 from jaxgram import TrainConfig
-from jaxgram.batches import (STEPS_PER_CALL, EpochSource, chunk_calls, epoch_stream, items_per_step, pair_count,
-                             plan_batches, prefetched)
+from jaxgram.batches import (
+    STEPS_PER_CALL,
+    EpochSource,
+    chunk_calls,
+    epoch_stream,
+    items_per_step,
+    pair_count,
+    plan_batches,
+    prefetched,
+)
 from jaxgram.data import corpus_chunks, keep_probabilities
 
 CONFIG = TrainConfig(window=3, batch_size=64, seed=5, sample=0.0)
