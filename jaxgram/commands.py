@@ -34,7 +34,7 @@ def register(subparsers) -> None:
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--encoded-text", action="store_true",
-                       help="also write corpus_encoded.txt (the encoded corpus as text, as in the toy geometry article)")
+                       help="also write corpus_encoded.txt (the encoded corpus as text, as in the Embedding Geometry article)")
     from jaxgram.config import TrainConfig  # no JAX import: config is plain Python
 
     defaults = TrainConfig()

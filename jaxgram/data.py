@@ -45,7 +45,7 @@ def noise_table(probabilities: np.ndarray, log2_size: int | None = None) -> np.n
 
 
 def count_pairs(length: int, window: int) -> int:
-    """The toy geometry article's pair count for one sentence of `length` tokens: sum_i min(w, i) + min(w, T-1-i)."""
+    """The Embedding Geometry article's pair count for one sentence of `length` tokens: sum_i min(w, i) + min(w, T-1-i)."""
     if length <= 0:
         return 0
     if length <= window:

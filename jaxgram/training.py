@@ -50,7 +50,7 @@ def train(corpus, config: TrainConfig | None = None, out=None, resume: bool = Fa
     `on_epoch_end(epochs_done, epoch_loss)` is called after each epoch's checkpoint is saved
     (like gensim's callbacks); an exception it raises stops training with that checkpoint kept.
     With `out`, the encoded corpus is written as corpus.npy (int32, -1 between sentences), and
-    with `encoded_text` also as the toy geometry article's corpus_encoded.txt. In a
+    with `encoded_text` also as the Embedding Geometry article's corpus_encoded.txt. In a
     multi-process run every process returns the same result and only process 0 writes `out`
     (checkpoints included); --resume reads the checkpoint on every process, so `out` must be
     on a shared filesystem. Sparse SGD uses `config.workers` CPU devices (default: all there

@@ -1,5 +1,6 @@
 """The three notebooks: executed top to bottom with their small settings in a real Jupyter kernel
-(nbclient + ipykernel), and the committed copies checked against notebooks/build.py.
+(nbclient + ipykernel), and the committed copies checked against their jupytext scripts
+(notebooks/NAME.py, which notebooks/build.py writes into NAME.ipynb).
 
 The book notebooks fetch the five novels over HTTP from the loopback mirror_server fixture.
 """
@@ -11,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 
@@ -55,6 +57,9 @@ def _errors(notebook) -> list[str]:
 
 def test_every_notebook_has_an_expectation():
     assert set(EXPECTED) == set(build.NOTEBOOKS)
+    # one jupytext script per notebook, and nothing else beside build.py
+    assert {p.stem for p in NOTEBOOK_DIR.glob("*.py")} - {"build"} == set(EXPECTED)
+    assert {p.stem for p in NOTEBOOK_DIR.glob("*.ipynb")} == set(EXPECTED)
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.slow] if books else [])
@@ -91,16 +96,29 @@ def test_notebook_runs_with_small_settings(name, tmp_path, request):
         assert len(fetched) >= 5, f"expected the five books from the loopback mirror, it served {fetched}"
 
 
+def _cells(notebook) -> list[tuple]:
+    return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in notebook.cells]
+
+
 @pytest.mark.parametrize("name", list(EXPECTED))
-def test_committed_notebook_matches_build_script(name):
+def test_committed_notebook_matches_its_script(name):
     committed = nbformat.read(build.path_of(name), as_version=4)
     nbformat.validate(committed)
-    built = build.build(build.NOTEBOOKS[name])
-    assert [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in committed.cells] == \
-        [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in built.cells], \
-        f"{name}.ipynb differs from notebooks/build.py: run `python notebooks/build.py --execute {name}`"
+    script = jupytext.read(NOTEBOOK_DIR / f"{name}.py", fmt="py:percent")
+    assert _cells(committed) == _cells(script), \
+        f"{name}.ipynb differs from notebooks/{name}.py: run `python notebooks/build.py --execute {name}`"
     parameter_cells = [c for c in committed.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(parameter_cells) == 1 and build.SMALL_ENV in parameter_cells[0].source
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_rebuilding_keeps_the_committed_notebook(name):
+    # `python notebooks/build.py` rewrites the committed notebook as it is: same cell ids, same outputs.
+    committed = nbformat.read(build.path_of(name), as_version=4)
+    rebuilt = build.build(name)
+    assert build.keep_outputs(rebuilt, committed), f"{name}.ipynb: the code cells differ from notebooks/{name}.py"
+    assert [(c.id, c.cell_type, c.source, c.metadata, c.get("outputs")) for c in rebuilt.cells] == \
+        [(c.id, c.cell_type, c.source, c.metadata, c.get("outputs")) for c in committed.cells]
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
@@ -114,7 +132,8 @@ def test_committed_notebook_holds_a_full_run(name):
     assert path.stat().st_size < MAX_COMMITTED_BYTES
     assert any(output.get("data", {}).get("image/png") for cell in code_cells for output in cell.outputs), \
         f"{name}.ipynb has no figure"
-    text = "".join(output.get("text", "") + "".join(output.get("data", {}).get(kind, "") for kind in ("text/plain", "text/markdown"))
+    text = "".join(output.get("text", "")
+                   + "".join(output.get("data", {}).get(kind, "") for kind in ("text/plain", "text/markdown"))
                    for cell in code_cells for output in cell.outputs)
     # Outputs of the reading run: not the test suite's quick run, no paths private to one machine, no warnings.
     for unwanted in ("/tmp/", "127.0.0.1", str(REPO_ROOT), "Warning"):
