@@ -1,0 +1,112 @@
+"""`python -m bench.fused_step`: µs per centre of the XLA sparse SGD step vs the fused kernel.
+
+Both run as the trainer runs them: jitted, `--steps` steps per call under lax.scan, the
+tables in the scan carry and donated, on one CPU device. The XLA step is the trainer's
+sparse "ns" step (gather the rows, jax.grad of losses.ns_group_loss, scatter-add -lr·grad);
+the fused step is jaxgram.fused.ns_sgd_step. Batches look like training's: word2vec's
+shrinking window (about 40% of the context slots empty), ids drawn from a Zipf-like
+distribution so frequent rows repeat within a step, negatives drawn beforehand and shared
+by both. Not a timed test: the figures depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgram import fused
+from jaxgram.losses import ns_group_loss
+
+
+def xla_step(E, W, centers, contexts, negatives, mask, lr):
+    outputs = jnp.concatenate([centers[:, None], negatives], axis=1)
+
+    def objective(rows):
+        losses = jax.vmap(ns_group_loss)(rows[0], contexts >= 0, rows[1][:, 0], rows[1][:, 1:]) * mask
+        return jnp.sum(losses), losses
+
+    grads, losses = jax.grad(objective, has_aux=True)((E[contexts], W[outputs]))
+    return E.at[contexts].add(-lr * grads[0]), W.at[outputs].add(-lr * grads[1]), losses
+
+
+def make_batches(rng, vocab: int, steps: int, batch: int, window: int, negative: int):
+    """[steps, ...] centres, contexts (shrinking window, -1 = empty), negatives, mask."""
+    weights = 1.0 / np.arange(1, vocab + 1) ** 0.75
+    weights /= weights.sum()
+    centers = rng.choice(vocab, (steps, batch), p=weights).astype(np.int32)
+    contexts = rng.choice(vocab, (steps, batch, 2 * window), p=weights).astype(np.int32)
+    reach = rng.integers(1, window + 1, (steps, batch, 1))  # word2vec: window - U[0, window)
+    offset = np.abs(np.arange(2 * window) - window + 0.5) + 0.5  # slot distances 5..1, 1..5
+    contexts[offset > reach] = -1
+    negatives = rng.choice(vocab, (steps, batch, negative), p=weights).astype(np.int32)
+    mask = np.ones((steps, batch), np.float32)
+    return tuple(jnp.asarray(part) for part in (centers, contexts, negatives, mask))
+
+
+def compile_run(step, lr):
+    def body(tables, batch):
+        E, W, losses = step(*tables, *batch, lr)
+        return (E, W), jnp.sum(losses)
+
+    return jax.jit(lambda E, W, batches: jax.lax.scan(body, (E, W), batches), donate_argnums=(0, 1))
+
+
+def seconds_per_call(run, tables, batches, repeats: int) -> tuple[float, float]:
+    """Median wall and CPU seconds (all the process's threads) of one call."""
+    E, W = jax.block_until_ready(run(*tables, batches)[0])  # compile and warm up
+    wall, cpu = [], []
+    for _ in range(repeats):
+        began, began_cpu = time.perf_counter(), time.process_time()
+        (E, W), _ = run(E, W, batches)
+        jax.block_until_ready((E, W))
+        wall.append(time.perf_counter() - began)
+        cpu.append(time.process_time() - began_cpu)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def measure(vocab: int, args, rng) -> dict:
+    dim = args.dim
+    tables = [jnp.asarray(rng.normal(0.0, 0.1, (vocab, dim)).astype(np.float32)) for _ in range(2)]
+    batches = make_batches(rng, vocab, args.steps, args.batch, args.window, args.negative)
+    lr = jnp.float32(0.025)
+    centres = args.steps * args.batch
+    figures = {}
+    for name, step in (("xla", xla_step), ("fused", fused.ns_sgd_step)):
+        copies = [table + 0.0 for table in tables]  # donated: each run gets its own
+        wall, cpu = seconds_per_call(compile_run(step, lr), copies, batches, args.repeats)
+        figures[name], figures[f"{name}_cpu"] = 1e6 * wall / centres, 1e6 * cpu / centres
+    return figures
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.fused_step", description=__doc__.splitlines()[0])
+    parser.add_argument("--vocab", type=int, nargs="+", default=[8122, 100_000])
+    parser.add_argument("--batch", type=int, default=170, help="centres per step (default: 170)")
+    parser.add_argument("--window", type=int, default=5, help="context slots per centre: 2·window (default: 5)")
+    parser.add_argument("--negative", type=int, default=5)
+    parser.add_argument("--dim", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=64, help="steps per jit call (default: 64)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed calls; the median is shown (default: 20)")
+    args = parser.parse_args(argv)
+    if not fused.available():
+        print(f"fused kernel unavailable: {fused.unavailable_reason()}")
+        return 1
+    rng = np.random.default_rng(0)
+    print(f"B={args.batch} C={2 * args.window} K={args.negative} D={args.dim}, {args.steps} steps per call, "
+          f"device {jax.devices()[0]}")
+    print("µs per centre, median call: wall (CPU time of all threads)")
+    print(f"{'V':>8} {'XLA step':>17} {'fused step':>17} {'speed-up':>9}")
+    for vocab in args.vocab:
+        f = measure(vocab, args, rng)
+        print(f"{vocab:>8} {f['xla']:>8.3f} ({f['xla_cpu']:>6.3f}) {f['fused']:>8.3f} ({f['fused_cpu']:>6.3f}) "
+              f"{f['xla'] / f['fused']:>8.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,269 @@
+// One sparse SGD step of skip-gram negative sampling, fused into one XLA FFI call.
+//
+// It reproduces jaxgram's pure step (training.make_step with objective "ns": jax.grad
+// of losses.ns_group_loss on the gathered rows, then a scatter-add) without XLA's
+// single-threaded scalar gather/scatter. Semantics that must match the pure step:
+// - Every gradient is computed from the tables as they were at the START of the step,
+//   so phase 1 reads the tables and writes only a scratch of update rows, and phase 2
+//   adds those rows in. Repeated ids therefore accumulate, as with scatter-add.
+// - Context slot < 0 is empty, a centre with mask 0 is padding: neither reads nor
+//   writes a row, and a padding centre's loss is 0.
+// - Tied tables (W is E) are the same pointer: phase 2 still sees only snapshot grads.
+//
+// Single-threaded on purpose: the trainer runs one call per CPU device in parallel.
+// Built with plain -O3 (no -march: the wheel must run on any x86-64), so the D-long
+// loops are written to vectorise with baseline SIMD: contiguous rows, restrict
+// pointers, and dot products split into independent lanes (a single float sum may not
+// be reordered without -ffast-math, independent lanes may).
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+// Named buffer types: the FFI binding macros cannot take template arguments with commas.
+using Table = ffi::Buffer<ffi::F32, 2>;
+using TableOut = ffi::ResultBuffer<ffi::F32, 2>;
+using Ids1 = ffi::Buffer<ffi::S32, 1>;
+using Ids2 = ffi::Buffer<ffi::S32, 2>;
+using Floats1 = ffi::Buffer<ffi::F32, 1>;
+using Scalar = ffi::Buffer<ffi::F32, 0>;
+using LossesOut = ffi::ResultBuffer<ffi::F32, 1>;
+
+namespace {
+
+// Views of one call's operands; tables point at the (aliased) output buffers.
+struct Step {
+  float* E;
+  float* W;  // == E when tied
+  int64_t rows_e, rows_w, dim;
+  const int32_t* centers;
+  const int32_t* contexts;
+  const int32_t* negatives;
+  const float* mask;
+  int64_t batch, window, negative;
+  float lr;
+  float* losses;
+};
+
+// The D-long loops also get an AVX2 copy where the compiler and loader support
+// function multi-versioning: the loader picks it on CPUs that have AVX2, every other
+// x86-64 CPU runs the baseline copy, so the build still needs no -march.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
+#define JAXGRAM_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define JAXGRAM_SIMD_CLONES
+#endif
+
+// A dot product keeps kLanes independent partial sums: without -ffast-math the
+// compiler may not reorder one float sum, but it does turn independent lanes into
+// SIMD registers (one AVX2 or two SSE registers).
+constexpr int kLanes = 8;
+
+inline float Dot(const float* __restrict a, const float* __restrict b, int64_t n) {
+  float acc[kLanes] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) acc[l] += a[i + l] * b[i + l];
+  }
+  float tail = 0.f;
+  for (; i < n; ++i) tail += a[i] * b[i];
+  return tail + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+inline void Axpy(float a, const float* __restrict x, float* __restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+// softplus(x) = log(1 + e^x) and sigmoid(x) from one e = exp(-|x|) in (0, 1], so
+// neither overflows for any x (as jax.nn.softplus and jax.nn.sigmoid). log(1 + e)
+// rather than log1p(e): glibc's log1pf cost a sixth of the whole step in a profile,
+// twice logf's share, and for tiny e log(1 + e) errs by at most 2^-24 absolute, below
+// the rounding of the loss sum it is added to.
+struct Logistic {
+  float softplus, sigmoid;
+};
+
+inline Logistic Evaluate(float x) {
+  const float e = std::exp(-std::fabs(x));
+  const float inverse = 1.f / (1.f + e);
+  return {std::max(x, 0.f) + std::log(1.f + e), x >= 0.f ? inverse : e * inverse};
+}
+
+// Scratch reused across calls on the same thread: allocating ~1 MB per step would
+// cost page faults every scan iteration. Concurrent calls run on different threads.
+std::vector<float>& Scratch(size_t size) {
+  thread_local std::vector<float> scratch;
+  if (scratch.size() < size) scratch.resize(size);
+  return scratch;
+}
+
+// Output row of slot k of centre b: the centre itself, then its negatives.
+inline int32_t OutputRow(const Step& s, int64_t b, int64_t k) {
+  return k == 0 ? s.centers[b] : s.negatives[b * s.negative + k - 1];
+}
+
+// Ids outside the tables would read or write foreign memory: refuse the whole step
+// before touching anything (XLA's gather would clamp them, its scatter drop them).
+ffi::Error CheckIds(const Step& s) {
+  for (int64_t b = 0; b < s.batch; ++b) {
+    if (s.mask[b] == 0.f) continue;
+    for (int64_t k = 0; k <= s.negative; ++k) {
+      const int32_t row = OutputRow(s, b, k);
+      if (row < 0 || row >= s.rows_w)
+        return ffi::Error::InvalidArgument("ns_sgd: output id " + std::to_string(row) + " outside W's " +
+                                           std::to_string(s.rows_w) + " rows");
+    }
+    for (int64_t j = 0; j < s.window; ++j) {
+      if (s.contexts[b * s.window + j] >= s.rows_e)
+        return ffi::Error::InvalidArgument("ns_sgd: context id " + std::to_string(s.contexts[b * s.window + j]) +
+                                           " outside E's " + std::to_string(s.rows_e) + " rows");
+    }
+  }
+  return ffi::Error::Success();
+}
+
+// Phase 1 for centre b: its loss, and its update rows (already scaled by -lr) in
+// dE [window, dim] (one per context slot) and dW [1 + negative, dim] (one per output).
+JAXGRAM_SIMD_CLONES float CentreUpdates(const Step& s, int64_t b, float* __restrict dE, float* __restrict dW) {
+  const int64_t D = s.dim, outputs = s.negative + 1;
+  std::fill(dW, dW + outputs * D, 0.f);
+  float loss = 0.f;
+  for (int64_t j = 0; j < s.window; ++j) {
+    const int32_t context = s.contexts[b * s.window + j];
+    if (context < 0) continue;
+    const float* h = s.E + context * D;
+    float* dh = dE + j * D;
+    std::fill(dh, dh + D, 0.f);
+    for (int64_t k = 0; k < outputs; ++k) {
+      const float* w = s.W + int64_t{OutputRow(s, b, k)} * D;
+      const float score = Dot(h, w, D);
+      // Label 1 for the centre (k = 0): loss softplus(-s), d/ds = sigmoid(s) - 1 = -sigmoid(-s);
+      // label 0 for the negatives: softplus(s), d/ds = sigmoid(s).
+      const Logistic f = Evaluate(k == 0 ? -score : score);
+      loss += f.softplus;
+      const float step = -s.lr * s.mask[b] * (k == 0 ? -f.sigmoid : f.sigmoid);
+      Axpy(step, w, dh, D);
+      Axpy(step, h, dW + k * D, D);
+    }
+  }
+  return s.mask[b] * loss;
+}
+
+// Phase 2 for centre b: add its snapshot updates into the tables.
+JAXGRAM_SIMD_CLONES void ApplyCentre(const Step& s, int64_t b, const float* dE, const float* dW) {
+  const int64_t D = s.dim;
+  for (int64_t j = 0; j < s.window; ++j) {
+    const int32_t context = s.contexts[b * s.window + j];
+    if (context >= 0) Axpy(1.f, dE + j * D, s.E + context * D, D);
+  }
+  for (int64_t k = 0; k <= s.negative; ++k) Axpy(1.f, dW + k * D, s.W + int64_t{OutputRow(s, b, k)} * D, D);
+}
+
+ffi::Error RunStep(const Step& s) {
+  if (ffi::Error error = CheckIds(s); error.failure()) return error;
+  const int64_t per_centre = (s.window + s.negative + 1) * s.dim;
+  float* scratch = Scratch(static_cast<size_t>(s.batch * per_centre)).data();
+  for (int64_t b = 0; b < s.batch; ++b) {
+    s.losses[b] = 0.f;
+    if (s.mask[b] == 0.f) continue;
+    float* dE = scratch + b * per_centre;
+    s.losses[b] = CentreUpdates(s, b, dE, dE + s.window * s.dim);
+  }
+  for (int64_t b = 0; b < s.batch; ++b) {
+    if (s.mask[b] == 0.f) continue;
+    const float* dE = scratch + b * per_centre;
+    ApplyCentre(s, b, dE, dE + s.window * s.dim);
+  }
+  return ffi::Error::Success();
+}
+
+// XLA aliases each table's input and output buffer; should it ever hand us distinct
+// buffers (an undonated input it chose not to copy), start the output from the input.
+float* StartFrom(const Table& in, TableOut& out) {
+  float* data = out->typed_data();
+  if (data != in.typed_data()) std::memcpy(data, in.typed_data(), in.size_bytes());
+  return data;
+}
+
+ffi::Error Describe(Step& s, const Table& E, const Table& W,
+                    const Ids1& centers, const Ids2& contexts,
+                    const Ids2& negatives, const Floats1& mask,
+                    const Scalar& lr, LossesOut& losses) {
+  s.rows_e = E.dimensions()[0];
+  s.rows_w = W.dimensions()[0];
+  s.dim = E.dimensions()[1];
+  s.batch = centers.dimensions()[0];
+  s.window = contexts.dimensions()[1];
+  s.negative = negatives.dimensions()[1];
+  if (W.dimensions()[1] != s.dim)
+    return ffi::Error::InvalidArgument("ns_sgd: E and W must have the same row length");
+  if (contexts.dimensions()[0] != s.batch || negatives.dimensions()[0] != s.batch ||
+      mask.dimensions()[0] != s.batch || losses->dimensions()[0] != s.batch)
+    return ffi::Error::InvalidArgument("ns_sgd: centers, contexts, negatives, mask and losses need one row per centre");
+  s.centers = centers.typed_data();
+  s.contexts = contexts.typed_data();
+  s.negatives = negatives.typed_data();
+  s.mask = mask.typed_data();
+  s.lr = lr.typed_data()[0];
+  s.losses = losses->typed_data();
+  return ffi::Error::Success();
+}
+
+ffi::Error NsSgdUntiedImpl(Table E, Table W,
+                           Ids1 centers, Ids2 contexts,
+                           Ids2 negatives, Floats1 mask,
+                           Scalar lr, TableOut E_out,
+                           TableOut W_out, LossesOut losses) {
+  Step s;
+  if (ffi::Error error = Describe(s, E, W, centers, contexts, negatives, mask, lr, losses); error.failure())
+    return error;
+  s.E = StartFrom(E, E_out);
+  s.W = StartFrom(W, W_out);
+  return RunStep(s);
+}
+
+ffi::Error NsSgdTiedImpl(Table E, Ids1 centers,
+                         Ids2 contexts, Ids2 negatives,
+                         Floats1 mask, Scalar lr,
+                         TableOut E_out, LossesOut losses) {
+  Step s;
+  if (ffi::Error error = Describe(s, E, E, centers, contexts, negatives, mask, lr, losses); error.failure())
+    return error;
+  s.E = s.W = StartFrom(E, E_out);
+  return RunStep(s);
+}
+
+}  // namespace
+
+// Two handlers rather than one with a `tied` attribute: a tied step has one table to
+// alias, an untied step two, and the buffer lists differ accordingly.
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgramNsSgdUntied, NsSgdUntiedImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<Table>()  // E
+                                  .Arg<Table>()  // W
+                                  .Arg<Ids1>()  // centers
+                                  .Arg<Ids2>()  // contexts
+                                  .Arg<Ids2>()  // negatives
+                                  .Arg<Floats1>()  // mask
+                                  .Arg<Scalar>()  // lr
+                                  .Ret<Table>()  // E, aliased
+                                  .Ret<Table>()  // W, aliased
+                                  .Ret<Floats1>());  // losses
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgramNsSgdTied, NsSgdTiedImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<Table>()  // E (also W)
+                                  .Arg<Ids1>()  // centers
+                                  .Arg<Ids2>()  // contexts
+                                  .Arg<Ids2>()  // negatives
+                                  .Arg<Floats1>()  // mask
+                                  .Arg<Scalar>()  // lr
+                                  .Ret<Table>()  // E, aliased
+                                  .Ret<Floats1>());  // losses

@@ -1,0 +1,176 @@
+"""The sparse SGD step of negative sampling as one fused C++ call (XLA FFI, CPU).
+
+XLA's CPU gather and scatter-add are single-threaded and scalar, and they are most of
+the time of the pure step (training's gather rows -> jax.grad of losses.ns_group_loss
+-> scatter-add). csrc/ns_sgd.cc does the same step in one pass over the touched rows,
+with the same semantics: every gradient comes from the tables as they were at the start
+of the step, repeated ids accumulate, empty context slots (< 0) and padding centres
+(mask 0) touch nothing. `ns_sgd_step` runs it inside jit, lax.scan and shard_map; the
+tables are aliased in and out of the call, so donated tables are updated in place.
+
+The library (jaxgram/_ns_sgd.so, built by CMakeLists.txt through scikit-build-core) is
+a plain shared library loaded with ctypes, not a Python extension: it links no Python,
+so one build serves every interpreter. It is loaded and its handlers registered with
+XLA on first use; importing this module touches neither JAX nor the library. Without
+the library (a pure-Python install, no compiler), `available()` is False and
+`unavailable_reason()` says why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from pathlib import Path
+
+# Points at a library to use instead of the installed one (tests, local builds).
+LIBRARY_ENV = "JAXGRAM_FUSED_LIBRARY"
+_STEM = "_ns_sgd"
+_SUFFIXES = (".so", ".dylib", ".dll")
+# tied -> (XLA custom-call target, exported handler symbol)
+_HANDLERS = {False: ("jaxgram_ns_sgd_untied", "JaxgramNsSgdUntied"),
+             True: ("jaxgram_ns_sgd_tied", "JaxgramNsSgdTied")}
+
+_lock = threading.RLock()
+_state: dict = {}  # "library": CDLL | None and "reason": str once loaded; "registered": bool
+
+
+def _candidates() -> list[Path]:
+    override = os.environ.get(LIBRARY_ENV)
+    if override:
+        return [Path(override)]
+    import importlib.util
+
+    import jaxgram
+
+    # An editable install (scikit-build-core's redirect mode) puts the built library in
+    # site-packages and the sources in the checkout; jaxgram.__path__ lists both. Older
+    # redirect finders only map module files: ask where `jaxgram._ns_sgd` would import
+    # from (".so" is an extension-module suffix; the spec is only looked up, never loaded).
+    candidates = [Path(folder) / f"{_STEM}{suffix}" for folder in jaxgram.__path__ for suffix in _SUFFIXES]
+    spec = importlib.util.find_spec(f"jaxgram.{_STEM}")
+    if spec is not None and spec.origin:
+        candidates.append(Path(spec.origin))
+    return candidates
+
+
+def _open_library() -> tuple[ctypes.CDLL | None, str]:
+    candidates = _candidates()
+    found = next((path for path in candidates if path.is_file()), None)
+    if found is None:
+        return None, ("the fused kernel library is not built: none of " + ", ".join(map(str, candidates))
+                      + " exists (reinstall jaxgram with `pip install -e .` where a C++17 compiler and CMake are)")
+    try:
+        import jax.ffi  # noqa: F401 - jax >= 0.4.38; older versions cannot call it
+    except ImportError as error:
+        return None, f"this jax has no jax.ffi ({error}); the fused kernel needs jax >= 0.4.38"
+    try:
+        library = ctypes.CDLL(str(found))
+        for _target, symbol in _HANDLERS.values():
+            getattr(library, symbol)
+    except (OSError, AttributeError) as error:
+        return None, f"{found} could not be loaded: {error}"
+    return library, ""
+
+
+def _library() -> ctypes.CDLL | None:
+    with _lock:
+        if "library" not in _state:
+            _state["library"], _state["reason"] = _open_library()
+        return _state["library"]
+
+
+def available() -> bool:
+    """Whether the fused CPU kernel can be used in this process."""
+    return _library() is not None
+
+
+def unavailable_reason() -> str:
+    """Why available() is False ("" when it is True)."""
+    _library()
+    return _state["reason"]
+
+
+def _register() -> None:
+    """Register both handlers with XLA for the CPU platform, once per process."""
+    with _lock:
+        if _state.get("registered"):
+            return
+        library = _library()
+        if library is None:
+            raise RuntimeError(f"jaxgram.fused: {_state['reason']}")
+        import jax
+
+        for target, symbol in _HANDLERS.values():
+            jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
+        _state["registered"] = True
+
+
+def _varying_axes(x) -> frozenset:
+    import jax
+
+    aval = jax.typeof(x)
+    manual = getattr(aval, "manual_axis_type", None)
+    return frozenset(manual.varying) if manual is not None else frozenset(getattr(aval, "vma", ()))
+
+
+def _match_varying(operands: list) -> list:
+    """Inside shard_map all operands of one call must vary over the same mesh axes (the
+    trainer's tables and batches vary per replica, its learning rate does not): widen
+    each to the union. Outside shard_map every set is empty and nothing changes."""
+    import jax
+
+    axes = [_varying_axes(x) for x in operands]
+    union = frozenset().union(*axes)
+    return [x if own == union else jax.lax.pcast(x, tuple(n for n in union if n not in own), to="varying")
+            for x, own in zip(operands, axes)]
+
+
+def _check_shapes(E, W, centers, contexts, negatives, mask) -> None:
+    # Static shapes: checked once at trace time, so a mistake names the argument.
+    import jax.numpy as jnp
+
+    for name, table in (("E", E), ("W", W)):
+        if table.ndim != 2 or table.dtype != jnp.float32:
+            raise TypeError(f"ns_sgd_step: {name} must be float32 [V, D], got {table.dtype}{list(table.shape)}")
+    if W.shape[1] != E.shape[1]:
+        raise ValueError(f"ns_sgd_step: E and W rows differ in length: {E.shape[1]} vs {W.shape[1]}")
+    batch = centers.shape[0] if centers.ndim == 1 else None
+    for name, value, ndim in (("centers", centers, 1), ("contexts", contexts, 2), ("negatives", negatives, 2),
+                              ("mask", mask, 1)):
+        if value.ndim != ndim or value.shape[0] != batch:
+            raise ValueError(f"ns_sgd_step: {name} must have {ndim} dimension(s) and one row per centre "
+                             f"(centers has shape {list(centers.shape)}), got {list(value.shape)}")
+
+
+def ns_sgd_step(E, W, centers, contexts, negatives, mask, lr, tied: bool = False):
+    """One sparse SGD step of grouped negative sampling: (E, W or None, losses [B]).
+
+    E, W: float32 [V, D] input and output tables (W None, or tied=True: W is E).
+    centers int [B]; contexts int [B, C] (< 0: empty slot); negatives int [B, K], shared
+    by a centre's contexts; mask float [B] (0: padding centre); lr: scalar step size.
+    Equals training's pure step: E[row] -= lr·∂L/∂E[row], W likewise, L the mask-weighted
+    sum of losses.ns_group_loss; the losses are per centre, mask-weighted (padding 0).
+    An id outside the tables (in an unmasked centre) fails the call and changes nothing.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    _register()
+    tied = tied or W is None
+    E = jnp.asarray(E)
+    W = E if tied else jnp.asarray(W)
+    centers, contexts, negatives = (jnp.asarray(ids, jnp.int32) for ids in (centers, contexts, negatives))
+    mask = jnp.asarray(mask, jnp.float32)
+    _check_shapes(E, W, centers, contexts, negatives, mask)
+    tables = [E] if tied else [E, W]
+    operands = _match_varying([*tables, centers, contexts, negatives, mask, jnp.asarray(lr, jnp.float32).reshape(())])
+    tables, mask = operands[:len(tables)], operands[-2]
+    target = _HANDLERS[tied][0]
+    results = [jax.ShapeDtypeStruct.like(table) for table in tables] + [jax.ShapeDtypeStruct.like(mask)]
+    # Table i in, table i out: XLA hands the kernel one buffer to update in place.
+    aliases = {i: i for i in range(len(tables))}
+    outputs = jax.ffi.ffi_call(target, results, input_output_aliases=aliases)(*operands)
+    if tied:
+        return outputs[0], None, outputs[1]
+    return outputs[0], outputs[1], outputs[2]
