@@ -8,7 +8,10 @@ quality by the mean with min and max over seeds.
 
 from __future__ import annotations
 
+import io
+import json
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -21,7 +24,7 @@ from eval.measure import TRAINERS, run_trainer
 from jaxgram.config import TrainConfig, usable_cores
 from jaxgram.embeddings import Embeddings
 from jaxgram.errors import ConfigError, DataError
-from jaxgram.fileio import atomic_write_json, sha256_file
+from jaxgram.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 
 # name -> (eval config it starts from, changes to its [train] table)
 CONFIGS = {
@@ -255,3 +258,189 @@ def format_table(results: dict) -> str:
         lines.append(f"| full-softmax achieved GFLOP/s | {softmax['achieved_gflops']:.0f} "
                      f"({100 * softmax['fraction_of_matmul']:.0f}% of matmul) | | |")
     return "\n".join(lines)
+
+
+# -- `python -m bench --synthetic`: how cost grows with V, D and corpus size -----------------------
+
+SYNTHETIC_TOKENS = (500_000, 2_000_000)
+SYNTHETIC_VOCABS = (10_000, 100_000, 1_000_000)
+SYNTHETIC_DIMS = (100, 300)
+SYNTHETIC_CORPUS_SEED = 0
+SYNTHETIC_NOTES = ("one epoch per run; median over seeds; us/word = 1e6 / words/s, where words/s = raw corpus tokens / "
+                   "wall seconds of the whole train call (vocabulary, compilation, training, writing the vectors) in a "
+                   "child process, and loop us/word uses the trainer's own training-loop seconds instead; vocab_kept "
+                   "is the vocabulary the trainers built at min_count 5 (a corpus of N tokens holds at most about "
+                   "N / 11.6 words with Zipf exponent >= 0.5: a larger target gets that corpus, see same_corpus_as)")
+
+
+def synthetic_config(dim: int, seed: int) -> TrainConfig:
+    """The default NS config (window 5, 5 negatives, sample 1e-3) for one epoch at dimension `dim`."""
+    return load_config("default").with_train(seed=seed, dim=dim, epochs=1).train
+
+
+def _sizes(name: str, values, least: int) -> tuple[int, ...]:
+    values = tuple(values)
+    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < least for v in values):
+        raise ConfigError(f"{name}={list(values)!r} is not allowed: it must be a non-empty list of ints >= {least}")
+    return values
+
+
+def run_synthetic(tokens=SYNTHETIC_TOKENS, vocabs=SYNTHETIC_VOCABS, dims=SYNTHETIC_DIMS, seeds: int = 1, out=None,
+                  work=None, progress: bool = False) -> dict:
+    """Train both trainers on seeded Zipf corpora of every (tokens, vocabulary) at every D; write and return the results."""
+    from bench.synthetic import SENTENCE_LENGTH, describe
+
+    tokens, vocabs = _sizes("tokens", tokens, SENTENCE_LENGTH), _sizes("vocab_sizes", vocabs, 2)
+    dims, seeds = _sizes("dims", dims, 1), _sizes("seeds", [seeds], 1)[0]
+    with tempfile.TemporaryDirectory(prefix="jaxgram-bench-synthetic-") as scratch:
+        work = Path(work) if work is not None else Path(scratch)
+        machine = machine_info(synthetic_config(dims[0], 1))
+        machine["matmul_gflops_fp32"] = matmul_gflops()
+        corpora, runs = [], []
+        for size in tokens:
+            measured = {}  # (raw vocabulary, exponent) -> the target whose corpus that is
+            for target in vocabs:
+                spec = describe(size, target, SYNTHETIC_CORPUS_SEED)
+                same = measured.setdefault((spec.raw_vocab, spec.exponent), target)
+                if same != target:  # the corpus is too small for this target: it is another's corpus
+                    corpora.append({**spec.to_dict(), "same_corpus_as": same})
+                    continue
+                record, rows = _measure_corpus(spec, dims, seeds, work, progress)
+                corpora.append(record)
+                runs.extend(rows)
+    results = {"format": FORMAT, "config_name": "synthetic", "config": synthetic_config(dims[0], 1).to_dict(),
+               "grid": {"tokens": list(tokens), "vocab_targets": list(vocabs), "dims": list(dims), "seeds": seeds},
+               "machine": machine, "corpora": corpora, "runs": runs, "cells": _cells(runs), "notes": SYNTHETIC_NOTES}
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out, results)
+    return results
+
+
+def _measure_corpus(spec, dims, seeds: int, work: Path, progress: bool) -> tuple[dict, list]:
+    """Write one corpus, train both trainers on it at every D and seed; the corpus and the run dirs are removed after."""
+    from bench.synthetic import write_corpus
+
+    path = work / f"synthetic-{spec.tokens}-{spec.vocab_target}.txt"
+    write_corpus(path, spec.tokens, spec.vocab_target, spec.seed)
+    record = {**spec.to_dict(), **corpus_record(path)}
+    rows = []
+    for dim in dims:
+        for seed in range(1, seeds + 1):
+            config = synthetic_config(dim, seed)
+            for trainer in ("gensim", "jaxgram"):  # alternated, as in run_benchmark
+                run_dir = work / f"{path.stem}-{trainer}-d{dim}-seed{seed}"
+                stats = run_trainer(trainer, path, config, run_dir, progress=progress)
+                shutil.rmtree(run_dir)  # a 1M x 300 run writes gigabytes of tables
+                rows.append({"tokens": spec.tokens, "vocab_target": spec.vocab_target, "vocab_kept": stats["vocab_size"],
+                             "dim": dim, "trainer": trainer, "seed": seed, "corpus_words": stats["corpus_words"],
+                             "wall_seconds": stats["wall_seconds"], "train_loop_seconds": stats["train_loop_seconds"],
+                             "words_per_second": stats["words_per_second"], "peak_rss_mib": stats["peak_rss_mib"]})
+    path.unlink()
+    record["vocab_kept"] = rows[0]["vocab_kept"]
+    return record, rows
+
+
+def _cells(runs: list) -> list:
+    """Medians over seeds of each (tokens, vocabulary, D, trainer)."""
+    groups: dict = {}
+    for row in runs:
+        groups.setdefault((row["tokens"], row["vocab_target"], row["dim"], row["trainer"]), []).append(row)
+    cells = []
+    for (tokens, target, dim, trainer), rows in groups.items():
+        wall = statistics.median(r["wall_seconds"] for r in rows)
+        loop = statistics.median(r["train_loop_seconds"] for r in rows)
+        words = rows[0]["corpus_words"]
+        cells.append({"tokens": tokens, "vocab_target": target, "vocab_kept": rows[0]["vocab_kept"], "dim": dim,
+                      "trainer": trainer, "seeds": len(rows), "wall_seconds": wall, "train_loop_seconds": loop,
+                      "us_per_word": 1e6 * wall / words, "loop_us_per_word": 1e6 * loop / words,
+                      "words_per_second": statistics.median(r["words_per_second"] for r in rows),
+                      "peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in rows)})
+    return cells
+
+
+def _cell_pairs(results: dict):
+    """(gensim cell, jaxgram cell) of each (tokens, vocabulary, D), in run order."""
+    cells = {(c["tokens"], c["vocab_target"], c["dim"], c["trainer"]): c for c in results["cells"]}
+    for key in dict.fromkeys(k[:3] for k in cells):
+        yield cells.get((*key, "gensim")), cells.get((*key, "jaxgram"))
+
+
+def format_synthetic_table(results: dict) -> str:
+    """The synthetic results as the README's Markdown table, with the machine and the corpora they came from."""
+    config, machine, grid = results["config"], results["machine"], results["grid"]
+    lines = [
+        (f"synthetic Zipf corpora (20-word sentences, min_count {config['min_count']}): objective={config['objective']} "
+         f"epochs={config['epochs']} window={config['window']} negative={config['negative']} sample={config['sample']}; "
+         f"{grid['seeds']} seed(s), medians"),
+        (f"machine: {machine['cpu']}, {machine['cores']} cores, jax {machine['jax']} on {machine['device']} "
+         f"({machine['jaxgram_replicas']} replica(s)), gensim {machine['gensim']} with {machine['gensim_workers']} workers"),
+        "",
+        "| tokens | V target | V kept | Zipf s | D | µs/word jaxgram / gensim | jaxgram ÷ gensim | loop µs/word jaxgram / gensim "
+        "| peak RSS MiB jaxgram / gensim |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    exponents = {(c["tokens"], c["vocab_target"]): c["exponent"] for c in results["corpora"]}
+    for theirs, ours in _cell_pairs(results):
+        if theirs is None or ours is None:
+            continue
+        lines.append(
+            f"| {ours['tokens']:,} | {ours['vocab_target']:,} | {ours['vocab_kept']:,} "
+            f"| {exponents[(ours['tokens'], ours['vocab_target'])]:.2f} | {ours['dim']} "
+            f"| {ours['us_per_word']:.2f} / {theirs['us_per_word']:.2f} | {ours['us_per_word'] / theirs['us_per_word']:.1f} "
+            f"| {ours['loop_us_per_word']:.2f} / {theirs['loop_us_per_word']:.2f} "
+            f"| {ours['peak_rss_mib']:,.0f} / {theirs['peak_rss_mib']:,.0f} |")
+    for corpus in results["corpora"]:
+        if "same_corpus_as" in corpus:
+            lines.append(f"\nV target {corpus['vocab_target']:,} at {corpus['tokens']:,} tokens: the corpus is too small "
+                         f"for it (about {corpus['expected_kept']:,} words reach min_count at most), so it is the "
+                         f"V target {corpus['same_corpus_as']:,} corpus, measured once.")
+    return "\n".join(lines)
+
+
+def synthetic_figure(results: dict) -> bytes:
+    """PNG: µs per word (whole call, training loop) and peak RSS against the kept vocabulary, per trainer, D and corpus size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(17, 4.5))
+    colours = {"jaxgram": "tab:blue", "gensim": "tab:orange"}
+    styles = dict(zip(results["grid"]["dims"], ("-", "--", ":", "-.")))
+    markers = dict(zip(results["grid"]["tokens"], "os^Dv"))
+    for key in dict.fromkeys((c["trainer"], c["dim"], c["tokens"]) for c in results["cells"]):
+        cells = sorted((c for c in results["cells"] if (c["trainer"], c["dim"], c["tokens"]) == key),
+                       key=lambda c: c["vocab_kept"])
+        trainer, dim, tokens = key
+        style = {"color": colours[trainer], "linestyle": styles.get(dim, "-"), "marker": markers.get(tokens, "o"),
+                 "label": f"{trainer} D={dim} N={tokens:,}"}
+        xs = [c["vocab_kept"] for c in cells]
+        for axis, field in zip(axes, ("us_per_word", "loop_us_per_word", "peak_rss_mib")):
+            axis.plot(xs, [c[field] for c in cells], **style)
+    labels = ("µs per corpus word, whole train call", "µs per corpus word, training loop", "peak RSS, MiB")
+    for axis, label in zip(axes, labels):
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("vocabulary kept at min_count 5")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3, which="both")
+    axes[2].legend(fontsize=7)
+    figure.suptitle(f"1 epoch NS, window 5, 5 negatives; {results['machine']['cpu']}, {results['machine']['cores']} cores",
+                    fontsize=10)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def write_synthetic_figure(results: dict, path) -> None:
+    atomic_write_bytes(path, synthetic_figure(results))
+
+
+def load_results(path) -> dict:
+    """A results JSON written before, for --table; DataError names the file if it is not there."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read results {path}: {exc}") from exc

@@ -81,19 +81,24 @@ inline void Axpy(float a, const float* __restrict x, float* __restrict y, int64_
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-// softplus(x) = log(1 + e^x) and sigmoid(x) from one e = exp(-|x|) in (0, 1], so
-// neither overflows for any x (as jax.nn.softplus and jax.nn.sigmoid). log(1 + e)
-// rather than log1p(e): glibc's log1pf cost a sixth of the whole step in a profile,
-// twice logf's share, and for tiny e log(1 + e) errs by at most 2^-24 absolute, below
-// the rounding of the loss sum it is added to.
+// softplus(x) = max(x, 0) + log(1 + e) and sigmoid(x), from one e = exp(-|x|) in (0, 1],
+// so neither overflows for any x (as jax.nn.softplus and jax.nn.sigmoid). The log is
+// not taken per score: a centre's loss sums softplus over all its scores, so it keeps
+// the sum of the max(x, 0) parts and the product of the (1 + e) factors (each in (1, 2],
+// so a thousand of them fit a double; larger windows fold it into a log now and then) and
+// takes one log per centre. A log per score
+// was a sixth of the whole step in a profile.
 struct Logistic {
-  float softplus, sigmoid;
+  float linear;  // max(x, 0)
+  float factor;  // 1 + e: softplus(x) = linear + log(factor)
+  float sigmoid;
 };
 
 inline Logistic Evaluate(float x) {
   const float e = std::exp(-std::fabs(x));
-  const float inverse = 1.f / (1.f + e);
-  return {std::max(x, 0.f) + std::log(1.f + e), x >= 0.f ? inverse : e * inverse};
+  const float factor = 1.f + e;
+  const float inverse = 1.f / factor;
+  return {std::max(x, 0.f), factor, x >= 0.f ? inverse : e * inverse};
 }
 
 // Scratch reused across calls on the same thread: allocating ~1 MB per step would
@@ -134,7 +139,8 @@ ffi::Error CheckIds(const Step& s) {
 JAXGRAM_SIMD_CLONES float CentreUpdates(const Step& s, int64_t b, float* __restrict dE, float* __restrict dW) {
   const int64_t D = s.dim, outputs = s.negative + 1;
   std::fill(dW, dW + outputs * D, 0.f);
-  float loss = 0.f;
+  float linear = 0.f;
+  double product = 1.0, folded = 0.0;  // the loss's log part: folded + log(product)
   for (int64_t j = 0; j < s.window; ++j) {
     const int32_t context = s.contexts[b * s.window + j];
     if (context < 0) continue;
@@ -147,13 +153,18 @@ JAXGRAM_SIMD_CLONES float CentreUpdates(const Step& s, int64_t b, float* __restr
       // Label 1 for the centre (k = 0): loss softplus(-s), d/ds = sigmoid(s) - 1 = -sigmoid(-s);
       // label 0 for the negatives: softplus(s), d/ds = sigmoid(s).
       const Logistic f = Evaluate(k == 0 ? -score : score);
-      loss += f.softplus;
+      linear += f.linear;
+      product *= f.factor;
       const float step = -s.lr * s.mask[b] * (k == 0 ? -f.sigmoid : f.sigmoid);
       Axpy(step, w, dh, D);
       Axpy(step, h, dW + k * D, D);
+      if (product > 1e300) {  // factors are <= 2: fold long before a double overflows
+        folded += std::log(product);
+        product = 1.0;
+      }
     }
   }
-  return s.mask[b] * loss;
+  return s.mask[b] * (linear + static_cast<float>(folded + std::log(product)));
 }
 
 // Phase 2 for centre b: add its snapshot updates into the tables.

@@ -22,9 +22,11 @@ def main(argv=None) -> int:
     try:
         config = TrainConfig.from_dict(json.loads(args.config_json))
         if args.trainer == "jaxgram":
+            from jaxgram.compilation_cache import enable_compilation_cache
             from jaxgram.distributed import configure_cpu_workers
 
             configure_cpu_workers(config.workers)  # this child is a process start: before JAX runs
+            enable_compilation_cache()  # $JAXGRAM_COMPILATION_CACHE or the default folder
         run_in_this_process(args.trainer, args.corpus, config, args.out, progress=args.progress)
     except JaxgramError as exc:
         write_child_error(args.out, exc)

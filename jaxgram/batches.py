@@ -2,8 +2,9 @@
 and the centre groups of each epoch, generated on a host thread while the device trains.
 
 - The corpus is encoded into a memory-mapped int32 file and read in chunks of
-  `chunk_tokens` cut at sentence boundaries; centres are shuffled within a chunk. Host
-  memory is bounded by one chunk's groups plus the prefetched next, not by the corpus.
+  `chunk_tokens` cut at sentence boundaries; centres are shuffled within a chunk, and each
+  call's contexts are built from the chunk's tokens when the call comes (data.CentreGroups),
+  so the host holds a few int32 per token of one chunk, not 2·window of them, nor the corpus.
 - Pairs for epoch e come from NumPy's generator seeded with (seed, e), drawn from chunk to
   chunk in file order, so an epoch is reproducible from (seed, epoch) alone: a resumed run
   replays exactly what an uninterrupted one does.
@@ -15,13 +16,14 @@ and the centre groups of each epoch, generated on a host thread while the device
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from jaxgram.config import TrainConfig
-from jaxgram.data import epoch_groups, split_sentences
+from jaxgram.data import CentreGroups, shuffled_groups, split_sentences
 
 # Steps per jit call; with replicas also the steps between two merges of their tables.
 STEPS_PER_CALL = 64
@@ -78,26 +80,26 @@ def plan_batches(config: TrainConfig, centres_per_epoch: int, replicas: int, dev
     return BatchPlan(replicas, steps_per_call, batch_size, steps_per_epoch, config.epochs)
 
 
-def call_inputs(plan: BatchPlan, centers: np.ndarray, contexts: np.ndarray, call: int):
-    """(centers, contexts, mask) of one call, shaped by the plan; only a chunk's last call is padded."""
-    block = slice(call * plan.per_call, (call + 1) * plan.per_call)
-    chunk_centers, chunk_contexts = centers[block], contexts[block]  # views, no copy
+def padded(plan: BatchPlan, centers: np.ndarray, contexts: np.ndarray):
+    """(centers, contexts, mask) of one call, shaped by the plan; a short block is padded with
+    masked rows whose context slots are empty."""
     shape = plan.shape
-    if len(chunk_centers) == plan.per_call:
-        return (chunk_centers.reshape(shape), chunk_contexts.reshape(shape + contexts.shape[1:]),
-                np.ones(shape, np.float32))
-    missing = plan.per_call - len(chunk_centers)
-    mask = np.pad(np.ones(len(chunk_centers), np.float32), (0, missing)).reshape(shape)
-    chunk_centers = np.pad(chunk_centers, (0, missing)).reshape(shape)
-    chunk_contexts = np.pad(chunk_contexts, [(0, missing)] + [(0, 0)] * (contexts.ndim - 1),
-                            constant_values=-1 if contexts.ndim == 2 else 0).reshape(shape + contexts.shape[1:])
-    return chunk_centers, chunk_contexts, mask
+    if len(centers) == plan.per_call:
+        return centers.reshape(shape), contexts.reshape(shape + contexts.shape[1:]), np.ones(shape, np.float32)
+    missing = plan.per_call - len(centers)
+    mask = np.pad(np.ones(len(centers), np.float32), (0, missing)).reshape(shape)
+    centers = np.pad(centers, (0, missing)).reshape(shape)
+    contexts = np.pad(contexts, [(0, missing)] + [(0, 0)] * (contexts.ndim - 1),
+                      constant_values=-1 if contexts.ndim == 2 else 0).reshape(shape + contexts.shape[1:])
+    return centers, contexts, mask
 
 
-def chunk_calls(plan: BatchPlan, centers: np.ndarray, contexts: np.ndarray):
-    """Every call's inputs for one chunk's centre groups, in order."""
-    for call in range(math.ceil(len(centers) / plan.per_call)):
-        yield call_inputs(plan, centers, contexts, call)
+def chunk_calls(plan: BatchPlan, groups: CentreGroups):
+    """(inputs, pairs) of every call over one chunk's groups, in order: the block's contexts are
+    built as the call needs them, and only the chunk's last call is padded."""
+    for start in range(0, len(groups), plan.per_call):
+        centers, contexts = groups.block(start, start + plan.per_call)
+        yield padded(plan, centers, contexts), pair_count(contexts)
 
 
 def pair_count(contexts: np.ndarray) -> int:
@@ -115,37 +117,46 @@ class EpochSource:
     config: TrainConfig
 
     def groups(self, epoch: int):
-        """The (centers, contexts) of each chunk of `epoch`, in file order."""
+        """The CentreGroups of each chunk of `epoch`, in file order."""
         # One generator per epoch, drawn from chunk to chunk: (seed, epoch) fixes the epoch.
         rng = np.random.default_rng([self.config.seed, epoch])
         for start, stop in self.chunks:
             ids, sentence_ids = split_sentences(self.read(start, stop))
-            yield epoch_groups(ids, sentence_ids, self.keep_prob, self.config.window, self.config.shrink_window, rng)
+            yield shuffled_groups(ids, sentence_ids, self.keep_prob, self.config.window, self.config.shrink_window,
+                                  rng)
 
 
-def epoch_stream(source: EpochSource, first_epoch: int, epochs: int, started=None):
-    """Every chunk's groups from `first_epoch` to the last epoch.
+EPOCH_END = None  # what the call stream yields after an epoch's last call
 
-    `started` = (held, rest): epoch 0 already begun, its first chunk in the one-item list
-    `held` (popped when used, so the stream lets go of it) and `rest` the same generator.
+
+def call_stream(source: EpochSource, plan: BatchPlan, first_epoch: int, started=None):
+    """(inputs, pairs) of every call from `first_epoch` to the last epoch, EPOCH_END after each epoch.
+
+    `started` = (held, rest): epoch 0 already begun, its first chunk's groups in the one-item
+    list `held` (popped when used, so the stream lets go of it) and `rest` the same generator.
     """
-    for epoch in range(first_epoch, epochs):
+    for epoch in range(first_epoch, plan.epochs):
         if epoch == 0 and started is not None:
             held, rest = started
-            yield held.pop()
-            yield from rest
+            chunks = itertools.chain([held.pop()], rest)
         else:
-            yield from source.groups(epoch)
+            chunks = source.groups(epoch)
+        for groups in chunks:
+            yield from chunk_calls(plan, groups)
+        yield EPOCH_END
+
+
+_DONE = object()
 
 
 def prefetched(items, executor: concurrent.futures.Executor):
     """Yield `items` in order, computing each next one on `executor` while the caller uses this one.
 
-    NumPy releases the GIL, so the next chunk's groups are generated while the device
-    trains: at most the chunk in training, the next and the one being generated are in memory.
+    NumPy releases the GIL, so the next call's inputs are built while the device trains on
+    this one's: the host holds one chunk's groups and two calls' inputs.
     """
     iterator = iter(items)
-    upcoming = executor.submit(next, iterator, None)
-    while (item := upcoming.result()) is not None:
-        upcoming = executor.submit(next, iterator, None)
+    upcoming = executor.submit(next, iterator, _DONE)
+    while (item := upcoming.result()) is not _DONE:
+        upcoming = executor.submit(next, iterator, _DONE)
         yield item

@@ -14,6 +14,7 @@ _TRAIN_OPTIONS = {
     "objective": str, "dim": int, "window": int, "negative": int, "ns_exponent": float, "epochs": int,
     "min_count": int, "max_vocab_size": int, "sample": float, "alpha": float, "min_alpha": float,
     "optimizer": str, "init": str, "batch_size": int, "seed": int, "chunk_tokens": int, "workers": int,
+    "kernel": str,
 }
 _TRAIN_FLAGS = ("shrink_window", "tied", "shard_tables")
 
@@ -44,6 +45,9 @@ def register(subparsers) -> None:
     for name in _TRAIN_FLAGS:
         train.add_argument("--" + name.replace("_", "-"), dest=name, action=argparse.BooleanOptionalAction, default=None,
                            help=f"default: {getattr(defaults, name)}")
+    train.add_argument("--compilation-cache", metavar="DIR|off", default=None,
+                       help="folder for JAX's persistent compilation cache, or off (default: $JAXGRAM_COMPILATION_CACHE, "
+                            "else $XDG_CACHE_HOME/jaxgram/xla or ~/.cache/jaxgram/xla)")
     train.add_argument("--devices", type=_device_count, default=None, metavar="N|all",
                        help="synchronous data parallelism over N devices (batch-size is per device); "
                             "default: one process's CPU cores as Hogwild replicas, or one GPU")
@@ -101,9 +105,11 @@ def cluster_from_args(args):
 
 def _train(args) -> int:
     from jaxgram import distributed
+    from jaxgram.compilation_cache import enable_compilation_cache
 
     config = config_from_args(args)
-    distributed.configure_cpu_workers(config.workers)  # both before any JAX computation
+    distributed.configure_cpu_workers(config.workers)  # all three before any JAX computation
+    enable_compilation_cache(args.compilation_cache)
     distributed.initialize(cluster_from_args(args))
     from jaxgram.training import train
 

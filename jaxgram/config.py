@@ -14,6 +14,9 @@ from jaxgram.validation import check_fields, check_type, coerce, field_types
 OBJECTIVES = ("ns", "softmax")
 OPTIMIZERS = ("sgd", "adam", "adagrad")
 INITS = ("word2vec", "glorot")
+# How the sparse SGD step of negative sampling runs: "fused" (one C++ call, CPU), "xla" (the
+# pure JAX step), or "auto" (fused where it applies and is built, else xla).
+KERNELS = ("auto", "xla", "fused")
 ALL_DEVICES = "all"
 
 
@@ -53,6 +56,8 @@ class TrainConfig:
     # CPU worker count for sparse SGD (like gensim's workers); None = the usable cores, capped
     # at 2 (see default_workers).
     workers: int | None = None
+    # Which implementation runs the step (KERNELS); every choice trains the same model.
+    kernel: str = "auto"
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the first bad field; return self so calls can chain."""
@@ -60,6 +65,7 @@ class TrainConfig:
         _choice("objective", self.objective, OBJECTIVES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("init", self.init, INITS)
+        _choice("kernel", self.kernel, KERNELS)
         _at_least("dim", self.dim, 1)
         _at_least("window", self.window, 1)
         _at_least("epochs", self.epochs, 1)

@@ -8,6 +8,8 @@ into chunks at sentence boundaries (corpus_chunks), one chunk's groups in memory
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -113,15 +115,39 @@ def window_groups(ids: np.ndarray, sentence_ids: np.ndarray, window: int, shrink
                   rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(centers [n], contexts [n, 2w]): the same pairs as window_pairs, one row per centre.
 
-    Empty context slots hold -1; centres without any context are left out. The full-softmax
-    trainer uses this layout so each centre's logits are computed once for all its contexts.
+    Empty context slots hold -1; centres without any context are left out. The trainers use
+    this layout so a centre's work (its logits, or its negatives) is shared by its contexts.
     """
-    valid, offsets = _context_grid(ids, sentence_ids, window, shrink, rng)
-    # int32 positions (a chunk has < 2^31 tokens): half the memory of the int64 default.
-    positions = np.arange(len(ids), dtype=np.int32)[:, None] + offsets.astype(np.int32)[None, :]
-    contexts = np.where(valid, ids[np.clip(positions, 0, max(len(ids) - 1, 0))], -1).astype(np.int32)
-    keep = valid.any(axis=1)
-    return ids[keep], contexts[keep]
+    contexts = _context_slots(ids, sentence_ids, window, shrink, rng)
+    rows = np.flatnonzero((contexts >= 0).any(axis=1))
+    return ids[rows], contexts[rows]
+
+
+def _context_slots(ids: np.ndarray, sentence_ids: np.ndarray, window: int, shrink: bool,
+                   rng: np.random.Generator | None) -> np.ndarray:
+    """contexts [n, 2w] int32 for every token (-1: empty slot), written one offset at a time.
+
+    Built in place, column by column, so the peak is this array plus one column's
+    temporaries: an epoch's groups are the largest thing the host holds while training.
+    """
+    n = len(ids)
+    # Drawn exactly as _context_grid draws them, so both layouts hold the same pairs.
+    reach = rng.integers(1, window + 1, size=n, dtype=np.int32) if shrink else np.full(n, window, dtype=np.int32)
+    offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])
+    contexts = np.full((n, 2 * window), -1, dtype=np.int32)
+    ids = ids.astype(np.int32, copy=False)  # a chunk has < 2^31 words: int32 ids
+    for column, offset in enumerate(offsets.tolist()):
+        distance = abs(offset)
+        if distance >= n:
+            continue
+        same_sentence = sentence_ids[distance:] == sentence_ids[:-distance]
+        if offset > 0:
+            valid = same_sentence & (reach[:-distance] >= distance)
+            contexts[:-distance, column] = np.where(valid, ids[distance:], -1)
+        else:
+            valid = same_sentence & (reach[distance:] >= distance)
+            contexts[distance:, column] = np.where(valid, ids[:-distance], -1)
+    return contexts
 
 
 def epoch_pairs(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray, window: int, shrink: bool,
@@ -136,10 +162,57 @@ def epoch_pairs(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray
 def epoch_groups(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray, window: int, shrink: bool,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One epoch of centre groups (see window_groups): subsample, window, shuffle the centres."""
+    groups = shuffled_groups(ids, sentence_ids, keep_prob, window, shrink, rng)
+    return groups.block(0, len(groups))
+
+
+@dataclass(frozen=True)
+class CentreGroups:
+    """An epoch's centre groups of one chunk, in training order, with their contexts built a block
+    at a time: the host holds a few int32 per token instead of 2·window of them."""
+
+    ids: np.ndarray  # the kept (subsampled) tokens, int32
+    sentence_ids: np.ndarray  # their sentences
+    reach: np.ndarray  # each token's window (drawn from 1..window when windows shrink)
+    rows: np.ndarray  # the centres' positions in `ids`, shuffled; tokens without a context left out
+    window: int
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def block(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(centers [b], contexts [b, 2w]) of centres start..stop; empty slots hold -1."""
+        rows = self.rows[start:stop]
+        last = len(self.ids) - 1
+        offsets = [*range(-self.window, 0), *range(1, self.window + 1)]
+        contexts = np.empty((len(rows), len(offsets)), dtype=np.int32)
+        for column, offset in enumerate(offsets):
+            positions = rows + offset
+            inside = np.clip(positions, 0, last)
+            valid = ((positions == inside) & (self.sentence_ids[inside] == self.sentence_ids[rows])
+                     & (self.reach[rows] >= abs(offset)))
+            contexts[:, column] = np.where(valid, self.ids[inside], -1)
+        return self.ids[rows], contexts
+
+
+def shuffled_groups(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray, window: int, shrink: bool,
+                    rng: np.random.Generator) -> CentreGroups:
+    """One epoch's centre groups of a chunk: subsample, draw each centre's window, shuffle the centres.
+
+    The same draws, in the same order, as window_groups on the subsampled tokens, so both
+    give the same groups.
+    """
     kept_ids, kept_sentences = subsample(ids, sentence_ids, keep_prob, rng)
-    centers, contexts = window_groups(kept_ids, kept_sentences, window, shrink, rng)
-    order = rng.permutation(len(centers))
-    return centers[order], contexts[order]
+    n = len(kept_ids)
+    reach = rng.integers(1, window + 1, size=n, dtype=np.int32) if shrink else np.full(n, window, dtype=np.int32)
+    # Every window reaches at least 1, so a token has a context exactly when a neighbour is in its sentence.
+    same_as_next = kept_sentences[1:] == kept_sentences[:-1]
+    has_context = np.zeros(n, dtype=bool)
+    has_context[:-1] |= same_as_next
+    has_context[1:] |= same_as_next
+    rows = np.flatnonzero(has_context).astype(np.int32)
+    rows = rows[rng.permutation(len(rows))]
+    return CentreGroups(kept_ids.astype(np.int32, copy=False), kept_sentences, reach, rows, window)
 
 
 def corpus_chunks(read, length: int, max_entries: int) -> list[tuple[int, int]]:

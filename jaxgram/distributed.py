@@ -93,6 +93,9 @@ def initialize(cluster: Cluster) -> None:
 def configure_cpu_workers(workers: int | None = None) -> int:
     """Give JAX `workers` CPU devices (default: the usable cores, capped at 2); call before JAX runs.
 
+    Also keeps malloc to one heap arena (see _one_malloc_arena): settings for the whole
+    process, which is why they belong where it starts, not on import.
+
     Sparse SGD trains one replica per CPU device (`TrainConfig.workers`). A count the user
     already chose (JAX_NUM_CPU_DEVICES, jax_num_cpu_devices, or XLA's
     --xla_force_host_platform_device_count) is kept unless `workers` is given. Returns the
@@ -101,6 +104,7 @@ def configure_cpu_workers(workers: int | None = None) -> int:
     """
     from jaxgram.config import default_workers
 
+    _one_malloc_arena()
     if workers is None:
         if jax.config.jax_num_cpu_devices != -1 or _forced_host_devices():
             return _cpu_device_count_if_started() or max(jax.config.jax_num_cpu_devices, 1)
@@ -116,6 +120,23 @@ def configure_cpu_workers(workers: int | None = None) -> int:
                 f"JAX_NUM_CPU_DEVICES={workers}") from None
         return started_with
     return workers
+
+
+def _one_malloc_arena() -> None:
+    """Keep glibc's malloc to one heap arena (what MALLOC_ARENA_MAX=1 does, but settable after start).
+
+    JAX's device and dispatch threads would each grow an arena of their own, which measured
+    30-40 MiB of extra peak memory on the five books with two workers, for no speed gained:
+    the training loop allocates little (its hot loop is one C++ call per step).
+    """
+    import ctypes
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").mallopt(-8, 1)  # -8: M_ARENA_MAX in glibc's malloc.h
+        except (OSError, AttributeError):
+            pass  # not glibc (musl, for one): its allocator has no arenas to limit
 
 
 def _forced_host_devices() -> bool:

@@ -139,18 +139,29 @@ class Embeddings:
 
     # -- word2vec formats ------------------------------------------------------------
 
-    def save_word2vec_format(self, path: str | os.PathLike, binary: bool = False) -> None:
-        """word2vec's format: a `V D` header, then one word and its D floats per row."""
+    def save_word2vec_format(self, path: str | os.PathLike, binary: bool = False, text_rows=None) -> None:
+        """word2vec's format: a `V D` header, then one word and its D floats per row.
+
+        `text_rows`: the rows as text_rows() gives them, when the caller has them already.
+        """
         if any(not w or any(ch.isspace() for ch in w) for w in self.index_to_key):
             raise ValueError("word2vec format cannot store empty words or words containing whitespace")
         with atomic_open(path, "wb") as handle:
             handle.write(f"{len(self)} {self.vector_size}\n".encode())
-            for word, row in zip(self.index_to_key, self.vectors):
-                if binary:
+            if binary:
+                for word, row in zip(self.index_to_key, self.vectors):
                     handle.write(word.encode("utf-8") + b" " + row.astype("<f4").tobytes() + b"\n")
-                else:
-                    # 9 significant digits round-trip every float32 exactly.
-                    handle.write((word + " " + " ".join(f"{v:.9g}" for v in row.tolist()) + "\n").encode("utf-8"))
+                return
+            rows = self.text_rows() if text_rows is None else text_rows
+            handle.write("".join(f"{word} {row}\n" for word, row in zip(self.index_to_key, rows)).encode("utf-8"))
+
+    def text_rows(self) -> list[str]:
+        """Each vector as its floats in text, separated by single spaces.
+
+        9 significant digits round-trip every float32 exactly. Formatting is most of the cost
+        of writing text vectors, so callers writing several text files format once.
+        """
+        return [" ".join(f"{v:.9g}" for v in row) for row in self.vectors.tolist()]
 
     @classmethod
     def load_word2vec_format(cls, path: str | os.PathLike, binary: bool = False) -> Embeddings:

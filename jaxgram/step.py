@@ -14,18 +14,29 @@
   optax update is scattered back into those rows only, so an NS step costs O(B·(C+K)·D),
   not O(V·D). Adam and Adagrad keep per-entry state for the whole table, so they
   differentiate the full tables (dense update).
+- On CPU, XLA's gather and scatter-add are single-threaded scalar loops and most of the
+  sparse NS step's time, so that step can run as one fused C++ call instead
+  (jaxgram.fused, `kernel` = "fused" or "auto"): the same rows, the same snapshot
+  semantics, the same negatives and the same optax learning rate; tests check it equals
+  the pure step above to 1e-5. The pure step stays the reference and the path for every
+  other optimiser, objective, mesh and accelerator.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from jaxgram import fused
 from jaxgram.config import TrainConfig
+from jaxgram.errors import ConfigError
 from jaxgram.losses import Params, batched_softmax_group_loss, ns_group_loss
+
+log = logging.getLogger("jaxgram")
 
 
 class Carry(NamedTuple):
@@ -103,8 +114,29 @@ def negative_sampler(noise_ids: jax.Array, negative: int):
     return sample
 
 
+def resolve_kernel(config: TrainConfig, platform: str, on_mesh: bool) -> str:
+    """"fused" or "xla": what `config.kernel` means for this run.
+
+    The fused kernel is sparse SGD negative sampling on CPU devices outside a mesh; "auto"
+    takes it there when it is built. A missing build falls back to XLA with one warning.
+    """
+    if config.kernel == "xla":
+        return "xla"
+    applies = config.optimizer == "sgd" and config.objective == "ns" and platform == "cpu" and not on_mesh
+    if not applies:
+        if config.kernel == "fused":
+            raise ConfigError(f"kernel='fused' is not allowed with optimizer={config.optimizer!r}, objective="
+                              f"{config.objective!r} on {platform}{' with devices' if on_mesh else ''}: the fused kernel "
+                              "is sparse SGD negative sampling on CPU; use kernel='auto' or 'xla'")
+        return "xla"
+    if not fused.available():
+        log.warning("the fused CPU kernel is not available (%s); training with the XLA step", fused.unavailable_reason())
+        return "xla"
+    return "fused"
+
+
 def make_step(config: TrainConfig, optimizer: optax.GradientTransformation, noise_ids: jax.Array,
-              sparse: bool | None = None, rows_sharding=None):
+              sparse: bool | None = None, rows_sharding=None, kernel: str = "xla"):
     """step(carry, (centers, contexts, mask)) -> (carry, summed loss): one optax update.
 
     `sparse` (default: only for SGD, whose update is stateless per entry) updates just the
@@ -112,6 +144,7 @@ def make_step(config: TrainConfig, optimizer: optax.GradientTransformation, nois
     (a layout hint for a mesh, no effect on the values) is where the sparse row updates are
     gathered before they are scattered into the tables: replicated, every device receives
     the batch's B·(C+K+1)·D updates, instead of XLA summing a whole V·D table per step.
+    `kernel` ("xla" or "fused", see resolve_kernel) selects who runs the sparse NS update.
     """
     objective = config.objective
     sparse = config.optimizer == "sgd" if sparse is None else sparse
@@ -130,7 +163,7 @@ def make_step(config: TrainConfig, optimizer: optax.GradientTransformation, nois
             inputs, outputs = contexts, jnp.concatenate([centers[:, None], negatives], axis=1)
         else:
             inputs, outputs = centers, contexts
-        update = _sparse_update if sparse else _dense_update
+        update = _fused_update if kernel == "fused" else _sparse_update if sparse else _dense_update
         trainable, opt_state, total = update(optimizer, carry, objective, (inputs, outputs, contexts, mask),
                                              rows_sharding)
         return Carry(trainable, opt_state, key), total
@@ -146,6 +179,16 @@ def _sparse_update(optimizer, carry: Carry, objective: str, batch, rows_sharding
     if rows_sharding is not None:
         updates, inputs, outputs = jax.lax.with_sharding_constraint((updates, inputs, outputs), rows_sharding)
     return scatter_rows(carry.trainable, updates, objective, inputs, outputs), opt_state, total
+
+
+def _fused_update(optimizer, carry: Carry, objective: str, batch, rows_sharding):
+    inputs, outputs, contexts, mask = batch
+    # optax's own SGD update of a scalar 1 is -lr for this step and advances its step count,
+    # so the fused step follows exactly the schedule the pure step does.
+    negative_lr, opt_state = _optimizer_update(optimizer, jnp.ones((), jnp.float32), carry.opt_state)
+    E, W, losses = fused.ns_sgd_step(carry.trainable.E, carry.trainable.W, outputs[:, 0], contexts, outputs[:, 1:],
+                                     mask, -negative_lr, tied=carry.trainable.W is None)
+    return Params(E, W), opt_state, jnp.sum(losses)
 
 
 def _dense_update(optimizer, carry: Carry, objective: str, batch, rows_sharding):

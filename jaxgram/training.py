@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import itertools
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,22 +19,37 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxgram import checkpoint, distributed, rundir
-from jaxgram.batches import BatchPlan, EpochSource, chunk_calls, epoch_stream, pair_count, plan_batches, prefetched
+from jaxgram.batches import EPOCH_END, BatchPlan, EpochSource, call_stream, plan_batches, prefetched
 from jaxgram.config import TrainConfig
 from jaxgram.data import corpus_chunks, keep_probabilities, noise_distribution, noise_table
-from jaxgram.distributed import global_array, is_primary, to_host
+from jaxgram.distributed import global_array, is_primary
 from jaxgram.embeddings import Embeddings
 from jaxgram.errors import ConfigError, DataError, TrainingDiverged
 from jaxgram.init import init_params
 from jaxgram.losses import Params
 from jaxgram.outputs import TrainResult, write_outputs
 from jaxgram.parallel import MeshLayout, compile_replicated, compile_sharded, compile_steps, training_devices, training_mesh
-from jaxgram.step import Carry, learning_rate_schedule, make_optimizer, make_step, model_params, optimizer_step_count
+from jaxgram.progress import LossMeter, progress_bar, step_count
+from jaxgram.step import (
+    Carry,
+    learning_rate_schedule,
+    make_optimizer,
+    make_step,
+    model_params,
+    resolve_kernel,
+)
 from jaxgram.train_state import History, restore_state, save_state
-from jaxgram.vocab import EncodedCorpus, EncodedFile, Vocabulary, build_vocabulary, encode, encode_to_npy, read_sentences
+from jaxgram.vocab import (
+    EncodedCorpus,
+    EncodedFile,
+    Vocabulary,
+    build_vocabulary,
+    count_and_encode_to_npy,
+    encode,
+    read_sentences,
+)
 
 __all__ = ["TrainResult", "prepare_corpus", "train"]
 
@@ -63,8 +76,10 @@ def train(corpus, config: TrainConfig | None = None, out=None, resume: bool = Fa
     # other processes, and runs without `out`, keep theirs in TMPDIR.
     owned = out if out is not None and is_primary() else None
     with rundir.claim(owned), rundir.scratch_folder(owned) as scratch:
-        sentences, vocab = _vocabulary(corpus, config)
-        encoded = encode_to_npy(sentences(), vocab, scratch / "corpus.npy")
+        sentences, where = _sentences(corpus)
+        # Counted and encoded in one pass over the corpus: each token is split and looked up once.
+        vocab, encoded = count_and_encode_to_npy(sentences(), scratch / "corpus.npy", config.min_count,
+                                                 config.max_vocab_size, source=where)
         run = _Run(config, vocab, Path(out) / CHECKPOINT_DIR if out is not None else None, progress, on_epoch_end)
         result = _train_encoded(run, encoded, mesh, resume)
         if out is not None and is_primary():
@@ -77,18 +92,17 @@ def prepare_corpus(corpus, config: TrainConfig) -> tuple[Vocabulary, EncodedCorp
 
     (train() itself encodes into a memory-mapped file and reads it in chunks.)
     """
-    sentences, vocab = _vocabulary(corpus, config)
+    sentences, where = _sentences(corpus)
+    vocab = build_vocabulary(sentences(), config.min_count, config.max_vocab_size, source=where)
     return vocab, encode(sentences(), vocab)
 
 
-def _vocabulary(corpus, config: TrainConfig):
-    """(a function returning a fresh iterator of the corpus's token lists, its vocabulary)."""
+def _sentences(corpus):
+    """(a function returning a fresh iterator of the corpus's token lists, how errors name the corpus)."""
     if isinstance(corpus, (str, os.PathLike)):
-        sentences, where = (lambda: read_sentences(corpus)), f"corpus file {corpus}"
-    else:
-        corpus = [list(tokens) for tokens in corpus]
-        sentences, where = (lambda: iter(corpus)), "the corpus"
-    return sentences, build_vocabulary(sentences(), config.min_count, config.max_vocab_size, source=where)
+        return (lambda: read_sentences(corpus)), f"corpus file {corpus}"
+    corpus = [list(tokens) for tokens in corpus]
+    return (lambda: iter(corpus)), "the corpus"
 
 
 @dataclass(frozen=True)
@@ -109,11 +123,11 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
                          config)
     epoch0 = source.groups(0)
     first = next(epoch0)
-    if len(first[0]) == 0:
+    if len(first) == 0:
         raise ConfigError(f"window={config.window} and sample={config.sample} leave no training pairs: the corpus "
                           "needs sentences of at least 2 in-vocabulary words")
     # A corpus of several chunks estimates an epoch's centres by the expected count of kept tokens.
-    centres = len(first[0]) if len(source.chunks) == 1 else max(1, int(np.sum(vocab.counts * keep_prob)))
+    centres = len(first) if len(source.chunks) == 1 else max(1, int(np.sum(vocab.counts * keep_prob)))
     replicas = 1 if mesh is not None else len(training_devices(config))
     plan = plan_batches(config, centres, replicas, mesh.size if mesh is not None else 1)
     optimizer = make_optimizer(config, plan.total_steps)
@@ -139,7 +153,8 @@ def _initial_state(config: TrainConfig, vocab_size: int, optimizer, replicas: in
         trainable = Params(initial.E, None if config.tied else initial.W)
         keys = train_key if replicas == 1 else jax.random.split(train_key, replicas)
         carry = Carry(trainable, optimizer.init(trainable), keys)
-    return Params(np.asarray(initial.E), np.asarray(initial.W)), carry
+    # Host copies, not views: the carry's tables are donated to the first call.
+    return Params(np.array(initial.E), np.array(initial.W)), carry
 
 
 def _resume_or_start(run: _Run, carry: Carry, resume: bool) -> tuple[Carry, History]:
@@ -156,9 +171,11 @@ def _resume_or_start(run: _Run, carry: Carry, resume: bool) -> tuple[Carry, Hist
 def _compile(config: TrainConfig, optimizer, noise_ids: np.ndarray, carry: Carry, mesh):
     """(run_many, mesh layout or None, carry laid out for it): one device, CPU workers, or a mesh."""
     if mesh is None:
-        step = make_step(config, optimizer, jnp.asarray(noise_ids))
         devices = training_devices(config)
+        kernel = resolve_kernel(config, devices[0].platform, on_mesh=False)
+        step = make_step(config, optimizer, jnp.asarray(noise_ids), kernel=kernel)
         return (compile_steps(step) if len(devices) == 1 else compile_replicated(step, devices)), None, carry
+    resolve_kernel(config, mesh.devices.flat[0].platform, on_mesh=True)  # refuses kernel="fused" here
     layout = MeshLayout(mesh, int(carry.trainable.E.shape[0]), config.shard_tables)
     carry = layout.place(carry)
     # Replicated tables take the batch's row updates whole (the partitioner would otherwise
@@ -173,15 +190,15 @@ def _run_epochs(run: _Run, carry: Carry, history: History, plan: BatchPlan, run_
     """Train the remaining epochs; returns the carry and the seconds spent in them."""
     config = run.config
     schedule = learning_rate_schedule(config, plan.total_steps)  # for the progress bar's lr
-    bar = _progress_bar(run.progress and is_primary(), plan.total_steps, history.epochs_done * plan.steps_per_epoch)
+    bar = progress_bar(run.progress and is_primary(), plan.total_steps, history.epochs_done * plan.steps_per_epoch)
     prefetch = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    upcoming = prefetched(epoch_stream(source, history.epochs_done, config.epochs, started), prefetch)
+    upcoming = prefetched(call_stream(source, plan, history.epochs_done, started), prefetch)
     wall = 0.0
     try:
         for epoch in range(history.epochs_done, config.epochs):
             began = time.perf_counter()
-            meter = _LossMeter(bar, epoch, plan, schedule, raw_words, began, _step_count(carry.opt_state))
-            carry, pairs = _run_epoch(carry, itertools.islice(upcoming, len(source.chunks)), plan, run_many, meter)
+            meter = LossMeter(bar, epoch, plan, schedule, raw_words, began, step_count(carry.opt_state))
+            carry, pairs = _run_epoch(carry, upcoming, run_many, meter)
             wall += time.perf_counter() - began
             _end_epoch(run, carry, layout, history, epoch, meter.loss_sum / pairs, pairs)
     finally:
@@ -191,16 +208,18 @@ def _run_epochs(run: _Run, carry: Carry, history: History, plan: BatchPlan, run_
     return carry, wall
 
 
-def _run_epoch(carry: Carry, chunk_groups, plan: BatchPlan, run_many, meter: _LossMeter) -> tuple[Carry, int]:
-    """One epoch, chunk by chunk, call by call; returns the carry and the epoch's pairs."""
+def _run_epoch(carry: Carry, calls, run_many, meter: LossMeter) -> tuple[Carry, int]:
+    """The calls of one epoch, up to its EPOCH_END; returns the carry and the epoch's pairs."""
     pairs = 0
-    for centers, contexts in chunk_groups:
-        pairs += pair_count(contexts)
-        for inputs in chunk_calls(plan, centers, contexts):
-            carry, totals = run_many(carry, *inputs)
-            meter.add(totals)
-            if not math.isfinite(meter.loss_sum):
-                return carry, pairs
+    for item in calls:
+        if item is EPOCH_END:
+            break
+        inputs, call_pairs = item
+        pairs += call_pairs
+        carry, totals = run_many(carry, *inputs)
+        meter.add(totals)
+        if not math.isfinite(meter.loss_sum):
+            return carry, pairs  # the caller reports the divergence
     meter.settle(0)
     return carry, pairs
 
@@ -221,44 +240,6 @@ def _end_epoch(run: _Run, carry: Carry, layout, history: History, epoch: int, ep
         run.on_epoch_end(epoch + 1, epoch_loss)
 
 
-class _LossMeter:
-    """Sums an epoch's losses, fetched one call behind so the device always has the next call queued,
-    and keeps the progress bar's loss, learning rate and words/s current."""
-
-    def __init__(self, bar, epoch: int, plan: BatchPlan, schedule: optax.Schedule, raw_words: int, began: float,
-                 step0: int):
-        self.bar, self.epoch, self.plan, self.schedule = bar, epoch, plan, schedule
-        self.raw_words, self.began, self.step0 = raw_words, began, step0
-        self.pending, self.loss_sum, self.done = [], 0.0, 0
-
-    def add(self, totals) -> None:
-        self.pending.append(totals)
-        self.settle(1)
-
-    def settle(self, keep: int) -> None:
-        while len(self.pending) > keep:
-            value = float(np.sum(to_host(self.pending.pop(0)).astype(np.float64)))
-            self.loss_sum += value
-            self.done += self.plan.steps_per_call
-            self._show()
-            if not math.isfinite(value):
-                self.pending.clear()
-                self.loss_sum = value
-
-    def _show(self) -> None:
-        plan, done = self.plan, self.done
-        self.bar.update(plan.steps_per_call)
-        seconds = max(time.perf_counter() - self.began, 1e-9)
-        self.bar.set_postfix(epoch=self.epoch + 1, loss=f"{self.loss_sum / max(done * plan.batch_size * plan.replicas, 1):.4f}",
-                             lr=f"{float(self.schedule(self.step0 + done)):.5f}",
-                             words_s=f"{self.raw_words * done / plan.steps_per_epoch / seconds:.0f}", refresh=False)
-
-
-def _step_count(opt_state) -> int:
-    count = optimizer_step_count(opt_state)
-    return 0 if count is None else int(to_host(count))
-
-
 def _result(run: _Run, final: Params, initial: Params, history: History, raw_words: int, wall: float,
             epochs_run: int) -> TrainResult:
     return TrainResult(
@@ -273,9 +254,3 @@ def _result(run: _Run, final: Params, initial: Params, history: History, raw_wor
         pairs_per_epoch=history.pairs_per_epoch,
         config=run.config,
     )
-
-
-def _progress_bar(enabled: bool, total: int, initial: int):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, file=sys.stderr, unit="step", dynamic_ncols=True)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import collections
 import io
+import itertools
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,20 +161,28 @@ def build_vocabulary(sentences: Iterable[list[str]], min_count: int = 5, max_voc
     Ties are broken alphabetically so ids do not depend on corpus order. Unlike gensim,
     max_vocab_size prunes once after counting (exact) rather than during counting.
     """
-    counter: collections.Counter[str] = collections.Counter()
-    for tokens in sentences:
-        counter.update(tokens)
-    if not counter:
+    # One Counter over all tokens: the counting loop runs in C, not once per sentence in Python.
+    counter = collections.Counter(itertools.chain.from_iterable(sentences))
+    words = list(counter)
+    counts = np.fromiter(counter.values(), np.int64, len(words))
+    order = _ranked(words, counts, min_count, max_vocab_size, source)
+    return Vocabulary(tuple(words[i] for i in order.tolist()), counts[order])
+
+
+def _ranked(words: list[str], counts: np.ndarray, min_count: int, max_vocab_size: int | None, source: str) -> np.ndarray:
+    """Indices into `words` (distinct, any order) of the vocabulary in id order: counts of at least
+    min_count, most frequent first, ties alphabetical, at most max_vocab_size of them."""
+    if not words:
         raise CorpusError(f"{source} is empty: it has no tokens")
-    kept = sorted(((w, c) for w, c in counter.items() if c >= min_count), key=lambda wc: (-wc[1], wc[0]))
-    if max_vocab_size is not None:
-        kept = kept[:max_vocab_size]
-    if len(kept) < 2:
+    alphabetical = np.array(sorted(np.flatnonzero(counts >= min_count).tolist(), key=words.__getitem__), np.int64)
+    # A stable sort by falling count keeps the alphabetical order within each count.
+    order = alphabetical[np.argsort(-counts[alphabetical], kind="stable")][:max_vocab_size]
+    if len(order) < 2:
         raise ConfigError(
-            f"min_count={min_count} leaves {len(kept)} word(s) of {len(counter)} in the vocabulary; "
+            f"min_count={min_count} leaves {len(order)} word(s) of {len(words)} in the vocabulary; "
             "at least 2 are needed: lower min_count or use a larger corpus"
         )
-    return Vocabulary(tuple(w for w, _ in kept), np.array([c for _, c in kept], dtype=np.int64))
+    return order
 
 
 @dataclass(frozen=True)
@@ -192,29 +201,57 @@ class EncodedCorpus:
         return np.split(self.ids, cuts)
 
 
-_ENCODE_BLOCK = 1_000_000
+# Tokens encoded at a time: only one block's token strings (about 60 bytes each) are held at
+# once, never a whole 10-million-token corpus's; per block, a few NumPy calls are all the overhead.
+_ENCODE_BLOCK = 1 << 18
 
 
 def encode(sentences: Iterable[list[str]], vocab: Vocabulary) -> EncodedCorpus:
-    index = vocab.word_to_id
-    # Ids go to int32 arrays every million: a list of Python ints for a whole 10-million-token
-    # corpus would take about 10 times the memory of the array.
-    blocks: list[np.ndarray] = []
-    ids: list[int] = []
-    lengths: list[int] = []
+    blocks: list[np.ndarray] = [np.zeros(0, np.int32)]
+    lengths: list[np.ndarray] = [np.zeros(0, np.int64)]
     raw = 0
-    for tokens in sentences:
-        raw += len(tokens)
-        encoded = [index[t] for t in tokens if t in index]
-        if encoded:
-            ids.extend(encoded)
-            lengths.append(len(encoded))
-            if len(ids) >= _ENCODE_BLOCK:
-                blocks.append(np.array(ids, dtype=np.int32))
-                ids = []
-    blocks.append(np.array(ids, dtype=np.int32))
-    sentence_ids = np.repeat(np.arange(len(lengths), dtype=np.int32), np.array(lengths, dtype=np.int64))
+    for ids, kept_lengths, words in _encoded_groups(sentences, _lookup(vocab), _ENCODE_BLOCK):
+        blocks.append(ids)
+        lengths.append(kept_lengths)
+        raw += words
+    per_sentence = np.concatenate(lengths)
+    sentence_ids = np.repeat(np.arange(len(per_sentence), dtype=np.int32), per_sentence)
     return EncodedCorpus(np.concatenate(blocks), sentence_ids, raw)
+
+
+def _lookup(vocab: Vocabulary) -> Callable[[Iterable[str]], Iterator[int]]:
+    """Tokens -> their ids, -1 for a word not in `vocab`: one `map` over all of them, in C."""
+    index = vocab.word_to_id
+    return lambda tokens: map(index.get, tokens, itertools.repeat(-1))
+
+
+def _encoded_groups(sentences: Iterable[list[str]], lookup: Callable[[Iterable[str]], Iterator[int]],
+                    block: int) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """Encode consecutive sentences about `block` tokens at a time; see _encode_group for what each gives."""
+    group: list[list[str]] = []
+    size = 0
+    for tokens in sentences:
+        group.append(tokens)
+        size += len(tokens)
+        if size >= block:
+            yield _encode_group(group, lookup, size)
+            group, size = [], 0
+    if group:
+        yield _encode_group(group, lookup, size)
+
+
+def _encode_group(group: list[list[str]], lookup: Callable[[Iterable[str]], Iterator[int]],
+                  size: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(in-vocabulary ids, int32; how many each sentence that has any holds, int64; tokens in the group).
+
+    Every token is looked up by one `map` over the whole group (-1 when out of vocabulary),
+    so no Python code runs per token.
+    """
+    ids = np.fromiter(lookup(itertools.chain.from_iterable(group)), np.int32, size)
+    known = ids >= 0
+    sentence_of_token = np.repeat(np.arange(len(group)), np.fromiter(map(len, group), np.int64, len(group)))
+    kept_per_sentence = np.bincount(sentence_of_token[known], minlength=len(group))
+    return ids[known], kept_per_sentence[kept_per_sentence > 0], size
 
 
 @dataclass(frozen=True)
@@ -258,8 +295,8 @@ class EncodedFile:
             yield tail
 
 
-# Ids gathered in memory before they are written out to the memory map.
-_ENCODE_BUFFER = 1 << 20
+# Tokens encoded in memory before their ids are written out to the memory map (as _ENCODE_BLOCK).
+_ENCODE_BUFFER = 1 << 18
 
 
 def encode_to_npy(sentences: Iterable[list[str]], vocab: Vocabulary, path: str | os.PathLike) -> EncodedFile:
@@ -272,40 +309,118 @@ def encode_to_npy(sentences: Iterable[list[str]], vocab: Vocabulary, path: str |
     memory grows with the corpus.
     """
     path = Path(path)
-    tokens = int(vocab.counts.sum())
+    capacity = 2 * int(vocab.counts.sum()) - 1
     with open(path, "wb") as handle:
-        header_bytes = handle.write(_npy_header(2 * tokens - 1))
-        handle.truncate(header_bytes + 4 * (2 * tokens - 1))
-    index = vocab.word_to_id
-    buffer: list[int] = []
+        header_bytes = handle.write(_npy_header(capacity))
+        handle.truncate(header_bytes + 4 * capacity)
     written = raw = 0
-
-    def flush():
-        nonlocal written
-        if not buffer:
-            return
-        if written + len(buffer) > 2 * tokens - 1:
+    for ids, kept_lengths, words in _encoded_groups(sentences, _lookup(vocab), _ENCODE_BUFFER):
+        raw += words
+        if len(ids) == 0:
+            continue
+        entries = _with_separators_before(ids, kept_lengths, first=written == 0)
+        if written + len(entries) > capacity:
             raise CorpusError(f"{path}: the corpus has more in-vocabulary tokens than when its vocabulary was "
                               "counted (did the corpus change meanwhile?)")
-        window = np.memmap(path, np.int32, "r+", offset=header_bytes + 4 * written, shape=(len(buffer),))
-        window[:] = buffer
-        window.flush()
-        del window
-        written += len(buffer)
-        buffer.clear()
-
-    for sentence in sentences:
-        raw += len(sentence)
-        encoded = [index[t] for t in sentence if t in index]
-        if encoded:
-            if written or buffer:
-                buffer.append(-1)
-            buffer.extend(encoded)
-            if len(buffer) >= _ENCODE_BUFFER:
-                flush()
-    flush()
+        _write_at(path, header_bytes + 4 * written, entries)
+        written += len(entries)
     _truncate_npy(path, written, header_bytes)
     return EncodedFile(path, written, raw, header_bytes)
+
+
+def _with_separators_before(ids: np.ndarray, lengths: np.ndarray, first: bool) -> np.ndarray:
+    """`ids` (sentences of `lengths`) with -1 before each sentence but the file's first."""
+    starts = np.cumsum(lengths) - lengths
+    return np.insert(ids, starts[1:] if first else starts, np.int32(-1))
+
+
+def count_and_encode_to_npy(sentences: Iterable[list[str]], path: str | os.PathLike, min_count: int = 5,
+                            max_vocab_size: int | None = None, source: str = "the corpus") -> tuple[Vocabulary, EncodedFile]:
+    """build_vocabulary, then encode_to_npy, in one pass over `sentences`: the same vocabulary and file bytes.
+
+    Each token is split and looked up once, not once per pass. The pass writes every token's
+    provisional id (its word's rank by first appearance) to `path`; once the vocabulary is
+    known, the file is rewritten in place a buffer at a time, out-of-vocabulary tokens and
+    emptied sentences dropped. Memory holds one buffer and the distinct words, as in the two passes.
+    """
+    path = Path(path)
+    first_seen: collections.defaultdict[str, int] = collections.defaultdict(itertools.count().__next__)
+    try:
+        with open(path, "wb") as handle:
+            header_bytes = handle.write(_npy_header(0))
+            counts, length, raw = _write_provisional(sentences, first_seen, handle)
+        words = list(first_seen)
+        order = _ranked(words, counts, min_count, max_vocab_size, source)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    final_ids = np.full(len(words), -2, np.int32)  # -2: out of vocabulary
+    final_ids[order] = np.arange(len(order), dtype=np.int32)
+    written = _rewrite_provisional(path, header_bytes, length, final_ids)
+    _truncate_npy(path, written, header_bytes)
+    vocab = Vocabulary(tuple(words[i] for i in order.tolist()), counts[order])
+    return vocab, EncodedFile(path, written, raw, header_bytes)
+
+
+def _write_provisional(sentences: Iterable[list[str]], first_seen, handle) -> tuple[np.ndarray, int, int]:
+    """Append each sentence's provisional ids and a -1 to `handle`; (counts per provisional id, entries, tokens)."""
+    counts = np.zeros(0, np.int64)
+    length = raw = 0
+    # `first_seen[word]` gives a new word the next id: the lookup and the numbering run in C.
+    for ids, lengths, words in _encoded_groups(sentences, lambda tokens: map(first_seen.__getitem__, tokens),
+                                               _ENCODE_BUFFER):
+        group_counts = np.bincount(ids, minlength=len(first_seen))
+        counts = np.concatenate([counts, np.zeros(len(group_counts) - len(counts), np.int64)]) + group_counts
+        entries = np.insert(ids, np.cumsum(lengths), np.int32(-1))
+        handle.write(entries.tobytes())
+        length, raw = length + len(entries), raw + words
+    return counts, length, raw
+
+
+def _rewrite_provisional(path: Path, header_bytes: int, length: int, final_ids: np.ndarray) -> int:
+    """Turn `length` provisional entries at `path` into corpus.npy's entries, in place; returns how many.
+
+    Each window is read whole before its output, never longer, is written at or before its
+    start, so nothing is overwritten before it is read.
+    """
+    written, after_separator = 0, True
+    for start in range(0, length, _ENCODE_BUFFER):
+        window = np.memmap(path, np.int32, "r", offset=header_bytes + 4 * start,
+                           shape=(min(_ENCODE_BUFFER, length - start),))
+        output, after_separator = _final_entries(np.array(window), final_ids, after_separator, first=written == 0)
+        del window
+        _write_at(path, header_bytes + 4 * written, output)
+        written += len(output)
+    return written
+
+
+def _final_entries(provisional: np.ndarray, final_ids: np.ndarray, after_separator: bool,
+                   first: bool) -> tuple[np.ndarray, bool]:
+    """corpus.npy's entries for a window of provisional ones, and whether the window ends after a separator.
+
+    `after_separator`: whether the entries before the window end with a separator (True at the
+    file's start); `first`: whether nothing has been written yet.
+    """
+    entries = np.where(provisional >= 0, final_ids[np.maximum(provisional, 0)], np.int32(-1))
+    entries = entries[entries != -2]  # out-of-vocabulary tokens go; their sentences' separators stay
+    if len(entries) == 0:
+        return entries, after_separator
+    is_id = entries >= 0
+    # An id right after a separator opens a sentence: one -1 goes before it, however many
+    # emptied sentences were between, except before the file's very first id.
+    opens = (is_id & np.concatenate([[after_separator], entries[:-1] < 0]))[is_id]
+    if first and len(opens):
+        opens[0] = False
+    return np.insert(entries[is_id], np.flatnonzero(opens), np.int32(-1)), bool(entries[-1] < 0)
+
+
+def _write_at(path: Path, offset: int, entries: np.ndarray) -> None:
+    """Write int32 `entries` into `path` at byte `offset`, through a memory map of just that window."""
+    if len(entries):
+        window = np.memmap(path, np.int32, "r+", offset=offset, shape=(len(entries),))
+        window[:] = entries
+        window.flush()
+        del window
 
 
 def _npy_header(length: int) -> bytes:

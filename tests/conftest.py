@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,12 @@ import jax
 import pytest
 
 from jaxgram.distributed import configure_cpu_workers
+
+# One compilation cache for the whole session, shared with the `jaxgram train` children the tests
+# start (they inherit the environment): the same programs compile once, not once per child, and
+# nothing lands in the user's own cache. Tests of the cache itself set their own folders.
+_SESSION_CACHE = tempfile.TemporaryDirectory(prefix="jaxgram-test-xla-")
+os.environ.setdefault("JAXGRAM_COMPILATION_CACHE", _SESSION_CACHE.name)
 
 # Tests run with strict dtype promotion so an accidental float64/int mix is an error.
 jax.config.update("jax_numpy_dtype_promotion", "strict")

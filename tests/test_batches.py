@@ -8,10 +8,11 @@ import pytest
 
 from jaxgram import TrainConfig
 from jaxgram.batches import (
+    EPOCH_END,
     STEPS_PER_CALL,
     EpochSource,
+    call_stream,
     chunk_calls,
-    epoch_stream,
     items_per_step,
     pair_count,
     plan_batches,
@@ -44,18 +45,19 @@ def test_the_plan_covers_an_epoch_in_calls_of_one_shape(centres, replicas, devic
 
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_calls_hold_every_centre_once_in_order_and_mask_the_padding(replicas):
-    rng = np.random.default_rng(0)
-    centers = rng.integers(0, 50, 1000).astype(np.int32)
-    contexts = rng.integers(-1, 50, (1000, 6)).astype(np.int32)
+    source = _source(CONFIG, 10_000)
+    groups = next(source.groups(0))
+    everything = groups.block(0, len(groups))
     plan = plan_batches(CONFIG, 300, replicas, 1)
-    calls = list(chunk_calls(plan, centers, contexts))
-    assert all(c.shape == plan.shape and x.shape == (*plan.shape, 6) and m.shape == plan.shape for c, x, m in calls)
-    kept = np.concatenate([m.reshape(-1) for _, _, m in calls]) > 0
-    assert kept.sum() == len(centers) and kept[:len(centers)].all()
-    np.testing.assert_array_equal(np.concatenate([c.reshape(-1) for c, _, _ in calls])[kept], centers)
-    padded_contexts = np.concatenate([x.reshape(-1, 6) for _, x, _ in calls])[~kept]
-    assert (padded_contexts == -1).all()  # padding rows have no context: they train nothing
-    assert pair_count(contexts) == np.count_nonzero(contexts >= 0)
+    calls = list(chunk_calls(plan, groups))
+    assert all(c.shape == plan.shape and x.shape == (*plan.shape, 6) and m.shape == plan.shape for (c, x, m), _ in calls)
+    kept = np.concatenate([m.reshape(-1) for (_, _, m), _ in calls]) > 0
+    assert kept.sum() == len(groups) and kept[:len(groups)].all()
+    np.testing.assert_array_equal(np.concatenate([c.reshape(-1) for (c, _, _), _ in calls])[kept], everything[0])
+    contexts = np.concatenate([x.reshape(-1, 6) for (_, x, _), _ in calls])
+    np.testing.assert_array_equal(contexts[kept], everything[1])
+    assert (contexts[~kept] == -1).all()  # padding rows have no context: they train nothing
+    assert sum(pairs for _, pairs in calls) == pair_count(everything[1]) == np.count_nonzero(everything[1] >= 0)
 
 
 def _source(config: TrainConfig, chunk_tokens: int) -> EpochSource:
@@ -78,24 +80,31 @@ def _flat(chunks):
 def test_an_epoch_replays_from_seed_and_epoch_alone():
     source = _source(CONFIG, 700)
     assert len(source.chunks) > 1
-    first, again = _flat(source.groups(1)), _flat(source.groups(1))
+    first, again = _flat(g.block(0, len(g)) for g in source.groups(1)), _flat(g.block(0, len(g)) for g in source.groups(1))
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
-    other_epoch = _flat(source.groups(2))
+    other_epoch = _flat(g.block(0, len(g)) for g in source.groups(2))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other_epoch))
 
 
 def test_a_stream_that_started_epoch_zero_equals_a_fresh_one():
     source = _source(CONFIG, 700)
+    plan = plan_batches(CONFIG, 300, 1, 1)
     epoch0 = source.groups(0)
     started = ([next(epoch0)], epoch0)
-    resumed = _flat(epoch_stream(source, 0, 2, started))
-    fresh = _flat(epoch_stream(source, 0, 2))
-    assert len(resumed) == len(fresh) == 2 * 2 * len(source.chunks)
-    assert all(np.array_equal(a, b) for a, b in zip(resumed, fresh))
+
+    def calls(stream):
+        return [item if item is EPOCH_END else item[0][1] for item in stream]
+
+    resumed, fresh = calls(call_stream(source, plan, 0, started)), calls(call_stream(source, plan, 0))
+    assert len(resumed) == len(fresh) and sum(item is EPOCH_END for item in resumed) == plan.epochs
+    assert all(a is b or np.array_equal(a, b) for a, b in zip(resumed, fresh))
     assert started[0] == []  # the stream let go of the chunk it was handed
+    later = calls(call_stream(source, plan, 2))
+    assert sum(item is EPOCH_END for item in later) == plan.epochs - 2
 
 
 def test_prefetched_yields_everything_in_order():
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
         assert list(prefetched(iter(range(50)), executor)) == list(range(50))
         assert list(prefetched([], executor)) == []
+        assert list(prefetched([1, None, 2], executor)) == [1, None, 2]  # None is an item, not the end

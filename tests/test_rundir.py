@@ -371,10 +371,13 @@ def test_cli_probe_sigterm_mid_training_keeps_the_checkpoint_and_leaves_no_scrat
 @pytest.mark.fault
 def test_cli_probe_a_second_run_into_a_busy_folder_is_refused_and_the_first_finishes(corpus, tmp_path):
     out, tmpdir = tmp_path / "run", tmp_path / "tmp"
-    first = jaxgram_train(corpus, out, tmpdir)
+    # Enough epochs that the first run still trains while the second starts (JAX's start-up
+    # alone takes seconds; an epoch of this corpus well under one with the fused kernel).
+    epochs = 15
+    first = jaxgram_train(corpus, out, tmpdir, epochs=epochs)
     try:
         wait_for_checkpoint(first, out)
-        second = jaxgram_train(corpus, out, tmpdir, "--resume")
+        second = jaxgram_train(corpus, out, tmpdir, "--resume", epochs=epochs)
         _, stderr = second.communicate(timeout=300)
         assert second.returncode == 2, stderr
         line = one_line(stderr)
@@ -384,7 +387,7 @@ def test_cli_probe_a_second_run_into_a_busy_folder_is_refused_and_the_first_fini
     finally:
         first.kill()
         first.communicate()
-    assert len(json.loads((out / "loss.json").read_text())["loss_per_epoch"]) == 3
+    assert len(json.loads((out / "loss.json").read_text())["loss_per_epoch"]) == epochs
     assert scratch_folders(out, tmpdir) == [] and not (out / rundir.LOCK_NAME).exists()
 
 

@@ -29,6 +29,12 @@ def _carry_and_batch(config, vocab_size=30, batch=32):
     return trainable, (centers, contexts, mask), noise_ids
 
 
+def _fresh_carry(trainable, optimizer) -> Carry:
+    """A carry of copies: a compiled call takes its carry's buffers (donation), so each run gets its own."""
+    trainable = jax.tree_util.tree_map(jnp.copy, trainable)
+    return Carry(trainable, optimizer.init(trainable), jax.random.PRNGKey(1))
+
+
 @pytest.mark.parametrize("objective, tied", [("ns", False), ("softmax", False), ("ns", True)])
 def test_sparse_row_update_equals_dense_update(objective, tied):
     config = dataclasses.replace(SMALL, objective=objective, tied=tied)
@@ -37,7 +43,7 @@ def test_sparse_row_update_equals_dense_update(objective, tied):
     results = []
     for sparse in (True, False):
         run_many = compile_steps(make_step(config, optimizer, cdf, sparse=sparse))
-        carry = Carry(trainable, optimizer.init(trainable), jax.random.PRNGKey(1))
+        carry = _fresh_carry(trainable, optimizer)
         carry, totals = run_many(carry, *batch)
         results.append((carry.trainable, totals))
     for leaf_sparse, leaf_dense in zip(jax.tree_util.tree_leaves(results[0]), jax.tree_util.tree_leaves(results[1])):
@@ -72,3 +78,43 @@ def test_the_step_counter_is_found_in_the_optimizer_state():
         optimizer = make_optimizer(dataclasses.replace(SMALL, optimizer=name), total_steps=10)
         assert int(optimizer_step_count(optimizer.init(trainable))) == 0
     assert optimizer_step_count(()) is None
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_one_fused_step_equals_one_pure_step_on_every_row(tied):
+    # Same carry and key, so the same negatives; one worker. Every row of E and W, to 1e-5.
+    from jaxgram import fused
+
+    if not fused.available():
+        pytest.fail(f"the fused kernel is not built: {fused.unavailable_reason()}")
+    config = dataclasses.replace(SMALL, tied=tied)
+    trainable, (centers, contexts, mask), noise_ids = _carry_and_batch(config, vocab_size=30, batch=48)
+    contexts = jnp.stack([contexts, contexts[::-1], jnp.full_like(contexts, -1)], axis=-1)  # groups with an empty slot
+    optimizer = make_optimizer(config, total_steps=10)
+    results = []
+    for kernel in ("xla", "fused"):
+        run_many = compile_steps(make_step(config, optimizer, noise_ids, kernel=kernel))
+        carry, totals = run_many(_fresh_carry(trainable, optimizer), centers, contexts, mask)
+        results.append((carry, totals))
+    (pure, pure_totals), (fast, fast_totals) = results
+    np.testing.assert_allclose(fast.trainable.E, pure.trainable.E, rtol=1e-5, atol=1e-5)
+    if not tied:
+        np.testing.assert_allclose(fast.trainable.W, pure.trainable.W, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(fast.trainable.E, trainable.E)  # the steps did train
+    np.testing.assert_allclose(fast_totals, pure_totals, rtol=1e-5)
+    assert int(optimizer_step_count(fast.opt_state)) == int(optimizer_step_count(pure.opt_state)) == 4
+
+
+def test_kernel_choice_follows_the_config_and_refuses_what_cannot_apply():
+    from jaxgram import fused
+    from jaxgram.errors import ConfigError
+    from jaxgram.step import resolve_kernel
+
+    built = "fused" if fused.available() else "xla"
+    assert resolve_kernel(SMALL, "cpu", on_mesh=False) == built
+    assert resolve_kernel(dataclasses.replace(SMALL, kernel="xla"), "cpu", on_mesh=False) == "xla"
+    assert resolve_kernel(SMALL, "gpu", on_mesh=False) == "xla"
+    assert resolve_kernel(dataclasses.replace(SMALL, optimizer="adam"), "cpu", on_mesh=False) == "xla"
+    assert resolve_kernel(SMALL, "cpu", on_mesh=True) == "xla"
+    with pytest.raises(ConfigError, match="kernel='fused' is not allowed with optimizer='adam'.*kernel='auto' or 'xla'"):
+        resolve_kernel(dataclasses.replace(SMALL, kernel="fused", optimizer="adam"), "cpu", on_mesh=False)

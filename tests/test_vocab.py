@@ -1,12 +1,19 @@
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from jaxgram.errors import ConfigError, DataError
 from jaxgram.vocab import (
     CorpusError,
     Vocabulary,
     build_vocabulary,
+    count_and_encode_to_npy,
     encode,
+    encode_to_npy,
     load_encoded_npy,
     read_sentences,
     save_encoded_npy,
@@ -152,3 +159,89 @@ def test_encoding_to_a_memory_mapped_file_gives_corpus_npy(corpus, tmp_path, mon
     save_encoded_text(tmp_path / "reference.txt", in_memory)
     assert (tmp_path / "copy.npy").read_bytes() == (tmp_path / "reference.npy").read_bytes()
     assert (tmp_path / "copy.txt").read_text() == (tmp_path / "reference.txt").read_text()
+
+
+def _reference_vocabulary(sentences, min_count, max_vocab_size):
+    """The vocabulary as a plain loop defines it: counts >= min_count, most frequent first, ties alphabetical."""
+    counts = {}
+    for tokens in sentences:
+        for token in tokens:
+            counts[token] = counts.get(token, 0) + 1
+    kept = sorted((-count, word) for word, count in counts.items() if count >= min_count)[:max_vocab_size]
+    return tuple(word for _, word in kept), [-count for count, _ in kept]
+
+
+def _reference_npy(sentences, vocab) -> np.ndarray:
+    """corpus.npy as a plain loop defines it: each sentence's in-vocabulary ids, -1 between non-empty ones."""
+    entries = []
+    for tokens in sentences:
+        ids = [vocab.word_to_id[t] for t in tokens if t in vocab]
+        if ids:
+            entries += ([-1] if entries else []) + ids
+    return np.array(entries, dtype=np.int32)
+
+
+# Corpora with repeated words (ties), sentences that lose every word to min_count, and empty sentences.
+SENTENCES = st.lists(st.lists(st.sampled_from(["a", "b", "bb", "c", "café", "d", "e\x00", "Z", "zz"]), max_size=12),
+                     min_size=1, max_size=30)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sentences=SENTENCES, min_count=st.integers(1, 4), max_vocab_size=st.one_of(st.none(), st.integers(0, 6)),
+       buffer=st.sampled_from([1, 2, 5, 1 << 18]))
+def test_vectorised_counting_and_encoding_match_a_plain_loop(monkeypatch, sentences, min_count, max_vocab_size,
+                                                             buffer):
+    """build_vocabulary, encode, encode_to_npy and count_and_encode_to_npy give what a per-token loop gives
+    (same ids, same errors), at any buffer size; the one-pass function writes the two passes' exact bytes."""
+    import jaxgram.vocab
+
+    monkeypatch.setattr(jaxgram.vocab, "_ENCODE_BUFFER", buffer)
+    monkeypatch.setattr(jaxgram.vocab, "_ENCODE_BLOCK", buffer)
+    with tempfile.TemporaryDirectory() as folder:  # one per example: tmp_path is one per test
+        _check_against_plain_loop(Path(folder), sentences, min_count, max_vocab_size)
+
+
+def _check_against_plain_loop(tmp_path, sentences, min_count, max_vocab_size):
+    words, counts = _reference_vocabulary(sentences, min_count, max_vocab_size)
+    if not any(sentences) or len(words) < 2:
+        error = CorpusError if not any(sentences) else ConfigError
+        with pytest.raises(error):
+            build_vocabulary(sentences, min_count, max_vocab_size)
+        with pytest.raises(error):
+            count_and_encode_to_npy(sentences, tmp_path / "one.npy", min_count, max_vocab_size)
+        assert not (tmp_path / "one.npy").exists()
+        return
+    vocab = build_vocabulary(sentences, min_count, max_vocab_size)
+    assert vocab.words == words and vocab.counts.tolist() == counts and vocab.counts.dtype == np.int64
+    expected = _reference_npy(sentences, vocab)
+    two_passes = encode_to_npy(iter(sentences), vocab, tmp_path / "two.npy")
+    one_vocab, one_pass = count_and_encode_to_npy(iter(sentences), tmp_path / "one.npy", min_count, max_vocab_size)
+    assert one_vocab.words == words and one_vocab.counts.tolist() == counts
+    assert np.load(tmp_path / "two.npy").tolist() == expected.tolist()
+    assert (tmp_path / "one.npy").read_bytes() == (tmp_path / "two.npy").read_bytes()
+    raw = sum(map(len, sentences))
+    assert (one_pass.length, one_pass.raw_words, one_pass.offset) == (two_passes.length, raw, two_passes.offset)
+    in_memory = encode(sentences, vocab)
+    assert in_memory.raw_words == raw and in_memory.ids.dtype == in_memory.sentence_ids.dtype == np.int32
+    assert [s.tolist() for s in in_memory.sentences()] == [s.tolist() for s in one_pass.sentences()]
+
+
+def test_one_pass_on_a_file_matches_two_passes_and_names_the_source(corpus, tmp_path):
+    vocab, encoded = count_and_encode_to_npy(read_sentences(corpus), tmp_path / "one.npy", min_count=2)
+    assert vocab.words == ("the", "car", "fast", "moves") and encoded.raw_words == 14
+    encode_to_npy(read_sentences(corpus), build_vocabulary(read_sentences(corpus), min_count=2), tmp_path / "two.npy")
+    assert (tmp_path / "one.npy").read_bytes() == (tmp_path / "two.npy").read_bytes()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \t\n")
+    with pytest.raises(CorpusError, match=f"corpus file {empty} is empty"):
+        count_and_encode_to_npy(read_sentences(empty), tmp_path / "none.npy", source=f"corpus file {empty}")
+    with pytest.raises(ConfigError, match="min_count=4 leaves 0 word"):
+        count_and_encode_to_npy(read_sentences(corpus), tmp_path / "none.npy", min_count=4)
+    assert not (tmp_path / "none.npy").exists()
+
+
+def test_encoding_a_corpus_that_grew_since_counting_is_refused(corpus, tmp_path):
+    vocab = build_vocabulary(read_sentences(corpus), min_count=2)
+    grown = list(read_sentences(corpus)) * 2
+    with pytest.raises(CorpusError, match="more in-vocabulary tokens than when its vocabulary was counted"):
+        encode_to_npy(grown, vocab, tmp_path / "encoded.npy")
