@@ -10,17 +10,21 @@
 //   writes a row, and a padding centre's loss is 0.
 // - Tied tables (W is E) are the same pointer: phase 2 still sees only snapshot grads.
 //
-// Single-threaded on purpose: the trainer runs one call per CPU device in parallel.
+// Threads: `workers` of them split phase 1 by centre and phase 2 by row (see ApplyCentre),
+// so the result does not depend on their number.
 // Built with plain -O3 (no -march: the wheel must run on any x86-64), so the D-long
 // loops are written to vectorise with baseline SIMD: contiguous rows, restrict
 // pointers, and dot products split into independent lanes (a single float sum may not
 // be reordered without -ffast-math, independent lanes may).
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -79,6 +83,16 @@ inline float Dot(const float* __restrict a, const float* __restrict b, int64_t n
 
 inline void Axpy(float a, const float* __restrict x, float* __restrict y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+// y1 += a * x1 and y2 += a * x2 in one pass: the two updates of one score share a, and
+// one loop loads the input and output rows once instead of twice.
+inline void Axpy2(float a, const float* __restrict x1, float* __restrict y1, const float* __restrict x2,
+                  float* __restrict y2, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    y1[i] += a * x1[i];
+    y2[i] += a * x2[i];
+  }
 }
 
 // softplus(x) = max(x, 0) + log(1 + e) and sigmoid(x), from one e = exp(-|x|) in (0, 1],
@@ -156,8 +170,7 @@ JAXGRAM_SIMD_CLONES float CentreUpdates(const Step& s, int64_t b, float* __restr
       linear += f.linear;
       product *= f.factor;
       const float step = -s.lr * s.mask[b] * (k == 0 ? -f.sigmoid : f.sigmoid);
-      Axpy(step, w, dh, D);
-      Axpy(step, h, dW + k * D, D);
+      Axpy2(step, w, dh, h, dW + k * D, D);
       if (product > 1e300) {  // factors are <= 2: fold long before a double overflows
         folded += std::log(product);
         product = 1.0;
@@ -167,31 +180,72 @@ JAXGRAM_SIMD_CLONES float CentreUpdates(const Step& s, int64_t b, float* __restr
   return s.mask[b] * (linear + static_cast<float>(folded + std::log(product)));
 }
 
-// Phase 2 for centre b: add its snapshot updates into the tables.
-JAXGRAM_SIMD_CLONES void ApplyCentre(const Step& s, int64_t b, const float* dE, const float* dW) {
+// Phase 2 for centre b: add its snapshot updates into the rows worker `part` of `parts`
+// owns (row % parts == part). Every row is owned by one worker, which adds its updates
+// in centre order, as one worker would: the tables come out bitwise the same for any
+// number of workers, and no two workers write one row.
+JAXGRAM_SIMD_CLONES void ApplyCentre(const Step& s, int64_t b, const float* dE, const float* dW, int part,
+                                     int parts) {
   const int64_t D = s.dim;
   for (int64_t j = 0; j < s.window; ++j) {
     const int32_t context = s.contexts[b * s.window + j];
-    if (context >= 0) Axpy(1.f, dE + j * D, s.E + context * D, D);
+    if (context >= 0 && context % parts == part) Axpy(1.f, dE + j * D, s.E + context * D, D);
   }
-  for (int64_t k = 0; k <= s.negative; ++k) Axpy(1.f, dW + k * D, s.W + int64_t{OutputRow(s, b, k)} * D, D);
+  for (int64_t k = 0; k <= s.negative; ++k) {
+    const int32_t row = OutputRow(s, b, k);
+    if (row % parts == part) Axpy(1.f, dW + k * D, s.W + int64_t{row} * D, D);
+  }
 }
 
-ffi::Error RunStep(const Step& s) {
+// work(part) for every part in [0, parts), on the calling thread and on XLA's intra-op
+// thread pool. Parts are taken from a shared counter, so the caller never waits for a
+// task that has not started: if no pool thread is free it does every part itself (a
+// busy pool, or several devices' calls at once, cannot deadlock it).
+void Parallel(ffi::ThreadPool& pool, int parts, const std::function<void(int)>& work) {
+  struct Progress {
+    std::atomic<int> next{0}, done{0};
+  };
+  auto progress = std::make_shared<Progress>();  // late tasks may still look at it after the caller returns
+  auto take_parts = [progress, &work, parts] {
+    for (int part; (part = progress->next.fetch_add(1, std::memory_order_relaxed)) < parts;) {
+      work(part);  // only reached while the caller still waits below, so `work` is alive
+      progress->done.fetch_add(1, std::memory_order_release);
+    }
+  };
+  const int64_t helpers = std::min<int64_t>(parts - 1, pool.num_threads());
+  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([take_parts] { take_parts(); });
+  take_parts();
+  while (progress->done.load(std::memory_order_acquire) < parts) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    std::this_thread::yield();
+#endif
+  }
+}
+
+ffi::Error RunStep(const Step& s, int64_t workers, ffi::ThreadPool& pool) {
   if (ffi::Error error = CheckIds(s); error.failure()) return error;
   const int64_t per_centre = (s.window + s.negative + 1) * s.dim;
   float* scratch = Scratch(static_cast<size_t>(s.batch * per_centre)).data();
-  for (int64_t b = 0; b < s.batch; ++b) {
-    s.losses[b] = 0.f;
-    if (s.mask[b] == 0.f) continue;
-    float* dE = scratch + b * per_centre;
-    s.losses[b] = CentreUpdates(s, b, dE, dE + s.window * s.dim);
-  }
-  for (int64_t b = 0; b < s.batch; ++b) {
-    if (s.mask[b] == 0.f) continue;
-    const float* dE = scratch + b * per_centre;
-    ApplyCentre(s, b, dE, dE + s.window * s.dim);
-  }
+  const int parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(workers, s.batch)));
+  // Phase 1: each worker reads the snapshot for its share of the centres.
+  Parallel(pool, parts, [&](int part) {
+    for (int64_t b = s.batch * part / parts; b < s.batch * (part + 1) / parts; ++b) {
+      s.losses[b] = 0.f;
+      if (s.mask[b] == 0.f) continue;
+      float* dE = scratch + b * per_centre;
+      s.losses[b] = CentreUpdates(s, b, dE, dE + s.window * s.dim);
+    }
+  });
+  // Phase 2: each worker adds every centre's updates to the rows it owns.
+  Parallel(pool, parts, [&](int part) {
+    for (int64_t b = 0; b < s.batch; ++b) {
+      if (s.mask[b] == 0.f) continue;
+      const float* dE = scratch + b * per_centre;
+      ApplyCentre(s, b, dE, dE + s.window * s.dim, part, parts);
+    }
+  });
   return ffi::Error::Success();
 }
 
@@ -230,25 +284,25 @@ ffi::Error Describe(Step& s, const Table& E, const Table& W,
 ffi::Error NsSgdUntiedImpl(Table E, Table W,
                            Ids1 centers, Ids2 contexts,
                            Ids2 negatives, Floats1 mask,
-                           Scalar lr, TableOut E_out,
+                           Scalar lr, int64_t workers, ffi::ThreadPool pool, TableOut E_out,
                            TableOut W_out, LossesOut losses) {
   Step s;
   if (ffi::Error error = Describe(s, E, W, centers, contexts, negatives, mask, lr, losses); error.failure())
     return error;
   s.E = StartFrom(E, E_out);
   s.W = StartFrom(W, W_out);
-  return RunStep(s);
+  return RunStep(s, workers, pool);
 }
 
 ffi::Error NsSgdTiedImpl(Table E, Ids1 centers,
                          Ids2 contexts, Ids2 negatives,
-                         Floats1 mask, Scalar lr,
+                         Floats1 mask, Scalar lr, int64_t workers, ffi::ThreadPool pool,
                          TableOut E_out, LossesOut losses) {
   Step s;
   if (ffi::Error error = Describe(s, E, E, centers, contexts, negatives, mask, lr, losses); error.failure())
     return error;
   s.E = s.W = StartFrom(E, E_out);
-  return RunStep(s);
+  return RunStep(s, workers, pool);
 }
 
 }  // namespace
@@ -264,6 +318,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgramNsSgdUntied, NsSgdUntiedImpl,
                                   .Arg<Ids2>()  // negatives
                                   .Arg<Floats1>()  // mask
                                   .Arg<Scalar>()  // lr
+                                  .Attr<int64_t>("workers")
+                                  .Ctx<ffi::ThreadPool>()
                                   .Ret<Table>()  // E, aliased
                                   .Ret<Table>()  // W, aliased
                                   .Ret<Floats1>());  // losses
@@ -276,5 +332,27 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgramNsSgdTied, NsSgdTiedImpl,
                                   .Arg<Ids2>()  // negatives
                                   .Arg<Floats1>()  // mask
                                   .Arg<Scalar>()  // lr
+                                  .Attr<int64_t>("workers")
+                                  .Ctx<ffi::ThreadPool>()
                                   .Ret<Table>()  // E, aliased
                                   .Ret<Floats1>());  // losses
+
+// The context slots of a block of centres, the host's share of training (data.CentreGroups.block
+// in NumPy does the same with a dozen array passes; one pass here keeps a core free for the kernel).
+// out[r, c] = ids[rows[r] + offset_c] when that token is in the same sentence and within the
+// centre's reach, else -1; offsets are -window..-1, 1..window.
+extern "C" void JaxgramContextBlock(const int32_t* ids, const int32_t* sentence_ids, const int32_t* reach,
+                                    int64_t tokens, const int32_t* rows, int64_t count, int64_t window,
+                                    int32_t* out) {
+  for (int64_t r = 0; r < count; ++r) {
+    const int64_t centre = rows[r];
+    int32_t* slots = out + r * 2 * window;
+    for (int64_t c = 0; c < 2 * window; ++c) {
+      const int64_t offset = c < window ? c - window : c - window + 1;
+      const int64_t position = centre + offset;
+      const bool valid = position >= 0 && position < tokens && sentence_ids[position] == sentence_ids[centre] &&
+                         reach[centre] >= (offset < 0 ? -offset : offset);
+      slots[c] = valid ? ids[position] : -1;
+    }
+  }
+}

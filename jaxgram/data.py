@@ -182,7 +182,14 @@ class CentreGroups:
 
     def block(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """(centers [b], contexts [b, 2w]) of centres start..stop; empty slots hold -1."""
+        from jaxgram import fused  # its C++ pass when the kernel library is built: a dozen NumPy passes in one
+
         rows = self.rows[start:stop]
+        contexts = fused.context_block(self.ids, self.sentence_ids, self.reach, rows, self.window)
+        return self.ids[rows], self.numpy_contexts(rows) if contexts is None else contexts
+
+    def numpy_contexts(self, rows: np.ndarray) -> np.ndarray:
+        """The contexts of the centres at `rows`, in NumPy: one pass per window offset."""
         last = len(self.ids) - 1
         offsets = [*range(-self.window, 0), *range(1, self.window + 1)]
         contexts = np.empty((len(rows), len(offsets)), dtype=np.int32)
@@ -192,7 +199,7 @@ class CentreGroups:
             valid = ((positions == inside) & (self.sentence_ids[inside] == self.sentence_ids[rows])
                      & (self.reach[rows] >= abs(offset)))
             contexts[:, column] = np.where(valid, self.ids[inside], -1)
-        return self.ids[rows], contexts
+        return contexts
 
 
 def shuffled_groups(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray, window: int, shrink: bool,
@@ -212,7 +219,8 @@ def shuffled_groups(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.nda
     has_context[1:] |= same_as_next
     rows = np.flatnonzero(has_context).astype(np.int32)
     rows = rows[rng.permutation(len(rows))]
-    return CentreGroups(kept_ids.astype(np.int32, copy=False), kept_sentences, reach, rows, window)
+    return CentreGroups(kept_ids.astype(np.int32, copy=False), kept_sentences.astype(np.int32, copy=False), reach, rows,
+                        window)
 
 
 def corpus_chunks(read, length: int, max_entries: int) -> list[tuple[int, int]]:

@@ -23,6 +23,8 @@ import os
 import threading
 from pathlib import Path
 
+import numpy as np
+
 # Points at a library to use instead of the installed one (tests, local builds).
 LIBRARY_ENV = "JAXGRAM_FUSED_LIBRARY"
 _STEM = "_ns_sgd"
@@ -143,7 +145,7 @@ def _check_shapes(E, W, centers, contexts, negatives, mask) -> None:
                              f"(centers has shape {list(centers.shape)}), got {list(value.shape)}")
 
 
-def ns_sgd_step(E, W, centers, contexts, negatives, mask, lr, tied: bool = False):
+def ns_sgd_step(E, W, centers, contexts, negatives, mask, lr, tied: bool = False, workers: int = 1):
     """One sparse SGD step of grouped negative sampling: (E, W or None, losses [B]).
 
     E, W: float32 [V, D] input and output tables (W None, or tied=True: W is E).
@@ -170,7 +172,27 @@ def ns_sgd_step(E, W, centers, contexts, negatives, mask, lr, tied: bool = False
     results = [jax.ShapeDtypeStruct.like(table) for table in tables] + [jax.ShapeDtypeStruct.like(mask)]
     # Table i in, table i out: XLA hands the kernel one buffer to update in place.
     aliases = {i: i for i in range(len(tables))}
-    outputs = jax.ffi.ffi_call(target, results, input_output_aliases=aliases)(*operands)
+    # `workers` threads share the step (by centre, then by row): the result is the same for any count.
+    outputs = jax.ffi.ffi_call(target, results, input_output_aliases=aliases)(*operands, workers=np.int64(workers))
     if tied:
         return outputs[0], None, outputs[1]
     return outputs[0], outputs[1], outputs[2]
+
+
+def context_block(ids, sentence_ids, reach, rows, window: int):
+    """contexts [len(rows), 2·window] int32 as data.CentreGroups.block builds them, in one C++ pass;
+    None when the library is not available (the caller then builds them with NumPy).
+
+    ids, sentence_ids, reach: int32 arrays of one chunk's tokens; rows: int32 centre positions.
+    """
+    library = _library()
+    if library is None:
+        return None
+    out = np.empty((len(rows), 2 * window), dtype=np.int32)
+    arrays = [np.ascontiguousarray(a, dtype=np.int32) for a in (ids, sentence_ids, reach, rows)]
+    pointer = ctypes.POINTER(ctypes.c_int32)
+    library.JaxgramContextBlock(*(a.ctypes.data_as(pointer) for a in arrays[:3]), ctypes.c_int64(len(arrays[0])),
+                                arrays[3].ctypes.data_as(pointer), ctypes.c_int64(len(rows)),
+                                ctypes.c_int64(window), out.ctypes.data_as(pointer))
+    return out
+

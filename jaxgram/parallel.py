@@ -65,11 +65,12 @@ def compile_replicated(step, devices):
                                  out_specs=(carry_spec, whole)), donate_argnums=0)
 
 
-def training_devices(config: TrainConfig) -> list:
+def training_devices(config: TrainConfig, kernel: str = "xla") -> list:
     """The devices train() replicates over: `workers` CPU devices (default: all local ones) for
-    sparse SGD negative sampling; the first device for everything else."""
+    sparse SGD negative sampling with the XLA step; the first device for everything else (the
+    fused kernel runs its workers as threads of one call)."""
     devices = jax.local_devices()
-    if config.optimizer != "sgd" or config.objective != "ns":
+    if config.optimizer != "sgd" or config.objective != "ns" or kernel == "fused":
         return devices[:1]
     if config.workers is None or devices[0].platform != "cpu":
         return devices

@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import NamedTuple
 
@@ -32,7 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxgram import fused
-from jaxgram.config import TrainConfig
+from jaxgram.config import TrainConfig, resolved_workers
 from jaxgram.errors import ConfigError
 from jaxgram.losses import Params, batched_softmax_group_loss, ns_group_loss
 
@@ -163,7 +164,8 @@ def make_step(config: TrainConfig, optimizer: optax.GradientTransformation, nois
             inputs, outputs = contexts, jnp.concatenate([centers[:, None], negatives], axis=1)
         else:
             inputs, outputs = centers, contexts
-        update = _fused_update if kernel == "fused" else _sparse_update if sparse else _dense_update
+        update = (functools.partial(_fused_update, workers=resolved_workers(config)) if kernel == "fused"
+                  else _sparse_update if sparse else _dense_update)
         trainable, opt_state, total = update(optimizer, carry, objective, (inputs, outputs, contexts, mask),
                                              rows_sharding)
         return Carry(trainable, opt_state, key), total
@@ -181,13 +183,13 @@ def _sparse_update(optimizer, carry: Carry, objective: str, batch, rows_sharding
     return scatter_rows(carry.trainable, updates, objective, inputs, outputs), opt_state, total
 
 
-def _fused_update(optimizer, carry: Carry, objective: str, batch, rows_sharding):
+def _fused_update(optimizer, carry: Carry, objective: str, batch, rows_sharding, workers: int):
     inputs, outputs, contexts, mask = batch
     # optax's own SGD update of a scalar 1 is -lr for this step and advances its step count,
     # so the fused step follows exactly the schedule the pure step does.
     negative_lr, opt_state = _optimizer_update(optimizer, jnp.ones((), jnp.float32), carry.opt_state)
     E, W, losses = fused.ns_sgd_step(carry.trainable.E, carry.trainable.W, outputs[:, 0], contexts, outputs[:, 1:],
-                                     mask, -negative_lr, tied=carry.trainable.W is None)
+                                     mask, -negative_lr, tied=carry.trainable.W is None, workers=workers)
     return Params(E, W), opt_state, jnp.sum(losses)
 
 

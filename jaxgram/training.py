@@ -128,13 +128,14 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
                           "needs sentences of at least 2 in-vocabulary words")
     # A corpus of several chunks estimates an epoch's centres by the expected count of kept tokens.
     centres = len(first) if len(source.chunks) == 1 else max(1, int(np.sum(vocab.counts * keep_prob)))
-    replicas = 1 if mesh is not None else len(training_devices(config))
+    kernel = resolve_kernel(config, jax.local_devices()[0].platform, on_mesh=mesh is not None)
+    replicas = 1 if mesh is not None else len(training_devices(config, kernel))
     plan = plan_batches(config, centres, replicas, mesh.size if mesh is not None else 1)
     optimizer = make_optimizer(config, plan.total_steps)
     initial, carry = _initial_state(config, len(vocab), optimizer, replicas, mesh)
     carry, history = _resume_or_start(run, carry, resume)
     noise_ids = noise_table(noise_distribution(vocab.counts, config.ns_exponent))
-    run_many, layout, carry = _compile(config, optimizer, noise_ids, carry, mesh)
+    run_many, layout, carry = _compile(config, optimizer, noise_ids, carry, mesh, kernel)
     started = ([first], epoch0) if history.epochs_done == 0 else None
     del first  # the stream holds it now, and lets go of it once used
     start_epoch = history.epochs_done
@@ -168,14 +169,12 @@ def _resume_or_start(run: _Run, carry: Carry, resume: bool) -> tuple[Carry, Hist
     return carry, history
 
 
-def _compile(config: TrainConfig, optimizer, noise_ids: np.ndarray, carry: Carry, mesh):
+def _compile(config: TrainConfig, optimizer, noise_ids: np.ndarray, carry: Carry, mesh, kernel: str):
     """(run_many, mesh layout or None, carry laid out for it): one device, CPU workers, or a mesh."""
     if mesh is None:
-        devices = training_devices(config)
-        kernel = resolve_kernel(config, devices[0].platform, on_mesh=False)
+        devices = training_devices(config, kernel)
         step = make_step(config, optimizer, jnp.asarray(noise_ids), kernel=kernel)
         return (compile_steps(step) if len(devices) == 1 else compile_replicated(step, devices)), None, carry
-    resolve_kernel(config, mesh.devices.flat[0].platform, on_mesh=True)  # refuses kernel="fused" here
     layout = MeshLayout(mesh, int(carry.trainable.E.shape[0]), config.shard_tables)
     carry = layout.place(carry)
     # Replicated tables take the batch's row updates whole (the partitioner would otherwise

@@ -170,3 +170,19 @@ def test_split_sentences_gives_what_window_groups_need():
     again = window_groups(*split_sentences(_flat([[0, 1, 2, 3], [4, 5, 6]])), 2, False)
     np.testing.assert_array_equal(again[0], reference[0])
     np.testing.assert_array_equal(again[1], reference[1])
+
+
+@pytest.mark.parametrize("shrink", [True, False])
+def test_the_compiled_context_pass_equals_the_numpy_one(shrink):
+    from jaxgram import fused
+    from jaxgram.data import shuffled_groups
+
+    if not fused.available():
+        pytest.fail(f"the kernel library is not built: {fused.unavailable_reason()}")
+    rng = np.random.default_rng(4)
+    ids = rng.integers(0, 50, 5000).astype(np.int32)
+    sentence_ids = np.cumsum(rng.random(5000) < 0.1).astype(np.int32)
+    groups = shuffled_groups(ids, sentence_ids, np.full(50, 0.8), 4, shrink, np.random.default_rng(2))
+    compiled = groups.block(0, len(groups))[1]
+    np.testing.assert_array_equal(compiled, groups.numpy_contexts(groups.rows))
+    assert (compiled >= 0).any() and (compiled == -1).any()  # both kinds of slot occur

@@ -28,10 +28,25 @@ def test_more_workers_than_cpu_devices_is_refused_with_the_call_that_fixes_it():
         training_devices(dataclasses.replace(SMALL, workers=too_many))
 
 
-def test_workers_change_the_run_but_each_count_reproduces_itself():
+def test_xla_workers_change_the_run_but_each_count_reproduces_itself():
     corpus = toy_sentences() * 5
-    one = [train(corpus, dataclasses.replace(SMALL, workers=1), progress=False) for _ in range(2)]
-    two = train(corpus, dataclasses.replace(SMALL, workers=2), progress=False)
+    xla = dataclasses.replace(SMALL, kernel="xla")
+    one = [train(corpus, dataclasses.replace(xla, workers=1), progress=False) for _ in range(2)]
+    two = train(corpus, dataclasses.replace(xla, workers=2), progress=False)
     np.testing.assert_array_equal(one[0].params.E, one[1].params.E)
     assert not np.array_equal(one[0].params.E, two.params.E)
+    assert two.loss_per_epoch[-1] < two.loss_per_epoch[0]
+
+
+def test_fused_workers_are_threads_of_one_call_and_do_not_change_the_vectors():
+    from jaxgram import fused
+
+    if not fused.available():
+        pytest.fail(f"the fused kernel is not built: {fused.unavailable_reason()}")
+    corpus = toy_sentences() * 5
+    assert training_devices(dataclasses.replace(SMALL, workers=2), kernel="fused") == jax.local_devices()[:1]
+    one, two = (train(corpus, dataclasses.replace(SMALL, kernel="fused", workers=n), progress=False) for n in (1, 2))
+    # Workers split a step by centre and then by row; every row adds its updates in centre order.
+    np.testing.assert_array_equal(one.params.E, two.params.E)
+    np.testing.assert_array_equal(one.params.W, two.params.W)
     assert two.loss_per_epoch[-1] < two.loss_per_epoch[0]
