@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     from eval.config import RENAMED_CONFIGS
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--corpus", type=Path, help="LineSentence corpus file (one sentence per line)")
     source.add_argument("--mirror", help="Gutenberg mirror (folder or URL): ingest the five books first")
     source.add_argument("--synthetic", action="store_true",
@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help=f"results JSON (default: {DEFAULT_OUT})")
     parser.add_argument("--work", type=Path, help="folder for the trained vectors (default: a temporary folder)")
     parser.add_argument("--progress", action="store_true", help="show the trainers' progress bars")
+    parser.add_argument("--readme-table", type=Path, nargs="+", metavar="JSON",
+                        help="train nothing: print the README's summary table of these results files")
     synthetic = parser.add_argument_group("--synthetic options")
     synthetic.add_argument("--tokens", type=sizes, help=f"corpus sizes (default: {','.join(map(str, SYNTHETIC_TOKENS))})")
     synthetic.add_argument("--vocab-sizes", type=sizes,
@@ -60,10 +62,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if not (args.readme_table or args.corpus or args.mirror or args.synthetic):
+        parser.error("one of the arguments --corpus --mirror --synthetic --readme-table is required")
     given = [name for name in ("tokens", "vocab_sizes", "dims", "plot") if getattr(args, name) is not None]
     if not args.synthetic and (given or args.table):
         parser.error(f"--{(given[0] if given else 'table').replace('_', '-')} is only allowed with --synthetic")
     try:
+        if args.readme_table:
+            from bench.run import load_results, readme_table
+
+            print(readme_table([load_results(path) for path in args.readme_table]))
+            return 0
         return _synthetic(args) if args.synthetic else _benchmark(args)
     except JaxgramError as exc:
         print(f"python -m bench: error: {exc}", file=sys.stderr)

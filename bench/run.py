@@ -64,8 +64,10 @@ def machine_info(config: TrainConfig) -> dict:
     import gensim
     import jax
 
+    from jaxgram.config import resolved_workers
     from jaxgram.distributed import configure_cpu_workers
     from jaxgram.parallel import training_devices
+    from jaxgram.step import resolve_kernel
 
     configure_cpu_workers(config.workers)  # the CPU devices the jaxgram child will have too
 
@@ -76,7 +78,8 @@ def machine_info(config: TrainConfig) -> dict:
                              cpu_model)
     except OSError:
         pass
-    devices = training_devices(config)
+    kernel = resolve_kernel(config, jax.local_devices()[0].platform, on_mesh=False)
+    devices = training_devices(config, kernel)
     return {
         "cpu": cpu_model,
         "cores": usable_cores(),
@@ -86,6 +89,8 @@ def machine_info(config: TrainConfig) -> dict:
         "gensim": gensim.__version__,
         "device": f"{devices[0].platform}: {getattr(devices[0], 'device_kind', devices[0].platform)}",
         "jaxgram_replicas": len(devices),
+        "jaxgram_kernel": kernel,
+        "jaxgram_workers": resolved_workers(config),
         "gensim_workers": gensim_kwargs(config, workers=usable_cores())["workers"],
     }
 
@@ -217,6 +222,15 @@ def _summarise(runs: dict, config: TrainConfig, config_name: str, corpus: dict, 
     }
 
 
+def machine_line(machine: dict) -> str:
+    """The machine a results file was measured on, in one line."""
+    kernel = machine.get("jaxgram_kernel", "xla")  # results from before the fused kernel name none
+    workers = machine.get("jaxgram_workers", machine["jaxgram_replicas"])
+    return (f"machine: {machine['cpu']}, {machine['cores']} cores, jax {machine['jax']} on {machine['device']} "
+            f"({kernel} step, {workers} workers, {machine['jaxgram_replicas']} device(s)), gensim {machine['gensim']} "
+            f"with {machine['gensim_workers']} workers")
+
+
 def _number(value, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -234,8 +248,7 @@ def format_table(results: dict) -> str:
         (f"config {results['config_name']}: objective={config['objective']} dim={config['dim']} "
          f"epochs={config['epochs']} window={config['window']} negative={config['negative']} "
          f"sample={config['sample']}; {results['seeds']} seeds; corpus {results['corpus_words']} words"),
-        (f"machine: {machine['cpu']}, {machine['cores']} cores, jax {machine['jax']} on {machine['device']} "
-         f"({machine['jaxgram_replicas']} replica(s)), gensim {machine['gensim']} with {machine['gensim_workers']} workers"),
+        machine_line(machine),
         "",
         "| | jaxgram | gensim | jaxgram / gensim |",
         "|---|---:|---:|---:|",
@@ -258,6 +271,36 @@ def format_table(results: dict) -> str:
         lines.append(f"| full-softmax achieved GFLOP/s | {softmax['achieved_gflops']:.0f} "
                      f"({100 * softmax['fraction_of_matmul']:.0f}% of matmul) | | |")
     return "\n".join(lines)
+
+
+README_CONFIG_LABELS = {"default": "default: NS, D=100, 5 epochs", "dostoevsky": "dostoevsky: NS, D=32, 20 epochs",
+                       "softmax": "softmax: full softmax, D=100, 5 epochs (gensim: hs=1)"}
+
+
+def readme_table(results: list[dict]) -> str:
+    """The README's summary of several configs' results, one row each (`python -m bench --readme-table`)."""
+    lines = ["| config | jaxgram wall s | gensim wall s | words/s jaxgram / gensim | ratio | peak RSS MiB jaxgram / gensim "
+             "| analogy jaxgram / gensim | WordSim-353 jaxgram / gensim |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for result in results:
+        jax_runs, gensim_runs = result["trainers"]["jaxgram"], result["trainers"]["gensim"]
+        cells = [README_CONFIG_LABELS.get(result["config_name"], result["config_name"]),
+                 f"{jax_runs['wall_seconds']['median']:.1f}", f"{gensim_runs['wall_seconds']['median']:.1f}",
+                 f"{_short(jax_runs['words_per_second']['median'])} / {_short(gensim_runs['words_per_second']['median'])}",
+                 f"{result['words_per_second_ratio']:.2f}",
+                 f"{jax_runs['peak_rss_mib']['median']:.0f} / {gensim_runs['peak_rss_mib']['median']:.0f}",
+                 f"{_spread(jax_runs['analogy_accuracy'])} / {_spread(gensim_runs['analogy_accuracy'])}",
+                 f"{_spread(jax_runs['wordsim353_spearman'])} / {_spread(gensim_runs['wordsim353_spearman'])}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _short(words_per_second: float) -> str:
+    return f"{words_per_second / 1e6:.2f}M" if words_per_second >= 1e6 else f"{words_per_second / 1e3:.0f}k"
+
+
+def _spread(stats: dict) -> str:
+    return f"{_number(stats['mean'])} [{_number(stats['min'])}, {_number(stats['max'])}]"
 
 
 # -- `python -m bench --synthetic`: how cost grows with V, D and corpus size -----------------------
@@ -373,8 +416,7 @@ def format_synthetic_table(results: dict) -> str:
         (f"synthetic Zipf corpora (20-word sentences, min_count {config['min_count']}): objective={config['objective']} "
          f"epochs={config['epochs']} window={config['window']} negative={config['negative']} sample={config['sample']}; "
          f"{grid['seeds']} seed(s), medians"),
-        (f"machine: {machine['cpu']}, {machine['cores']} cores, jax {machine['jax']} on {machine['device']} "
-         f"({machine['jaxgram_replicas']} replica(s)), gensim {machine['gensim']} with {machine['gensim_workers']} workers"),
+        machine_line(machine),
         "",
         "| tokens | V target | V kept | Zipf s | D | µs/word jaxgram / gensim | jaxgram ÷ gensim | loop µs/word jaxgram / gensim "
         "| peak RSS MiB jaxgram / gensim |",

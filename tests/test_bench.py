@@ -3,6 +3,7 @@ and its JSON holds every promised field in a valid range. Not a timed test."""
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,15 @@ def test_committed_results_hold_no_machine_private_path():
         if path.stem != "synthetic":
             assert set(results["corpus"]) == {"file", "bytes", "sha256"}
         assert str(Path.home()) not in path.read_text() and "/tmp/" not in path.read_text()
+
+
+def test_the_readme_performance_table_is_the_one_the_results_json_gives():
+    # The README's table is printed by `python -m bench --readme-table`, never typed by hand.
+    from bench.run import load_results, readme_table
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    marker = re.search(r"<!-- python -m bench --readme-table (.+?) -->\n", readme)
+    assert marker, "the README names the results files its performance table comes from"
+    table = readme[marker.end():].split("\n\n", 1)[0].strip()
+    files = [ROOT / name for name in marker.group(1).split()]
+    assert table == readme_table([load_results(path) for path in files])
