@@ -8,6 +8,7 @@ into chunks at sentence boundaries (corpus_chunks), one chunk's groups in memory
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,36 +119,8 @@ def window_groups(ids: np.ndarray, sentence_ids: np.ndarray, window: int, shrink
     Empty context slots hold -1; centres without any context are left out. The trainers use
     this layout so a centre's work (its logits, or its negatives) is shared by its contexts.
     """
-    contexts = _context_slots(ids, sentence_ids, window, shrink, rng)
-    rows = np.flatnonzero((contexts >= 0).any(axis=1))
-    return ids[rows], contexts[rows]
-
-
-def _context_slots(ids: np.ndarray, sentence_ids: np.ndarray, window: int, shrink: bool,
-                   rng: np.random.Generator | None) -> np.ndarray:
-    """contexts [n, 2w] int32 for every token (-1: empty slot), written one offset at a time.
-
-    Built in place, column by column, so the peak is this array plus one column's
-    temporaries: an epoch's groups are the largest thing the host holds while training.
-    """
-    n = len(ids)
-    # Drawn exactly as _context_grid draws them, so both layouts hold the same pairs.
-    reach = rng.integers(1, window + 1, size=n, dtype=np.int32) if shrink else np.full(n, window, dtype=np.int32)
-    offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])
-    contexts = np.full((n, 2 * window), -1, dtype=np.int32)
-    ids = ids.astype(np.int32, copy=False)  # a chunk has < 2^31 words: int32 ids
-    for column, offset in enumerate(offsets.tolist()):
-        distance = abs(offset)
-        if distance >= n:
-            continue
-        same_sentence = sentence_ids[distance:] == sentence_ids[:-distance]
-        if offset > 0:
-            valid = same_sentence & (reach[:-distance] >= distance)
-            contexts[:-distance, column] = np.where(valid, ids[distance:], -1)
-        else:
-            valid = same_sentence & (reach[distance:] >= distance)
-            contexts[distance:, column] = np.where(valid, ids[:-distance], -1)
-    return contexts
+    groups = _centre_groups(ids, sentence_ids, window, shrink, rng)
+    return groups.block(0, len(groups))
 
 
 def epoch_pairs(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray, window: int, shrink: bool,
@@ -204,22 +177,25 @@ class CentreGroups:
 
 def shuffled_groups(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray, window: int, shrink: bool,
                     rng: np.random.Generator) -> CentreGroups:
-    """One epoch's centre groups of a chunk: subsample, draw each centre's window, shuffle the centres.
-
-    The same draws, in the same order, as window_groups on the subsampled tokens, so both
-    give the same groups.
-    """
+    """One epoch's centre groups of a chunk: subsample, draw each centre's window, shuffle the centres."""
     kept_ids, kept_sentences = subsample(ids, sentence_ids, keep_prob, rng)
-    n = len(kept_ids)
+    groups = _centre_groups(kept_ids, kept_sentences, window, shrink, rng)
+    return dataclasses.replace(groups, rows=groups.rows[rng.permutation(len(groups))])
+
+
+def _centre_groups(ids: np.ndarray, sentence_ids: np.ndarray, window: int, shrink: bool,
+                   rng: np.random.Generator | None) -> CentreGroups:
+    """Every token with a context, in corpus order, its window drawn as _context_grid draws it
+    (so the groups hold exactly window_pairs' pairs)."""
+    n = len(ids)
     reach = rng.integers(1, window + 1, size=n, dtype=np.int32) if shrink else np.full(n, window, dtype=np.int32)
     # Every window reaches at least 1, so a token has a context exactly when a neighbour is in its sentence.
-    same_as_next = kept_sentences[1:] == kept_sentences[:-1]
+    same_as_next = sentence_ids[1:] == sentence_ids[:-1]
     has_context = np.zeros(n, dtype=bool)
     has_context[:-1] |= same_as_next
     has_context[1:] |= same_as_next
     rows = np.flatnonzero(has_context).astype(np.int32)
-    rows = rows[rng.permutation(len(rows))]
-    return CentreGroups(kept_ids.astype(np.int32, copy=False), kept_sentences.astype(np.int32, copy=False), reach, rows,
+    return CentreGroups(ids.astype(np.int32, copy=False), sentence_ids.astype(np.int32, copy=False), reach, rows,
                         window)
 
 

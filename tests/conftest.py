@@ -110,6 +110,21 @@ def synthetic_corpus(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def zipf_corpus(tmp_path_factory) -> Path:
+    """350k tokens of Zipf-distributed made-up words, 15 per line: an epoch takes about a second."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    vocab_size = 2000
+    probabilities = 1.0 / np.arange(1, vocab_size + 1)
+    ids = rng.choice(vocab_size, size=350_000, p=probabilities / probabilities.sum())
+    words = np.array([f"w{i}" for i in range(vocab_size)])
+    path = tmp_path_factory.mktemp("zipf-corpus") / "corpus.txt"
+    path.write_text("".join(" ".join(words[ids[k:k + 15]]) + "\n" for k in range(0, len(ids), 15)))
+    return path
+
+
+@pytest.fixture(scope="session")
 def synthetic_runs(synthetic_corpus, tmp_path_factory) -> dict:
     """Both trainers, seeds 1 and 2, trained (in this process) on synthetic_corpus: name -> run folder."""
     from eval.measure import run_in_this_process

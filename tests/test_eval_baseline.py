@@ -32,9 +32,10 @@ def test_negative_sampling_mapping_reaches_the_gensim_model():
 
 
 def test_every_training_field_with_a_gensim_twin_is_mapped():
-    # Fields without a gensim twin: jaxgram-only options (optimiser, init, tying, batching, devices, chunking).
+    # Fields without a gensim twin: jaxgram-only options (optimiser, init, tying, batching, devices, chunking,
+    # and which implementation runs the step).
     jaxgram_only = {"objective", "shrink_window", "optimizer", "init", "tied", "batch_size", "devices", "shard_tables",
-                    "chunk_tokens"}
+                    "chunk_tokens", "kernel"}
     renamed = {"dim": "vector_size"}
     kwargs = gensim_kwargs(TrainConfig())
     for field in TrainConfig().to_dict():

@@ -45,16 +45,8 @@ def assert_one_line_error(stderr: str, *needles: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    """350k tokens of Zipf-distributed made-up words, 15 per line."""
-    rng = np.random.default_rng(0)
-    vocab_size = 2000
-    probabilities = 1.0 / np.arange(1, vocab_size + 1)
-    ids = rng.choice(vocab_size, size=350_000, p=probabilities / probabilities.sum())
-    words = np.array([f"w{i}" for i in range(vocab_size)])
-    path = tmp_path_factory.mktemp("train-corpus") / "corpus.txt"
-    path.write_text("".join(" ".join(words[ids[k:k + 15]]) + "\n" for k in range(0, len(ids), 15)))
-    return path
+def corpus(zipf_corpus) -> Path:
+    return zipf_corpus
 
 
 @pytest.fixture(scope="module")
