@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 from collections.abc import Iterable, Sequence
@@ -139,29 +140,27 @@ class Embeddings:
 
     # -- word2vec formats ------------------------------------------------------------
 
-    def save_word2vec_format(self, path: str | os.PathLike, binary: bool = False, text_rows=None) -> None:
+    def save_word2vec_format(self, path: str | os.PathLike, binary: bool = False, also_tsv=None) -> None:
         """word2vec's format: a `V D` header, then one word and its D floats per row.
 
-        `text_rows`: the rows as text_rows() gives them, when the caller has them already.
+        `also_tsv`: a path that receives the same text floats, tab-separated and without words
+        (TensorBoard's vectors.tsv), written in the same pass: formatting the floats is most of
+        the cost, and a row at a time keeps memory at one row whatever the vocabulary.
         """
         if any(not w or any(ch.isspace() for ch in w) for w in self.index_to_key):
             raise ValueError("word2vec format cannot store empty words or words containing whitespace")
-        with atomic_open(path, "wb") as handle:
+        with atomic_open(path, "wb") as handle, (atomic_open(also_tsv, "wb") if also_tsv is not None
+                                                  else contextlib.nullcontext()) as tsv:
             handle.write(f"{len(self)} {self.vector_size}\n".encode())
-            if binary:
-                for word, row in zip(self.index_to_key, self.vectors):
+            for word, row in zip(self.index_to_key, self.vectors):
+                if binary:
                     handle.write(word.encode("utf-8") + b" " + row.astype("<f4").tobytes() + b"\n")
-                return
-            rows = self.text_rows() if text_rows is None else text_rows
-            handle.write("".join(f"{word} {row}\n" for word, row in zip(self.index_to_key, rows)).encode("utf-8"))
-
-    def text_rows(self) -> list[str]:
-        """Each vector as its floats in text, separated by single spaces.
-
-        9 significant digits round-trip every float32 exactly. Formatting is most of the cost
-        of writing text vectors, so callers writing several text files format once.
-        """
-        return [" ".join(f"{v:.9g}" for v in row) for row in self.vectors.tolist()]
+                    continue
+                # 9 significant digits round-trip every float32 exactly.
+                text = " ".join(f"{v:.9g}" for v in row.tolist())
+                handle.write(f"{word} {text}\n".encode())
+                if tsv is not None:
+                    tsv.write((text.replace(" ", "\t") + "\n").encode("utf-8"))
 
     @classmethod
     def load_word2vec_format(cls, path: str | os.PathLike, binary: bool = False) -> Embeddings:

@@ -55,11 +55,10 @@ def write_outputs(out, result: TrainResult, encoded: EncodedCorpus | EncodedFile
     save_npy(out / "E.npy", result.params.E)
     save_npy(out / "W.npy", result.params.W)
     result.vocab.save(out / "vocab.tsv")
-    text_rows = result.embeddings.text_rows()  # formatted once for both text files
-    result.embeddings.save_word2vec_format(out / "vectors.txt", binary=False, text_rows=text_rows)
+    # TensorBoard projector: vectors.tsv (tab-separated floats, one row per word, formatted with
+    # vectors.txt's in one pass), words in metadata.tsv.
+    result.embeddings.save_word2vec_format(out / "vectors.txt", binary=False, also_tsv=out / "vectors.tsv")
     result.embeddings.save_word2vec_format(out / "vectors.bin", binary=True)
-    # TensorBoard projector: one row of tab-separated floats per word, words in metadata.tsv.
-    atomic_write_text(out / "vectors.tsv", "".join(row.replace(" ", "\t") + "\n" for row in text_rows))
     atomic_write_text(out / "metadata.tsv", "".join(w + "\n" for w in result.vocab.words))
     atomic_write_json(out / "config.json", result.config.to_dict())
     atomic_write_json(out / "loss.json", {
