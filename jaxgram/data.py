@@ -72,15 +72,22 @@ def subsample(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray, 
     return ids[keep], sentence_ids[keep]
 
 
+def _reach(n: int, window: int, shrink: bool, rng: np.random.Generator | None) -> np.ndarray:
+    """Each of n centres' window: drawn uniformly from 1..window when windows shrink (word2vec)."""
+    return rng.integers(1, window + 1, size=n, dtype=np.int32) if shrink else np.full(n, window, dtype=np.int32)
+
+
+def _offsets(window: int) -> list[int]:
+    """A centre's context positions relative to it, left to right: -window..-1, 1..window."""
+    return [*range(-window, 0), *range(1, window + 1)]
+
+
 def _context_grid(ids: np.ndarray, sentence_ids: np.ndarray, window: int, shrink: bool,
                   rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
     """(valid [n, 2w] bool, offsets [2w]): valid[i, k] says token i + offsets[k] is a context of centre i."""
     n = len(ids)
-    if shrink:
-        reach = rng.integers(1, window + 1, size=n, dtype=np.int32)
-    else:
-        reach = np.full(n, window, dtype=np.int32)
-    offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])
+    reach = _reach(n, window, shrink, rng)
+    offsets = np.asarray(_offsets(window))
     # Filled one offset (column) at a time with 1-D slices, so memory stays at n * 2w booleans.
     valid = np.zeros((n, 2 * window), dtype=bool)
     for column, offset in enumerate(offsets.tolist()):
@@ -164,7 +171,7 @@ class CentreGroups:
     def numpy_contexts(self, rows: np.ndarray) -> np.ndarray:
         """The contexts of the centres at `rows`, in NumPy: one pass per window offset."""
         last = len(self.ids) - 1
-        offsets = [*range(-self.window, 0), *range(1, self.window + 1)]
+        offsets = _offsets(self.window)
         contexts = np.empty((len(rows), len(offsets)), dtype=np.int32)
         for column, offset in enumerate(offsets):
             positions = rows + offset
@@ -185,10 +192,10 @@ def shuffled_groups(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.nda
 
 def _centre_groups(ids: np.ndarray, sentence_ids: np.ndarray, window: int, shrink: bool,
                    rng: np.random.Generator | None) -> CentreGroups:
-    """Every token with a context, in corpus order, its window drawn as _context_grid draws it
-    (so the groups hold exactly window_pairs' pairs)."""
+    """Every token with a context, in corpus order, its window drawn as for window_pairs (so the
+    groups hold exactly its pairs)."""
     n = len(ids)
-    reach = rng.integers(1, window + 1, size=n, dtype=np.int32) if shrink else np.full(n, window, dtype=np.int32)
+    reach = _reach(n, window, shrink, rng)
     # Every window reaches at least 1, so a token has a context exactly when a neighbour is in its sentence.
     same_as_next = sentence_ids[1:] == sentence_ids[:-1]
     has_context = np.zeros(n, dtype=bool)
