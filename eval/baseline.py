@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from jaxgram.config import TrainConfig
-from jaxgram.errors import DataError
+from jaxgram.config import TrainConfig, resolved_workers
+from jaxgram.errors import ConfigError, DataError
 
 # What the report says about objective="softmax": gensim has no full-softmax skip-gram.
 SOFTMAX_NOTE = ("jaxgram's full-softmax objective has no exact gensim twin: it is compared with gensim's "
@@ -15,8 +14,14 @@ SOFTMAX_NOTE = ("jaxgram's full-softmax objective has no exact gensim twin: it i
 
 
 def gensim_kwargs(config: TrainConfig, workers: int | None = None) -> dict[str, Any]:
-    """Word2Vec keyword arguments equivalent to `config` (skip-gram, same corpus rules)."""
+    """Word2Vec keyword arguments equivalent to `config` (skip-gram, same corpus rules).
+
+    gensim runs the worker threads jaxgram trains with (`config.workers`, or default_workers()
+    when that is None) unless the caller passes `workers`.
+    """
     config.validate()
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers={workers!r} is not allowed: gensim needs at least 1 worker thread")
     softmax = config.objective == "softmax"
     return {
         "sg": 1,
@@ -25,15 +30,23 @@ def gensim_kwargs(config: TrainConfig, workers: int | None = None) -> dict[str, 
         "ns_exponent": config.ns_exponent,
         "vector_size": config.dim,
         "window": config.window,
-        # gensim always shrinks the window at random (word2vec's `b`); there is no switch for it.
+        # Both draw each centre's reach uniformly from 1..window when on (word2vec's `b`), and use
+        # the full window when off.
+        "shrink_windows": config.shrink_window,
         "min_count": config.min_count,
-        "max_vocab_size": config.max_vocab_size,
+        # jaxgram's max_vocab_size keeps the N most frequent words once counting is done; gensim's
+        # max_vocab_size would instead prune rare words DURING counting (to cap memory), changing
+        # the counts, so it stays off and max_final_vocab does the cut. gensim cuts by raising
+        # min_count to one more than the count of the (N+1)-th most frequent word, so on a tie at
+        # the cut it drops every word of that count and keeps fewer than N, where jaxgram keeps
+        # exactly N (ties broken alphabetically). Away from ties the vocabularies are identical.
+        "max_final_vocab": config.max_vocab_size,
         "sample": config.sample,
         "alpha": config.alpha,
         "min_alpha": config.min_alpha,
         "epochs": config.epochs,
         "seed": config.seed,
-        "workers": workers or os.cpu_count() or 1,
+        "workers": workers if workers is not None else resolved_workers(config),
     }
 
 
