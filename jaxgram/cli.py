@@ -16,10 +16,23 @@ from jaxgram.errors import JaxgramError
 _COMMAND_MODULES = ("ingest.cli", "jaxgram.commands", "eval.cli")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a single-dash option matches only when written in full, as in word2vec.c
+    (whose -size, -iter, -threads `jaxgram train` takes). Plain argparse takes `-i 5` for `-iter 5`,
+    `-w` for `-window` (abbreviations that read as one-letter flags), and `-hs` for `-h s`.
+    `--` options still abbreviate. Subparsers get this class too: add_subparsers uses the parent's."""
+
+    def _get_option_tuples(self, option_string):
+        # argparse asks this only for a string that is no option's full name: the guesses.
+        if option_string[1:2] in self.prefix_chars:  # a `--` option
+            return super()._get_option_tuples(option_string)
+        return []
+
+
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jaxgram",
         description="Skip-gram word embeddings in JAX: scrape, train, evaluate against gensim.",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NamedTuple
 
 from jaxgram.errors import ConfigError, DataError
 
@@ -17,6 +18,37 @@ _TRAIN_OPTIONS = {
     "kernel": str,
 }
 _TRAIN_FLAGS = ("shrink_window", "tied", "shard_tables")
+_METAVARS = {int: "N", float: "X"}
+# word2vec.c's names for the same settings, so its command lines carry over (-size 200 = --dim 200).
+# Each option also takes gensim's name for its field (config.GENSIM_NAMES), as --vector-size. Not
+# -output: word2vec.c writes one vectors file there, jaxgram a folder (--out). The parser matches
+# single-dash names only in full, as word2vec.c does (cli.py), so -s is neither -size nor -sample.
+_WORD2VEC_C_NAMES = {
+    "corpus": "-train", "dim": "-size", "window": "-window", "negative": "-negative", "sample": "-sample",
+    "epochs": "-iter", "min_count": "-min-count", "alpha": "-alpha", "workers": "-threads",
+}
+
+
+class _Given(NamedTuple):
+    text: str
+    option: str  # the name it was given under: --dim, --vector-size or -size
+
+
+class _KeepSpelling(argparse.Action):
+    """Collects each (text, option name) given for a setting; config_from_args converts and checks
+    them, so a bad value is a ConfigError that names the option as typed, not an argparse usage."""
+
+    def __call__(self, parser, namespace, text, option_string=None):
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), _Given(text, option_string)])
+
+
+def _option_names(name: str) -> list[str]:
+    """Every spelling of one setting's option: --dim, then gensim's --vector-size, then word2vec.c's -size."""
+    from jaxgram.config import GENSIM_NAMES
+
+    gensim = [gensim_name for gensim_name, field in GENSIM_NAMES.items() if field == name]
+    word2vec_c = [_WORD2VEC_C_NAMES[name]] if name in _WORD2VEC_C_NAMES else []
+    return ["--" + spelling.replace("_", "-") for spelling in (name, *gensim)] + word2vec_c
 
 
 def _device_count(text: str):
@@ -30,7 +62,8 @@ def _device_count(text: str):
 
 def register(subparsers) -> None:
     train = subparsers.add_parser("train", help="train skip-gram vectors on a LineSentence corpus")
-    train.add_argument("--corpus", required=True, help="text file: one sentence per line, tokens separated by spaces")
+    train.add_argument(*_option_names("corpus"), dest="corpus", required=True,
+                       help="text file: one sentence per line, tokens separated by spaces")
     train.add_argument("--out", required=True, help="output folder (vectors, E.npy, W.npy, vocab, loss, checkpoints)")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -40,10 +73,10 @@ def register(subparsers) -> None:
 
     defaults = TrainConfig()
     for name, kind in _TRAIN_OPTIONS.items():
-        train.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
-                           help=f"default: {getattr(defaults, name)}")
+        train.add_argument(*_option_names(name), dest=name, action=_KeepSpelling, default=None,
+                           metavar=_METAVARS.get(kind), help=f"default: {getattr(defaults, name)}")
     for name in _TRAIN_FLAGS:
-        train.add_argument("--" + name.replace("_", "-"), dest=name, action=argparse.BooleanOptionalAction, default=None,
+        train.add_argument(*_option_names(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
                            help=f"default: {getattr(defaults, name)}")
     train.add_argument("--compilation-cache", metavar="DIR|off", default=None,
                        help="folder for JAX's persistent compilation cache, or off (default: $JAXGRAM_COMPILATION_CACHE, "
@@ -90,11 +123,42 @@ def _vectors_option(parser) -> None:
 
 
 def config_from_args(args):
-    from jaxgram.config import TrainConfig
+    from jaxgram.config import TrainConfig, with_spelling
 
-    given = {name: getattr(args, name) for name in (*_TRAIN_OPTIONS, *_TRAIN_FLAGS, "devices")
-             if getattr(args, name) is not None}
-    return TrainConfig.from_dict(given)
+    given = {name: getattr(args, name) for name in _TRAIN_OPTIONS if getattr(args, name) is not None}
+    switches = {name: getattr(args, name) for name in (*_TRAIN_FLAGS, "devices") if getattr(args, name) is not None}
+    given_as = {name: typed[-1].option for name, typed in given.items() if typed[-1].option != _option_names(name)[0]}
+    try:
+        values = {name: _value(name, typed, _TRAIN_OPTIONS[name]) for name, typed in given.items()}
+        return TrainConfig.from_dict({**_resumed_config(args), **values, **switches})
+    except ConfigError as error:
+        raise with_spelling(error, given_as) from None
+
+
+def _resumed_config(args) -> dict:
+    """With --resume, the checkpoint's config: options not given again keep the run's values
+    (so `--resume` alone continues the run as it was, and `--resume --epochs N` extends it)."""
+    if not getattr(args, "resume", False):
+        return {}
+    from jaxgram.train_state import saved_config
+    from jaxgram.training import CHECKPOINT_DIR
+
+    return saved_config(Path(args.out) / CHECKPOINT_DIR) or {}
+
+
+def _value(name: str, typed: list[_Given], kind: type):
+    """The option's value as `kind`. One name given twice is last-wins, as argparse does; two names for
+    one setting (--dim 10 -size 20) is refused, as from_dict refuses dim with vector_size."""
+    from jaxgram.validation import describe
+
+    if len({given.option for given in typed}) > 1:
+        raise ConfigError(f"{name} is given twice, as {' and as '.join(f'{g.option} {g.text}' for g in typed)}: "
+                          "give it once")
+    text = typed[-1].text
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} has the wrong type: expected {describe(kind)}") from None
 
 
 def cluster_from_args(args):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,12 @@ INITS = ("word2vec", "glorot")
 # pure JAX step), or "auto" (fused where it applies and is built, else xla).
 KERNELS = ("auto", "xla", "fused")
 ALL_DEVICES = "all"
+# gensim's Word2Vec keywords that name one of our fields differently and mean what that field means;
+# from_dict takes either name (the CLI too, as --vector-size). gensim's max_final_vocab, like our
+# max_vocab_size, keeps the N most frequent words once counting is done (at a tie on the N-th count
+# gensim keeps fewer, we keep exactly N, ties alphabetical). gensim's own max_vocab_size, a memory
+# cap applied while counting, has no twin here.
+GENSIM_NAMES = {"vector_size": "dim", "shrink_windows": "shrink_window", "max_final_vocab": "max_vocab_size"}
 
 
 @dataclass(frozen=True)
@@ -89,8 +96,8 @@ class TrainConfig:
         _at_least("chunk_tokens", self.chunk_tokens, 2)
         if self.workers is not None:
             _at_least("workers", self.workers, 1)
-        if not self.alpha > 0:
-            raise ConfigError(f"alpha={self.alpha!r} is not allowed: it must be > 0")
+        if not 0 < self.alpha < math.inf:
+            raise ConfigError(f"alpha={self.alpha!r} is not allowed: it must be > 0 and finite")
         if not 0 <= self.min_alpha <= self.alpha:
             raise ConfigError(f"min_alpha={self.min_alpha!r} is not allowed: it must be between 0 and alpha ({self.alpha})")
         if not 0 <= self.sample < 1:
@@ -99,21 +106,53 @@ class TrainConfig:
             raise ConfigError(f"ns_exponent={self.ns_exponent!r} is not allowed: it must be in [0, 1]")
         return self
 
+    @property
+    def vector_size(self) -> int:
+        """gensim's name for `dim`, for code that reads `model.vector_size`."""
+        return self.dim
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
-        """Build and validate a config; unknown keys and wrong types raise ConfigError naming the key."""
+        """Build and validate a config; unknown keys and wrong types raise ConfigError naming the key.
+
+        Keys are field names or their gensim names (GENSIM_NAMES), not both for one field."""
         if not isinstance(values, Mapping):
             raise ConfigError(f"config must be a mapping of field names to values, got {type(values).__name__}")
         hints = field_types(cls)
-        unknown = sorted(set(values) - set(hints))
+        unknown = sorted(set(values) - set(hints) - set(GENSIM_NAMES))
         if unknown:
-            raise ConfigError(f"unknown config key {unknown[0]!r}; allowed keys: {', '.join(hints)}")
-        for key, value in values.items():
-            check_type(key, value, hints[key])
-        return cls(**{key: coerce(value, hints[key]) for key, value in values.items()}).validate()
+            raise ConfigError(f"unknown config key {unknown[0]!r}; allowed keys: {', '.join(hints)} "
+                              f"(or gensim's {', '.join(GENSIM_NAMES)})")
+        by_field = _keyed_by_field(values)
+        given_as = {GENSIM_NAMES[key]: key for key in values if key in GENSIM_NAMES}
+        try:
+            for key, value in by_field.items():
+                check_type(key, value, hints[key])
+            return cls(**{key: coerce(value, hints[key]) for key, value in by_field.items()}).validate()
+        except ConfigError as error:
+            raise with_spelling(error, given_as) from None
+
+
+def _keyed_by_field(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` keyed by field name: gensim's names replaced by ours, both names for one field refused."""
+    for gensim_name, field in GENSIM_NAMES.items():
+        if gensim_name in values and field in values:
+            raise ConfigError(f"{field}={values[field]!r} and {gensim_name}={values[gensim_name]!r} are one setting "
+                              f"({gensim_name} is gensim's name for {field}): give only one")
+    return {GENSIM_NAMES.get(key, key): value for key, value in values.items()}
+
+
+def with_spelling(error: ConfigError, given_as: Mapping[str, str]) -> ConfigError:
+    """`error`, plus "(given as -size)" when it is about a field the user named another way.
+
+    Messages start "field=value", so the field is the text before the first "="."""
+    field = str(error).partition("=")[0]
+    if field not in given_as:
+        return error
+    return ConfigError(f"{error} (given as {given_as[field]})")
 
 
 def usable_cores() -> int:

@@ -1,3 +1,7 @@
+import dataclasses
+import inspect
+import math
+
 import pytest
 
 from jaxgram import TrainConfig
@@ -16,6 +20,7 @@ def test_defaults_are_valid_and_round_trip():
     ("alpha", 0.0, "> 0"), ("alpha", -1.0, "> 0"), ("objective", "cbow", "ns, softmax"),
     ("optimizer", "rmsprop", "sgd, adam, adagrad"), ("init", "zeros", "word2vec, glorot"),
     ("sample", 1.5, "[0, 1)"), ("min_count", 0, ">= 1"), ("max_vocab_size", 1, ">= 2"),
+    ("alpha", math.inf, "finite"), ("alpha", math.nan, "> 0"),
 ])
 def test_bad_values_name_field_value_and_allowed(field, value, allowed):
     with pytest.raises(ConfigError) as info:
@@ -86,3 +91,45 @@ def test_train_command_takes_workers():
 
     args = build_parser().parse_args(["train", "--corpus", "c.txt", "--out", "o", "--workers", "2"])
     assert config_from_args(args).workers == 2
+
+
+@pytest.mark.parametrize("gensim_name, field, value", [
+    ("vector_size", "dim", 300), ("shrink_windows", "shrink_window", False), ("max_final_vocab", "max_vocab_size", 50_000),
+])
+def test_from_dict_takes_gensims_name_for_a_field(gensim_name, field, value):
+    config = TrainConfig.from_dict({gensim_name: value, "epochs": 3})
+    assert config == TrainConfig.from_dict({field: value, "epochs": 3}) != TrainConfig(epochs=3)
+    assert gensim_name not in config.to_dict()  # saved config.json and stage keys keep our names
+
+
+def test_gensim_names_are_word2vec_keywords_with_our_defaults():
+    from jaxgram.config import GENSIM_NAMES
+
+    gensim_keywords = inspect.signature(pytest.importorskip("gensim.models").Word2Vec).parameters
+    ours = TrainConfig()
+    assert {name: gensim_keywords[name].default for name in GENSIM_NAMES} == {
+        name: getattr(ours, field) for name, field in GENSIM_NAMES.items()}
+    # gensim's max_vocab_size caps memory while counting; ours is its max_final_vocab, so no alias.
+    assert "max_vocab_size" not in GENSIM_NAMES
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"dim": 100, "vector_size": 200}, "dim=100 and vector_size=200 are one setting .*give only one"),
+    ({"shrink_window": True, "shrink_windows": True}, "shrink_window=True and shrink_windows=True"),
+    ({"max_vocab_size": None, "max_final_vocab": 10}, "max_vocab_size=None and max_final_vocab=10"),
+    ({"vector_size": 0}, r"^dim=0 is not allowed: it must be >= 1 \(given as vector_size\)$"),
+    ({"vector_size": "300"}, r"^dim='300' has the wrong type: expected int \(given as vector_size\)$"),
+    ({"shrink_windows": 1}, r"shrink_window=1 has the wrong type: expected bool \(given as shrink_windows\)"),
+    ({"max_final_vocab": 1}, r"max_vocab_size=1 is not allowed: it must be >= 2 \(given as max_final_vocab\)"),
+    ({"vector_size": 10, "epochs": 0}, r"^epochs=0 is not allowed: it must be >= 1$"),
+    ({"sg": 1}, r"unknown config key 'sg'; allowed keys: .*\(or gensim's vector_size, shrink_windows, max_final_vocab\)"),
+])
+def test_gensim_names_give_errors_that_name_the_key_as_written(values, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict(values)
+
+
+def test_vector_size_reads_dim_and_is_no_field():
+    config = TrainConfig(dim=64)
+    assert config.vector_size == 64
+    assert "vector_size" not in {field.name for field in dataclasses.fields(TrainConfig)}
