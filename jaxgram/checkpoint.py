@@ -52,6 +52,11 @@ def exists(folder: str | os.PathLike) -> bool:
     return (Path(folder) / MANIFEST).is_file()
 
 
+def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's recorded fields (config, epochs done, ...), checked, without loading its arrays."""
+    return _read_manifest(Path(folder))
+
+
 def load(folder: str | os.PathLike) -> Checkpoint:
     folder = Path(folder)
     meta = _read_manifest(folder)

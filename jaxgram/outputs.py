@@ -31,14 +31,30 @@ class TrainResult:
     config: TrainConfig
 
 
-OUTPUT_FILES = ("E.npy", "W.npy", "vocab.tsv", "vectors.txt", "vectors.bin", "vectors.tsv", "metadata.tsv",
-                "config.json", "loss.json")
+OUTPUT_FILES = ("E.npy", "W.npy", "vocab.tsv", "vocab.txt", "vectors.txt", "vectors.bin", "vectors.tsv", "metadata.tsv",
+                "projector_config.pbtxt", "config.json", "loss.json")
+
+# TensorBoard's projector reads this file (a ProjectorConfig in protobuf text format) from the
+# log dir, and resolves relative paths against that folder: `tensorboard --logdir OUT` shows
+# the vectors with their words, no TensorFlow and no checkpoint needed.
+PROJECTOR_CONFIG = """embeddings {
+  tensor_name: "word_vectors"
+  tensor_path: "vectors.tsv"
+  metadata_path: "metadata.tsv"
+}
+"""
 
 
 def save_npy(path, array) -> None:
     """One array as .npy, atomically and without pickle (object arrays are refused by np.save)."""
     with atomic_open(path, "wb") as handle:
         np.save(handle, np.asarray(array), allow_pickle=False)
+
+
+def save_word2vec_vocab(path, vocab: Vocabulary) -> None:
+    """word2vec.c's -save-vocab format, `word count` per line in id order (the vectors' order): what
+    gensim's KeyedVectors.load_word2vec_format(..., fvocab=path) reads to give each word its count."""
+    atomic_write_text(path, "".join(f"{word} {count}\n" for word, count in zip(vocab.words, vocab.counts.tolist())))
 
 
 def write_outputs(out, result: TrainResult, encoded: EncodedCorpus | EncodedFile | None = None,
@@ -56,10 +72,12 @@ def write_outputs(out, result: TrainResult, encoded: EncodedCorpus | EncodedFile
     save_npy(out / "W.npy", result.params.W)
     result.vocab.save(out / "vocab.tsv")
     # TensorBoard projector: vectors.tsv (tab-separated floats, one row per word, formatted with
-    # vectors.txt's in one pass), words in metadata.tsv.
+    # vectors.txt's in one pass), words in metadata.tsv, and projector_config.pbtxt naming both.
     result.embeddings.save_word2vec_format(out / "vectors.txt", binary=False, also_tsv=out / "vectors.tsv")
     result.embeddings.save_word2vec_format(out / "vectors.bin", binary=True)
+    save_word2vec_vocab(out / "vocab.txt", result.vocab)
     atomic_write_text(out / "metadata.tsv", "".join(w + "\n" for w in result.vocab.words))
+    atomic_write_text(out / "projector_config.pbtxt", PROJECTOR_CONFIG)
     atomic_write_json(out / "config.json", result.config.to_dict())
     atomic_write_json(out / "loss.json", {
         "loss_per_epoch": result.loss_per_epoch,

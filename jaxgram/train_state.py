@@ -2,12 +2,14 @@
 
 The file format (arrays + a sha256-checked manifest, written so a kill leaves the previous
 checkpoint or the new one) is jaxgram.checkpoint's; this module decides what goes in and
-checks, on restore, that the checkpoint belongs to this run: same config, same vocabulary,
-same shapes and the same number of CPU workers (each holds its own random key).
+checks, on restore, that the checkpoint belongs to this run: same config (but for `epochs`,
+which may change as long as it is not below the epochs done: see _check_epochs), same
+vocabulary, same shapes and the same number of CPU workers (each holds its own random key).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import jax
@@ -22,6 +24,8 @@ from jaxgram.step import Carry
 from jaxgram.vocab import Vocabulary
 
 FORMAT = 1
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,6 +55,14 @@ def save_state(folder, carry: Carry, config: TrainConfig, vocab: Vocabulary, his
     checkpoint.save(folder, arrays, meta)
 
 
+def saved_config(folder) -> dict | None:
+    """The config a checkpoint in `folder` was trained with (None when there is no checkpoint):
+    what `--resume` starts from, so only the options given again on the command line change."""
+    if not checkpoint.exists(folder):
+        return None
+    return dict(checkpoint.read_meta(folder).get("config") or {})
+
+
 def restore_state(folder, template: Carry, config: TrainConfig, vocab: Vocabulary) -> tuple[Carry, History]:
     """The carry and history saved in `folder`, shaped like `template`; refuses another run's checkpoint."""
     saved = checkpoint.load(folder)
@@ -73,13 +85,33 @@ def restore_state(folder, template: Carry, config: TrainConfig, vocab: Vocabular
 
 
 def _check_same_run(folder, meta: dict, config: TrainConfig, vocab: Vocabulary) -> None:
-    if meta.get("config") != config.to_dict():
-        saved_config = meta.get("config") or {}
-        diffs = ", ".join(f"{k}={v!r} (checkpoint: {saved_config.get(k)!r})"
-                          for k, v in config.to_dict().items() if saved_config.get(k) != v)
-        raise ConfigError(f"--resume with a config that differs from the checkpoint in {folder}: {diffs}")
+    """Refuse a checkpoint of another config or vocabulary; `epochs` alone may change (see _check_epochs)."""
+    saved, current = meta.get("config") or {}, config.to_dict()
+    diffs = [f"{k}={v!r} (checkpoint: {saved.get(k)!r})" for k, v in current.items()
+             if k not in saved or (k != "epochs" and saved[k] != v)]
+    diffs += [f"{k} (only in the checkpoint)" for k in saved if k not in current]
+    if diffs:
+        raise ConfigError(f"--resume with a config that differs from the checkpoint in {folder}: {', '.join(diffs)}")
     if meta.get("vocab_sha256") != vocab.fingerprint():
         raise DataError(f"checkpoint in {folder} was trained on a different vocabulary (corpus changed?)")
+    _check_epochs(folder, meta, config)
+
+
+def _check_epochs(folder, meta: dict, config: TrainConfig) -> None:
+    """A run may be resumed with another epoch count, but never fewer epochs than its checkpoint holds.
+
+    The learning-rate schedule is always that of a `config.epochs`-epoch run: the epochs still
+    to come take the rates an uninterrupted run of that length has at those epochs. The
+    epochs already trained keep the rates they had, so a run continued with more epochs than
+    it started with is not bitwise the run that had them from the start.
+    """
+    done, planned = int(meta.get("epochs_done", 0)), meta["config"]["epochs"]
+    if config.epochs < done:
+        raise ConfigError(f"epochs={config.epochs} is fewer than the {done} epochs already trained in the checkpoint "
+                          f"in {folder}: resume with epochs >= {done}")
+    if config.epochs != planned:  # on purpose, or a --resume that forgot the run's --epochs: say so either way
+        log.warning("resuming a run of epochs=%s with epochs=%i: the epochs after the %i trained take the learning "
+                    "rates of a %i-epoch run", planned, config.epochs, done, config.epochs)
 
 
 def _replica_count(key) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import logging
 import math
 import os
 import time
@@ -22,7 +23,7 @@ import numpy as np
 
 from jaxgram import checkpoint, distributed, rundir
 from jaxgram.batches import EPOCH_END, BatchPlan, EpochSource, call_stream, plan_batches, prefetched
-from jaxgram.config import TrainConfig
+from jaxgram.config import TrainConfig, resolved_workers
 from jaxgram.data import corpus_chunks, keep_probabilities, noise_distribution, noise_table
 from jaxgram.distributed import global_array, is_primary
 from jaxgram.embeddings import Embeddings
@@ -31,7 +32,7 @@ from jaxgram.init import init_params
 from jaxgram.losses import Params
 from jaxgram.outputs import TrainResult, write_outputs
 from jaxgram.parallel import MeshLayout, compile_replicated, compile_sharded, compile_steps, training_devices, training_mesh
-from jaxgram.progress import LossMeter, progress_bar, step_count
+from jaxgram.progress import LossMeter, log_downsampling, log_training_end, log_training_start, progress_bar, step_count
 from jaxgram.step import (
     Carry,
     learning_rate_schedule,
@@ -55,6 +56,8 @@ __all__ = ["TrainResult", "prepare_corpus", "train"]
 
 CHECKPOINT_DIR = "checkpoint"
 
+log = logging.getLogger(__name__)
+
 
 def train(corpus, config: TrainConfig | None = None, out=None, resume: bool = False, progress: bool = True,
           on_epoch_end=None, encoded_text: bool = False) -> TrainResult:
@@ -68,6 +71,15 @@ def train(corpus, config: TrainConfig | None = None, out=None, resume: bool = Fa
     (checkpoints included); --resume reads the checkpoint on every process, so `out` must be
     on a shared filesystem. Sparse SGD uses `config.workers` CPU devices (default: all there
     are); see jaxgram.configure_cpu_workers for how to have more than one.
+
+    `resume` continues from out/checkpoint, finished runs included: `config` must be the
+    checkpoint's but for `epochs`, which may be larger (train more, as calling gensim's train
+    again does) or smaller, never below the epochs done. The learning rate always follows the
+    schedule of a `config.epochs`-epoch run, so the epochs still to train take the rates an
+    uninterrupted run of that length has there; the epochs already done kept their own, so a
+    run extended this way is not bitwise one trained for `config.epochs` from the start.
+    Progress goes to the `jaxgram` logger at gensim's points (the vocabulary, each epoch, the
+    end); the library adds no handler: logging.basicConfig(level=logging.INFO) shows it.
     """
     config = (config or TrainConfig()).validate()
     mesh = training_mesh(config)
@@ -119,6 +131,7 @@ class _Run:
 def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> TrainResult:
     config, vocab = run.config, run.vocab
     keep_prob = keep_probabilities(vocab.counts, config.sample)
+    log_downsampling(vocab.counts, keep_prob, config.sample)
     source = EpochSource(encoded.read, corpus_chunks(encoded.read, len(encoded), config.chunk_tokens), keep_prob,
                          config)
     epoch0 = source.groups(0)
@@ -134,6 +147,9 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     optimizer = make_optimizer(config, plan.total_steps)
     initial, carry = _initial_state(config, len(vocab), optimizer, replicas, mesh)
     carry, history = _resume_or_start(run, carry, resume)
+    # The fused kernel runs its workers as threads of one call; the XLA step, as replicas or mesh devices.
+    workers = mesh.size if mesh is not None else resolved_workers(config) if kernel == "fused" else replicas
+    log_training_start(config, len(vocab), workers, kernel if mesh is None else f"{kernel} on a mesh")
     noise_ids = noise_table(noise_distribution(vocab.counts, config.ns_exponent))
     run_many, layout, carry = _compile(config, optimizer, noise_ids, carry, mesh, kernel)
     started = ([first], epoch0) if history.epochs_done == 0 else None
@@ -163,6 +179,8 @@ def _resume_or_start(run: _Run, carry: Carry, resume: bool) -> tuple[Carry, Hist
     history = History()
     if resume and run.checkpoints is not None and checkpoint.exists(run.checkpoints):
         carry, history = restore_state(run.checkpoints, carry, run.config, run.vocab)
+        log.info("resuming from the checkpoint in %s after %i of %i epochs", run.checkpoints, history.epochs_done,
+                 run.config.epochs)
     if not distributed.same_on_all_processes(history.epochs_done):
         raise DataError(f"the processes found different checkpoints in {run.checkpoints}: --out must be on a "
                         "filesystem every process reads")
@@ -192,49 +210,58 @@ def _run_epochs(run: _Run, carry: Carry, history: History, plan: BatchPlan, run_
     bar = progress_bar(run.progress and is_primary(), plan.total_steps, history.epochs_done * plan.steps_per_epoch)
     prefetch = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     upcoming = prefetched(call_stream(source, plan, history.epochs_done, started), prefetch)
-    wall = 0.0
+    first_epoch, wall, effective_words = history.epochs_done, 0.0, 0
     try:
-        for epoch in range(history.epochs_done, config.epochs):
+        for epoch in range(first_epoch, config.epochs):
             began = time.perf_counter()
             meter = LossMeter(bar, epoch, plan, schedule, raw_words, began, step_count(carry.opt_state))
-            carry, pairs = _run_epoch(carry, upcoming, run_many, meter)
-            wall += time.perf_counter() - began
-            _end_epoch(run, carry, layout, history, epoch, meter.loss_sum / pairs, pairs)
+            carry = _run_epoch(carry, upcoming, run_many, meter)
+            seconds = time.perf_counter() - began  # the epoch's training, not its checkpoint
+            wall += seconds
+            effective_words += meter.effective_words
+            _end_epoch(run, carry, layout, history, meter, seconds)
     finally:
         upcoming.close()
         prefetch.shutdown(wait=True, cancel_futures=True)
         bar.close()
+    epochs_run = config.epochs - first_epoch
+    if epochs_run:
+        log_training_end(raw_words * epochs_run, effective_words, wall)
+    else:
+        log.info("the checkpoint in %s already holds all %i epochs: nothing left to train", run.checkpoints,
+                 config.epochs)
     return carry, wall
 
 
-def _run_epoch(carry: Carry, calls, run_many, meter: LossMeter) -> tuple[Carry, int]:
-    """The calls of one epoch, up to its EPOCH_END; returns the carry and the epoch's pairs."""
-    pairs = 0
+def _run_epoch(carry: Carry, calls, run_many, meter: LossMeter) -> Carry:
+    """The calls of one epoch, up to its EPOCH_END; `meter` tallies their loss, pairs and centres."""
     for item in calls:
         if item is EPOCH_END:
             break
         inputs, call_pairs = item
-        pairs += call_pairs
         carry, totals = run_many(carry, *inputs)
-        meter.add(totals)
+        mask = inputs[-1]  # 1 for each centre the call trains, 0 for padding
+        meter.add(totals, call_pairs, int(np.count_nonzero(mask)))
         if not math.isfinite(meter.loss_sum):
-            return carry, pairs  # the caller reports the divergence
+            return carry  # the caller reports the divergence
     meter.settle(0)
-    return carry, pairs
+    return carry
 
 
-def _end_epoch(run: _Run, carry: Carry, layout, history: History, epoch: int, epoch_loss: float, pairs: int) -> None:
-    """Refuse a diverged epoch; record it, checkpoint it, and tell the caller."""
+def _end_epoch(run: _Run, carry: Carry, layout, history: History, meter: LossMeter, seconds: float) -> None:
+    """Refuse a diverged epoch; record it, checkpoint it, log it, and tell the caller."""
+    epoch, epoch_loss = meter.epoch, meter.mean_loss()
     if not math.isfinite(epoch_loss):
         kept = run.checkpoints is not None and checkpoint.exists(run.checkpoints)
         raise TrainingDiverged(f"loss became {epoch_loss} in epoch {epoch + 1}; try a lower alpha (now "
                                f"{run.config.alpha})" + (f"; the last good checkpoint in {run.checkpoints} is intact"
                                                          if kept else ""))
-    history.record(epoch_loss, pairs)
+    history.record(epoch_loss, meter.pairs)
     if run.checkpoints is not None:
         saved = carry if layout is None else layout.fetch(carry)  # every process takes part in the gather
         if is_primary():
             save_state(run.checkpoints, saved, run.config, run.vocab, history)
+    meter.log_epoch_end(seconds)
     if run.on_epoch_end is not None:
         run.on_epoch_end(epoch + 1, epoch_loss)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import io
 import itertools
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -19,6 +20,8 @@ import numpy as np
 from jaxgram.data import split_sentences
 from jaxgram.errors import ConfigError, DataError
 from jaxgram.fileio import atomic_open, atomic_write_text, sha256_bytes
+
+log = logging.getLogger(__name__)
 
 
 class CorpusError(DataError, ValueError):
@@ -165,6 +168,7 @@ def build_vocabulary(sentences: Iterable[list[str]], min_count: int = 5, max_voc
     counter = collections.Counter(itertools.chain.from_iterable(sentences))
     words = list(counter)
     counts = np.fromiter(counter.values(), np.int64, len(words))
+    _log_collected(len(words), int(counts.sum()))
     order = _ranked(words, counts, min_count, max_vocab_size, source)
     return Vocabulary(tuple(words[i] for i in order.tolist()), counts[order])
 
@@ -182,7 +186,28 @@ def _ranked(words: list[str], counts: np.ndarray, min_count: int, max_vocab_size
             f"min_count={min_count} leaves {len(order)} word(s) of {len(words)} in the vocabulary; "
             "at least 2 are needed: lower min_count or use a larger corpus"
         )
+    _log_retained(counts, order, min_count, max_vocab_size)
     return order
+
+
+def _log_collected(word_types: int, raw_words: int, sentences: int | None = None) -> None:
+    """gensim's line after counting the corpus (the sentences when they were counted)."""
+    if sentences is None:
+        log.info("collected %i word types from a corpus of %i raw words", word_types, raw_words)
+    else:
+        log.info("collected %i word types from a corpus of %i raw words and %i sentences", word_types, raw_words,
+                 sentences)
+
+
+def _log_retained(counts: np.ndarray, order: np.ndarray, min_count: int, max_vocab_size: int | None) -> None:
+    """gensim's two lines on what min_count (and max_vocab_size) keep: distinct words, then tokens."""
+    rule = f"min_count={min_count}" + (f" max_vocab_size={max_vocab_size}" if max_vocab_size is not None else "")
+    kept_words, all_words = len(order), len(counts)
+    kept_tokens, all_tokens = int(counts[order].sum()), int(counts.sum())
+    log.info("%s retains %i unique words (%.2f%% of original %i, drops %i)", rule, kept_words,
+             100.0 * kept_words / all_words, all_words, all_words - kept_words)
+    log.info("%s leaves %i word corpus (%.2f%% of original %i, drops %i)", rule, kept_tokens,
+             100.0 * kept_tokens / all_tokens, all_tokens, all_tokens - kept_tokens)
 
 
 @dataclass(frozen=True)
@@ -350,6 +375,7 @@ def count_and_encode_to_npy(sentences: Iterable[list[str]], path: str | os.PathL
             header_bytes = handle.write(_npy_header(0))
             counts, length, raw = _write_provisional(sentences, first_seen, handle)
         words = list(first_seen)
+        _log_collected(len(words), raw, sentences=length - raw)  # one separator per sentence
         order = _ranked(words, counts, min_count, max_vocab_size, source)
     except BaseException:
         path.unlink(missing_ok=True)

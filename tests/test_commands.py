@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxgram import Embeddings
+from jaxgram import Embeddings, TrainConfig
 from jaxgram.cli import main
 from jaxgram.toy import toy_sentences
 
@@ -100,3 +100,114 @@ def test_train_records_every_output_sha256_and_neighbors_refuses_an_altered_file
     (run / "SHA256SUMS").unlink()  # a file with no record (someone else's) still loads
     assert main(["neighbors", "car", "--topn", "2", "--vectors", str(vectors)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def _train_config(argv):
+    from jaxgram.cli import build_parser
+    from jaxgram.commands import config_from_args
+
+    args = build_parser().parse_args(["train", "--out", "o", *argv])
+    return args.corpus, config_from_args(args)
+
+
+def test_word2vec_c_and_gensim_names_give_the_same_run_as_ours():
+    ours = _train_config(["--corpus", "c.txt", "--dim", "200", "--window", "8", "--negative", "25", "--sample", "1e-4",
+                          "--workers", "3", "--epochs", "15", "--min-count", "3", "--alpha", "0.05",
+                          "--max-vocab-size", "900", "--no-shrink-window"])
+    word2vec_c = _train_config(["-train", "c.txt", "-size", "200", "-window", "8", "-negative", "25", "-sample", "1e-4",
+                                "-threads", "3", "-iter", "15", "-min-count", "3", "-alpha", "0.05",
+                                "--max-vocab-size", "900", "--no-shrink-window"])
+    gensim = _train_config(["--corpus", "c.txt", "--vector-size", "200", "--window", "8", "--negative", "25",
+                            "--sample", "1e-4", "--workers", "3", "--epochs", "15", "--min-count", "3", "--alpha", "0.05",
+                            "--max-final-vocab", "900", "--no-shrink-windows"])
+    assert ours == word2vec_c == gensim
+    changed = {key for key, value in ours[1].to_dict().items() if value != getattr(TrainConfig(), key)}
+    assert changed == {"dim", "window", "negative", "sample", "workers", "epochs", "min_count", "alpha", "max_vocab_size",
+                       "shrink_window"}  # every value differs from its default, so a crossed alias shows
+
+
+def test_train_help_lists_each_option_once_with_all_its_names(capsys):
+    import re
+
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--help"])
+    assert info.value.code == 0
+    # Option entries start at column 2; their help text is on the same line after 2+ spaces, or indented below.
+    entries = [re.split(r"\s{2,}", line.strip())[0] for line in capsys.readouterr().out.splitlines()
+               if line.startswith("  -")]
+    for entry in ("--corpus CORPUS, -train CORPUS", "--dim N, --vector-size N, -size N", "--window N, -window N",
+                  "--negative N, -negative N", "--sample X, -sample X", "--epochs N, -iter N",
+                  "--min-count N, -min-count N", "--alpha X, -alpha X", "--workers N, -threads N",
+                  "--max-vocab-size N, --max-final-vocab N",
+                  "--shrink-window, --no-shrink-window, --shrink-windows, --no-shrink-windows"):
+        assert entry in entries
+    names = [name.split()[0] for entry in entries for name in entry.split(", ")]
+    assert len(names) == len(set(names)) and "-output" not in names
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["-size", "0"], "dim=0 is not allowed: it must be >= 1 (given as -size)"),
+    (["--vector-size", "big"], "dim='big' has the wrong type: expected int (given as --vector-size)"),
+    (["-iter", "1.5"], "epochs='1.5' has the wrong type: expected int (given as -iter)"),
+    (["-threads", "0"], "workers=0 is not allowed: it must be >= 1 (given as -threads)"),
+    (["-min-count", "0"], "min_count=0 is not allowed: it must be >= 1 (given as -min-count)"),
+    (["-negative", "-1"], "negative=-1 is not allowed: it must be >= 1 (given as -negative)"),
+    (["-window", "0"], "window=0 is not allowed: it must be >= 1 (given as -window)"),
+    (["-sample", "1.5"], "sample=1.5 is not allowed: it must be in [0, 1) (0 disables subsampling) (given as -sample)"),
+    (["-alpha", "inf"], "alpha=inf is not allowed: it must be > 0 and finite (given as -alpha)"),
+    (["-alpha", "fast"], "alpha='fast' has the wrong type: expected float (given as -alpha)"),
+    (["--max-final-vocab", "1"], "max_vocab_size=1 is not allowed: it must be >= 2 (given as --max-final-vocab)"),
+    (["--dim", "10", "-size", "20"], "dim is given twice, as --dim 10 and as -size 20: give it once"),
+    (["--workers", "2", "-threads", "2"], "workers is given twice, as --workers 2 and as -threads 2: give it once"),
+    (["--dim", "0"], "dim=0 is not allowed: it must be >= 1"),  # our own name: no note
+])
+def test_bad_values_under_other_names_give_one_line_and_exit_2(tmp_path, capsys, argv, expected):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a b c\n")
+    assert main(["train", "-train", str(corpus), "--out", str(tmp_path / "o"), *argv]) == 2
+    assert capsys.readouterr().err == f"jaxgram train: error: {expected}\n"
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["-s", "50"], ["-si", "50"], ["-i", "3"], ["-w", "5"], ["-t", "c.txt"], ["-min", "2"],  # not abbreviations
+    ["-hs", "0"], ["-cbow", "0"], ["-binary", "1"], ["-output", "vectors.bin"],  # word2vec.c options jaxgram lacks
+    ["-min_count", "2"], ["-vector-size", "50"], ["--size", "50"],  # other programs' spellings, half-converted
+])
+def test_option_names_match_only_in_full_and_word2vec_c_only_where_mapped(tmp_path, capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--corpus", "c.txt", "--out", str(tmp_path / "o"), *argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"unrecognized arguments: {' '.join(argv)}" in err and "Traceback" not in err
+
+
+def test_the_installed_command_exits_2_with_one_line_for_a_bad_word2vec_c_value(tmp_path):
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, "-m", "jaxgram", "train", "-train", str(tmp_path / "c.txt"),
+                                "--out", str(tmp_path / "o"), "-size", "-5"], capture_output=True, text=True)
+    assert completed.returncode == 2 and completed.stdout == ""
+    assert completed.stderr == "jaxgram train: error: dim=-5 is not allowed: it must be >= 1 (given as -size)\n"
+
+
+def test_resume_keeps_the_runs_options_and_extends_it_with_more_epochs(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(" ".join(s) + "\n" for s in toy_sentences() * 3), encoding="utf-8")
+    out = tmp_path / "run"
+    common = ["train", "--corpus", str(corpus), "--out", str(out), "--no-progress"]
+    assert main([*common, "--dim", "6", "--epochs", "1", "--min-count", "1", "--batch-size", "16"]) == 0
+    finished = np.load(out / "E.npy")
+    # --resume alone: the checkpoint's options (dim 6, not the default 100), nothing left to train.
+    assert main([*common, "--resume"]) == 0
+    assert json.loads((out / "config.json").read_text())["dim"] == 6
+    np.testing.assert_array_equal(np.load(out / "E.npy"), finished)
+    # --resume --epochs 2: one more epoch on the same options.
+    assert main([*common, "--resume", "--epochs", "2"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["dim"], saved["epochs"], saved["batch_size"]) == (6, 2, 16)
+    assert len(json.loads((out / "loss.json").read_text())["loss_per_epoch"]) == 2
+    assert not np.array_equal(np.load(out / "E.npy"), finished)
+    # An option given again that differs from the run's is still refused in one line.
+    assert main([*common, "--resume", "--dim", "8"]) == 2

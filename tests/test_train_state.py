@@ -1,13 +1,14 @@
 """Checkpoints of the training state: a round trip gives the same carry, and another run's checkpoint is refused."""
 
 import dataclasses
+import logging
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgram import TrainConfig
+from jaxgram import TrainConfig, checkpoint
 from jaxgram.errors import ConfigError, DataError
 from jaxgram.losses import Params
 from jaxgram.step import Carry, make_optimizer
@@ -53,3 +54,33 @@ def test_history_records_each_epoch():
     history.record(2.0, 50)
     history.record(1.5, 49)
     assert history == History(2, [2.0, 1.5], [50, 49])
+
+
+def test_epochs_may_change_on_resume_but_not_below_the_epochs_done(tmp_path, caplog):
+    save_state(tmp_path, _carry(CONFIG), CONFIG, VOCAB, History(2, [3.5, 3.0], [100, 98]))
+    for epochs in (2, 3, 8):  # fewer than planned (5) but not than done, or more
+        longer = dataclasses.replace(CONFIG, epochs=epochs)
+        caplog.clear()
+        _, history = restore_state(tmp_path, _carry(longer), longer, VOCAB)
+        assert history.epochs_done == 2
+        (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert "epochs=5 with epochs=" + str(epochs) in warning.getMessage()
+    caplog.clear()
+    restore_state(tmp_path, _carry(CONFIG), CONFIG, VOCAB)
+    assert not caplog.records  # the planned epochs: nothing to warn about
+    shorter = dataclasses.replace(CONFIG, epochs=1)
+    with pytest.raises(ConfigError, match=r"^epochs=1 is fewer than the 2 epochs already trained .*epochs >= 2$"):
+        restore_state(tmp_path, _carry(shorter), shorter, VOCAB)
+    other = dataclasses.replace(CONFIG, epochs=8, seed=9)
+    with pytest.raises(ConfigError, match=r": seed=9 \(checkpoint: 1\)$"):  # epochs may change; seed may not
+        restore_state(tmp_path, _carry(other), other, VOCAB)
+
+
+def test_a_checkpoint_with_a_field_this_config_lacks_is_refused(tmp_path):
+    save_state(tmp_path, _carry(CONFIG), CONFIG, VOCAB, History(1, [1.0], [10]))
+    saved = checkpoint.load(tmp_path)
+    meta = {k: v for k, v in saved.meta.items() if k not in ("arrays_file", "arrays_sha256")}
+    meta["config"] = {**meta["config"], "retired_option": 3}
+    checkpoint.save(tmp_path, saved.arrays, meta)
+    with pytest.raises(ConfigError, match="retired_option \\(only in the checkpoint\\)"):
+        restore_state(tmp_path, _carry(CONFIG), CONFIG, VOCAB)

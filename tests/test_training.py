@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -7,6 +8,8 @@ from gensim.models import KeyedVectors
 
 from jaxgram import TrainConfig, checkpoint, train
 from jaxgram.errors import ConfigError, DataError, TrainingDiverged
+from jaxgram.fileio import recorded_sha256, sha256_file
+from jaxgram.outputs import OUTPUT_FILES
 from jaxgram.toy import toy_sentences
 
 SMALL = TrainConfig(dim=16, window=3, negative=4, epochs=3, min_count=1, sample=1e-2, batch_size=64, seed=3)
@@ -78,6 +81,66 @@ def test_resume_refuses_another_config_or_corpus(corpus_file, tmp_path):
     other.write_text(corpus_file.read_text() + "a brand new sentence\n")
     with pytest.raises(DataError, match="different vocabulary"):
         train(other, SMALL, out=tmp_path, resume=True, progress=False)
+
+
+def _records(caplog, start: str) -> list[logging.LogRecord]:
+    """The captured `jaxgram` log records whose format string starts with `start`."""
+    return [r for r in caplog.records if r.name.startswith("jaxgram") and str(r.msg).startswith(start)]
+
+
+def test_training_logs_what_gensim_logs_with_the_right_numbers(corpus_file, caplog):
+    caplog.set_level(logging.INFO)  # what logging.basicConfig(level=logging.INFO) lets through
+    config = dataclasses.replace(SMALL, sample=0.0)  # no subsampling: every token of a sentence trains
+    result = train(corpus_file, config, progress=False)
+    sentences = toy_sentences() * 10
+    words = sum(map(len, sentences))
+    (collected,) = _records(caplog, "collected")
+    assert collected.args == (len({w for s in sentences for w in s}), words, len(sentences))
+    (retained,) = _records(caplog, "%s retains")
+    assert retained.args[:2] == ("min_count=1", len(result.vocab))
+    epochs = _records(caplog, "EPOCH")
+    assert [r.args[0] for r in epochs] == list(range(1, config.epochs + 1))
+    # (epoch, raw words, effective words, seconds, effective words/s, loss, first alpha, last alpha)
+    assert [r.args[1:3] for r in epochs] == [(words, words)] * config.epochs
+    assert [r.args[5] for r in epochs] == result.loss_per_epoch
+    assert epochs[0].args[6] == pytest.approx(config.alpha) and epochs[-1].args[7] < epochs[0].args[7]
+    (end,) = _records(caplog, "training on")
+    assert end.args[:2] == (words * config.epochs, words * config.epochs)
+    assert end.args[2] == pytest.approx(result.wall_seconds)
+
+
+def test_resume_with_more_epochs_continues_a_finished_run(corpus_file, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    whole = train(corpus_file, SMALL, progress=False)  # an uninterrupted 3-epoch run: the rates to follow
+    rates = _records(caplog, "EPOCH")[2].args[6:]
+    finished = train(corpus_file, dataclasses.replace(SMALL, epochs=2), out=tmp_path, progress=False)
+    caplog.clear()
+    continued = train(corpus_file, SMALL, out=tmp_path, resume=True, progress=False)
+    (epoch,) = _records(caplog, "EPOCH")
+    assert epoch.args[0] == 3 and epoch.args[6:] == rates
+    (warning,) = _records(caplog, "resuming a run of epochs=")
+    assert warning.levelno == logging.WARNING and warning.args[:2] == (2, 3)
+    assert continued.loss_per_epoch[:2] == finished.loss_per_epoch and len(continued.loss_per_epoch) == 3
+    assert continued.pairs_per_epoch == whole.pairs_per_epoch  # epoch 3 trained epoch 3's data
+    assert not np.array_equal(continued.params.E, finished.params.E)
+    np.testing.assert_array_equal(np.load(tmp_path / "E.npy"), continued.params.E)
+    assert json.loads((tmp_path / "loss.json").read_text())["loss_per_epoch"] == continued.loss_per_epoch
+    assert json.loads((tmp_path / "config.json").read_text())["epochs"] == 3
+    assert checkpoint.load(tmp_path / "checkpoint").meta["epochs_done"] == 3
+    for name in OUTPUT_FILES:
+        assert recorded_sha256(tmp_path / name) == sha256_file(tmp_path / name), name
+    # Resumed again with as many epochs as it holds, the run has nothing left to train.
+    again = train(corpus_file, SMALL, out=tmp_path, resume=True, progress=False)
+    np.testing.assert_array_equal(again.params.E, continued.params.E)
+    assert again.loss_per_epoch == continued.loss_per_epoch and _records(caplog, "the checkpoint in")
+
+
+def test_resume_refuses_fewer_epochs_than_are_done(corpus_file, tmp_path):
+    train(corpus_file, dataclasses.replace(SMALL, epochs=2), out=tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="^epochs=1 is fewer than the 2 epochs already trained in the checkpoint"):
+        train(corpus_file, dataclasses.replace(SMALL, epochs=1), out=tmp_path, resume=True, progress=False)
+    with pytest.raises(ConfigError, match=r"differs from the checkpoint .*: dim=17 \(checkpoint: 16\)$"):
+        train(corpus_file, dataclasses.replace(SMALL, dim=17, epochs=4), out=tmp_path, resume=True, progress=False)
 
 
 def test_altered_checkpoint_is_refused(corpus_file, tmp_path):
