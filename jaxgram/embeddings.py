@@ -1,19 +1,33 @@
-"""Read-only word vectors with gensim KeyedVectors' names and semantics, plus word2vec file formats."""
+"""Read-only word vectors with gensim KeyedVectors' names and semantics, plus word2vec file formats.
+
+Queries (most_similar, most_similar_cosmul, similar_by_vector, n_similarity, rank) follow
+gensim's arithmetic; the evaluations gensim computes itself (3CosAdd analogies, word-pair
+correlations) run gensim's own code on to_gensim(), and 3CosMul analogies, which gensim 4.4
+accepts but ignores, are computed here the way gensim evaluates 3CosAdd.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
+import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 
-from jaxgram.errors import DataError, JaxgramError
+from jaxgram.errors import ConfigError, DataError, JaxgramError
 from jaxgram.fileio import SHA256SUMS, atomic_open, recorded_sha256, sha256_bytes
 
-# `jaxgram train` records its outputs' sha256 here, in `sha256sum -c` format.
+log = logging.getLogger(__name__)
+
+# evaluate_word_analogies' similarity_function values: gensim's method names for 3CosAdd and 3CosMul.
+SIMILARITY_FUNCTIONS = ("most_similar", "most_similar_cosmul")
+# gensim answers an analogy with the first valid word among the top 5 candidates.
+_ANALOGY_CANDIDATES = 5
 
 
 class UnknownWordError(JaxgramError, KeyError):
@@ -26,9 +40,9 @@ class UnknownWordError(JaxgramError, KeyError):
 
 
 class Embeddings:
-    """Vectors [V, D] (float32) plus their words, in id order."""
+    """Vectors [V, D] (float32) plus their words, in id order (most frequent first), and optionally their counts."""
 
-    def __init__(self, index_to_key: Sequence[str], vectors):
+    def __init__(self, index_to_key: Sequence[str], vectors, counts: Sequence[int | None] | None = None):
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(index_to_key):
             raise ValueError(f"vectors must have shape [{len(index_to_key)}, D], got {vectors.shape}")
@@ -38,13 +52,27 @@ class Embeddings:
             raise ValueError("index_to_key contains duplicate words")
         self.vectors = vectors
         self.vectors.setflags(write=False)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        # Each word's corpus count (None for a word a vocabulary file did not list), or None when unknown.
+        self.counts = None if counts is None else _count_array(counts, len(self.index_to_key))
+
+    # The norms and unit vectors are computed on the first query, not here: a training run that
+    # only writes its vectors never holds a second V x D copy of them.
+    @functools.cached_property
+    def _norms(self) -> np.ndarray:
+        norms = np.linalg.norm(self.vectors, axis=1)
         # Zero vectors (e.g. an untrained row of W) stay zero instead of becoming NaN.
-        self._unit = vectors / np.where(norms == 0, 1.0, norms)
+        return np.where(norms == 0, np.float32(1), norms)
+
+    @functools.cached_property
+    def _unit(self) -> np.ndarray:
+        return self.vectors / self._norms[:, None]
 
     @classmethod
     def from_params(cls, params, vocab, which: str = "E") -> Embeddings:
-        """Vectors from E (centre table), W (context table) or their mean, as the Embedding Geometry article offers."""
+        """Vectors from E (centre table), W (context table) or their mean, as the Embedding Geometry article offers.
+
+        The vocabulary's counts, when it has them (a Vocabulary does), become the words' counts.
+        """
         if which == "E":
             table = np.asarray(params.E)
         elif which == "W":
@@ -53,7 +81,7 @@ class Embeddings:
             table = (np.asarray(params.E) + np.asarray(params.W)) / 2
         else:
             raise ValueError(f"which={which!r} is not allowed: choose E, W or mean")
-        return cls(vocab.words, table)
+        return cls(vocab.words, table, getattr(vocab, "counts", None))
 
     def __len__(self) -> int:
         return len(self.index_to_key)
@@ -82,61 +110,199 @@ class Embeddings:
     def similarity(self, word_a: str, word_b: str) -> float:
         return float(self.unit_vector(word_a) @ self.unit_vector(word_b))
 
-    def _terms(self, words) -> list:
-        if words is None:
-            return []
-        if isinstance(words, str):
-            return [words]
-        return list(words)
+    def get_vecattr(self, word: str, attr: str) -> int | None:
+        """The word's corpus count for attr="count", as gensim's get_vecattr; None if the vocabulary file missed it."""
+        if attr != "count":
+            raise ConfigError(f"attr={attr!r} is not stored: the only per-word attribute is 'count' (the corpus count)")
+        if self.counts is None:
+            raise ConfigError("no word counts are loaded: pass fvocab= (a `word count` file such as the vocab.txt "
+                              "training writes) to load_word2vec_format, or counts= to Embeddings")
+        count = self.counts[self._index(word)]
+        return None if count is None else int(count)
 
-    def _unit_of(self, term) -> np.ndarray:
+    def to_gensim(self):
+        """A gensim KeyedVectors: the same words in the same order, a copy of the vectors, and the counts
+        (when loaded) as its "count" vecattr."""
+        from gensim.models import KeyedVectors  # only this and the evaluate_* methods need gensim
+
+        keyed = KeyedVectors(self.vector_size, dtype=np.float32)
+        keyed.add_vectors(self.index_to_key, self.vectors)  # copies: gensim may change its vectors in place
+        if self.counts is not None:
+            keyed.allocate_vecattrs(["count"], [self.counts.dtype.type])
+            # One assignment for every word: set_vecattr, a word at a time, cannot mix the counts with
+            # the None of words a vocabulary file did not list (gensim's own fvocab loader fails there).
+            keyed.expandos["count"][:] = self.counts
+        return keyed
+
+    # -- similarity queries, with gensim's arithmetic ------------------------------------
+
+    def _limit(self, restrict_vocab: int | None) -> int:
+        """How many words, from the first (most frequent), a query considers."""
+        _check_positive("restrict_vocab", restrict_vocab, f"all {len(self)} words")
+        return len(self) if restrict_vocab is None else min(int(restrict_vocab), len(self))
+
+    def _term_vector(self, term) -> np.ndarray:
+        """A word's unit vector, or a vector as given, not normalised (gensim's rule for both)."""
         if isinstance(term, str):
             return self.unit_vector(term)
         vector = np.asarray(term, dtype=np.float32)
-        return vector / (np.linalg.norm(vector) or 1.0)
+        if vector.shape != (self.vector_size,):
+            raise ConfigError(f"a query term must be a word or a vector of shape ({self.vector_size},), "
+                              f"got shape {vector.shape}")
+        return vector
 
-    def _ranked(self, scores: np.ndarray, exclude: Iterable, topn: int | None):
-        excluded = {self.key_to_index[t] for t in exclude if isinstance(t, str)}
+    def _input_rows(self, terms: list) -> set[int]:
+        """Rows of the words among `terms`, which results leave out."""
+        return {self.key_to_index[term] for term in terms if isinstance(term, str)}
+
+    def _cosines(self, query: np.ndarray, limit: int) -> np.ndarray:
+        """Each of the first `limit` words' unit vector dotted with `query` (its cosine when `query` has unit
+        length), computed as gensim computes it: the raw dot product over the word's norm."""
+        return self.vectors[:limit] @ query / self._norms[:limit]
+
+    def _ranked(self, scores: np.ndarray, inputs: set[int], topn: int | None):
+        """(word, score) for the `topn` best scores, input rows left out; the scores themselves when topn is None."""
         if topn is None:
             return scores
-        order = np.argsort(-scores, kind="stable")
-        result = []
-        for index in order:
-            if index not in excluded:
-                result.append((self.index_to_key[index], float(scores[index])))
-                if len(result) == topn:
-                    break
-        return result
+        best = _best(scores, topn + len(inputs))
+        return [(self.index_to_key[row], float(scores[row])) for row in best if row not in inputs][:topn]
 
-    def most_similar(self, positive=None, negative=None, topn: int | None = 10):
-        """Words closest to mean(unit(positive)) - mean-weighted unit(negative), inputs excluded."""
-        positive, negative = self._terms(positive), self._terms(negative)
+    def most_similar(self, positive=None, negative=None, topn: int | None = 10, restrict_vocab: int | None = None):
+        """Words closest to the mean of +unit(positive) and -unit(negative), inputs left out (gensim's 3CosAdd).
+
+        Terms are words or vectors (a vector counts as given, as in gensim). restrict_vocab=N
+        searches only the first N words (the most frequent); topn=None returns every searched
+        word's cosine as an array.
+        """
+        positive, negative = _terms(positive), _terms(negative)
         if not positive and not negative:
-            raise ValueError("most_similar needs at least one positive or negative word")
-        terms = [(self._unit_of(t), 1.0) for t in positive] + [(self._unit_of(t), -1.0) for t in negative]
-        mean = np.mean([weight * vector for vector, weight in terms], axis=0)
-        mean = mean / (np.linalg.norm(mean) or 1.0)
-        return self._ranked(self._unit @ mean, positive + negative, topn)
+            raise ConfigError("most_similar needs at least one positive or negative word")
+        _check_positive("topn", topn, "every word's cosine as an array")
+        limit = self._limit(restrict_vocab)
+        signed = [self._term_vector(t) for t in positive] + [-self._term_vector(t) for t in negative]
+        mean = _unit_length(np.sum(signed, axis=0) / len(signed))
+        return self._ranked(self._cosines(mean, limit), self._input_rows(positive + negative), topn)
 
-    def most_similar_cosmul(self, positive=None, negative=None, topn: int | None = 10):
-        """Levy & Goldberg's 3CosMul, as gensim: cosines shifted to [0, 1] with (1 + cos) / 2."""
-        positive, negative = self._terms(positive), self._terms(negative)
+    def most_similar_cosmul(self, positive=None, negative=None, topn: int | None = 10,
+                            restrict_vocab: int | None = None):
+        """Levy & Goldberg's 3CosMul, as gensim: the product of the positives' cosines, shifted to [0, 1]
+        by (1 + cos) / 2, over the negatives'. restrict_vocab and topn as in most_similar."""
+        positive, negative = _terms(positive), _terms(negative)
         if not positive:
-            raise ValueError("most_similar_cosmul needs at least one positive word")
-        pos = [(1 + self._unit @ self._unit_of(t)) / 2 for t in positive]
-        neg = [(1 + self._unit @ self._unit_of(t)) / 2 for t in negative]
-        scores = np.prod(pos, axis=0) / (np.prod(neg, axis=0) + 1e-6)
-        return self._ranked(scores, positive + negative, topn)
+            raise ConfigError("most_similar_cosmul needs at least one positive word")
+        _check_positive("topn", topn, "every word's score as an array")
+        limit = self._limit(restrict_vocab)
+        scores = self._cosmul_scores([self._term_vector(t) for t in positive], [self._term_vector(t) for t in negative],
+                                     limit)
+        return self._ranked(scores, self._input_rows(positive + negative), topn)
+
+    def _cosmul_scores(self, positive: list[np.ndarray], negative: list[np.ndarray], limit: int) -> np.ndarray:
+        """3CosMul's score of each of the first `limit` words for query vectors, as gensim computes it."""
+        numerator = np.prod([(1 + self._cosines(vector, limit)) / 2 for vector in positive], axis=0)
+        denominator = np.prod([(1 + self._cosines(vector, limit)) / 2 for vector in negative], axis=0)
+        return numerator / (denominator + 1e-6)  # gensim's epsilon: a word opposite a negative scores high, not inf
+
+    def similar_by_vector(self, vector, topn: int | None = 10, restrict_vocab: int | None = None):
+        """Words closest to `vector` (any vector of length vector_size), as gensim's similar_by_vector."""
+        return self.most_similar(positive=[vector], topn=topn, restrict_vocab=restrict_vocab)
+
+    def n_similarity(self, ws1: Sequence[str], ws2: Sequence[str]) -> float:
+        """Cosine between the means of two word lists' vectors (raw, not unit), as gensim's n_similarity."""
+        lists = [_terms(ws1), _terms(ws2)]
+        if not all(lists):
+            raise ConfigError(f"n_similarity needs at least one word in each list, got {len(lists[0])} and {len(lists[1])}")
+        means = [np.mean([self[word] for word in words], axis=0) for words in lists]
+        return float(_unit_length(means[0]) @ _unit_length(means[1]))
+
+    def rank(self, key1: str, key2: str) -> int:
+        """1 + how many words (key1 aside) are closer to key1 than key2 is, as gensim's rank."""
+        first, second = self._index(key1), self._index(key2)
+        # gensim compares distances, 1 - cosine, in float32: cosines that round to one distance tie.
+        distances = 1 - self._cosines(self._unit[first], len(self))
+        closer = distances < distances[second]
+        closer[first] = False
+        return int(np.count_nonzero(closer)) + 1
 
     def doesnt_match(self, words: Sequence[str]) -> str:
         """The word furthest from the mean of the others' unit vectors (gensim's rule)."""
         words = list(words)
         if not words:
-            raise ValueError("doesnt_match needs at least one word")
+            raise ConfigError("doesnt_match needs at least one word")
         units = np.array([self.unit_vector(w) for w in words])
-        mean = units.mean(axis=0)
-        mean = mean / (np.linalg.norm(mean) or 1.0)
-        return words[int(np.argmin(units @ mean))]
+        return words[int(np.argmin(units @ _unit_length(units.mean(axis=0))))]
+
+    # -- gensim's evaluations ------------------------------------------------------------
+
+    def evaluation_vocab(self, restrict_vocab: int | None = 300000, case_insensitive: bool = True) -> dict[str, int]:
+        """The words gensim's evaluate_* methods look up, to their rows: the first restrict_vocab words,
+        upper-cased when case_insensitive, where the first (most frequent) case variant wins."""
+        fold = _case_fold(case_insensitive)
+        first_words = self.index_to_key[: self._limit(restrict_vocab)]
+        # Reversed, so that an earlier (more frequent) variant overwrites a later one.
+        return {fold(word): row for row, word in reversed(list(enumerate(first_words)))}
+
+    def evaluate_word_analogies(self, analogies, restrict_vocab: int | None = 300000, case_insensitive: bool = True,
+                                dummy4unknown: bool = False, similarity_function: str = "most_similar"):
+        """Accuracy on a questions-words file: (score, sections) as gensim returns them, the last section
+        'Total accuracy', each a dict of 'section', 'correct' and 'incorrect' questions.
+
+        "most_similar" (3CosAdd) runs gensim's own evaluate_word_analogies on to_gensim().
+        "most_similar_cosmul" (3CosMul; gensim 4.4 accepts it but ignores it) follows gensim's steps
+        here: a question with a word outside the first restrict_vocab words is skipped (counted
+        wrong with dummy4unknown=True); the answer is the first of the top 5 candidates that is
+        in those words and is not a question word.
+        """
+        if similarity_function not in SIMILARITY_FUNCTIONS:
+            raise ConfigError(f"similarity_function={similarity_function!r} is not allowed: "
+                              f"choose {' or '.join(SIMILARITY_FUNCTIONS)}")
+        limit = self._limit(restrict_vocab)
+        sections = read_analogy_questions(analogies)
+        if similarity_function == "most_similar_cosmul":
+            return self._cosmul_analogies(sections, limit, case_insensitive, dummy4unknown)
+        with _gensim_errors(analogies, "analogy file"):
+            return self.to_gensim().evaluate_word_analogies(str(analogies), limit, case_insensitive, dummy4unknown)
+
+    def _cosmul_analogies(self, sections, limit: int, case_insensitive: bool, dummy4unknown: bool):
+        """evaluate_word_analogies' answer for 3CosMul, section by section as gensim builds it for 3CosAdd."""
+        vocab = self.evaluation_vocab(limit, case_insensitive)
+        fold = _case_fold(case_insensitive)
+        answered = []
+        for name, questions in sections:
+            section = {"section": name, "correct": [], "incorrect": []}
+            for question in questions:
+                question = tuple(map(fold, question))
+                if all(word in vocab for word in question):
+                    section["correct" if self._cosmul_answers(question, vocab, fold, limit) else "incorrect"].append(question)
+                elif dummy4unknown:
+                    section["incorrect"].append(question)
+            answered.append(section)
+        total = {"section": "Total accuracy", "correct": [q for s in answered for q in s["correct"]],
+                 "incorrect": [q for s in answered for q in s["incorrect"]]}
+        evaluated = len(total["correct"]) + len(total["incorrect"])
+        return (len(total["correct"]) / evaluated if evaluated else 0.0), answered + [total]
+
+    def _cosmul_answers(self, question: tuple[str, ...], vocab: dict[str, int], fold: Callable[[str], str],
+                        limit: int) -> bool:
+        """Whether 3CosMul answers `a is to b as c is to ?` with the expected word. The answer is gensim's:
+        the first of the top candidates that is in the vocabulary and is not a question word."""
+        a, b, c, expected = question
+        scores = self._cosmul_scores([self._unit[vocab[b]], self._unit[vocab[c]]], [self._unit[vocab[a]]], limit)
+        predicted = None
+        for word, _ in self._ranked(scores, {vocab[a], vocab[b], vocab[c]}, _ANALOGY_CANDIDATES):
+            predicted = fold(word)
+            if predicted in vocab and predicted not in (a, b, c):
+                break
+        return predicted == expected
+
+    def evaluate_word_pairs(self, pairs, delimiter: str = "\t", encoding: str = "utf8",
+                            restrict_vocab: int | None = 300000, case_insensitive: bool = True,
+                            dummy4unknown: bool = False):
+        """gensim's own evaluate_word_pairs on to_gensim(): ((pearson, p), (spearman, p), oov_ratio),
+        oov_ratio in percent; a file without two usable pairs is a DataError."""
+        limit = self._limit(restrict_vocab)
+        with _gensim_errors(pairs, "word-pair file"):
+            return self.to_gensim().evaluate_word_pairs(str(pairs), delimiter, encoding, limit, case_insensitive,
+                                                        dummy4unknown)
 
     # -- word2vec formats ------------------------------------------------------------
 
@@ -163,22 +329,20 @@ class Embeddings:
                     tsv.write((text.replace(" ", "\t") + "\n").encode("utf-8"))
 
     @classmethod
-    def load_word2vec_format(cls, path: str | os.PathLike, binary: bool = False) -> Embeddings:
+    def load_word2vec_format(cls, path: str | os.PathLike, binary: bool = False,
+                             fvocab: str | os.PathLike | None = None) -> Embeddings:
         """Load a word2vec text or binary file; DataError names the path and line on malformed input.
 
-        When a SHA256SUMS file beside `path` records its sha256 (as `jaxgram train` writes),
+        `fvocab`: a word2vec `-save-vocab` file, `word count` per line (training writes one,
+        vocab.txt, beside the vectors), for get_vecattr(word, "count") and to_gensim(). As in
+        gensim, a word it does not list has no count (None) and a word the vectors lack is ignored.
+
+        When a SHA256SUMS file beside a file records its sha256 (as `jaxgram train` writes),
         a file that does not match is refused as truncated or altered; a file without a
         record (from gensim, word2vec or anyone else) is loaded unchecked.
         """
         path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise DataError(f"cannot read vectors file {path}: {exc.strerror or exc}") from exc
-        expected = recorded_sha256(path)
-        if expected is not None and sha256_bytes(data) != expected:
-            raise DataError(f"vectors file {path} does not match the sha256 recorded in "
-                            f"{path.parent / SHA256SUMS}: it was truncated or altered")
+        data = _read_checked(path, "vectors file")
         header_end = data.find(b"\n")
         header = data[: header_end if header_end >= 0 else len(data)].split()
         if len(header) != 2 or not all(h.isdigit() for h in header):
@@ -196,7 +360,130 @@ class Embeddings:
             raise DataError(f"{path}: line {line} has a value that is not finite (NaN or infinity)")
         if len(set(words)) != len(words):
             raise DataError(f"{path}: the same word appears on more than one line")
-        return cls(words, vectors)
+        return cls(words, vectors, None if fvocab is None else _counts_from_fvocab(Path(fvocab), words))
+
+
+def _terms(terms) -> list:
+    """positive= / negative= (or a word list) as a list; one word or vector may come bare, and a 2-D array
+    gives its rows, as in gensim."""
+    if terms is None:
+        return []
+    if isinstance(terms, str) or (isinstance(terms, np.ndarray) and terms.ndim == 1):
+        return [terms]
+    return list(terms)
+
+
+def _check_positive(name: str, value, none_means: str) -> None:
+    """ConfigError unless `value` is None or an integer >= 1."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, Integral) or value < 1):
+        raise ConfigError(f"{name}={value!r} is not allowed: use an integer >= 1, or None for {none_means}")
+
+
+def _unit_length(vector: np.ndarray) -> np.ndarray:
+    return vector / (np.linalg.norm(vector) or 1.0)
+
+
+def _best(scores: np.ndarray, count: int) -> np.ndarray:
+    """Rows of the `count` highest scores, highest first, picked as gensim.matutils.argsort picks them
+    (so that ties fall as in gensim)."""
+    negated = -scores
+    if count >= negated.size:
+        return np.argsort(negated)[:count]
+    highest = np.argpartition(negated, count)[:count]
+    return highest[np.argsort(negated[highest])]
+
+
+def _case_fold(case_insensitive: bool) -> Callable[[str], str]:
+    """How gensim's evaluations compare words: upper-cased, or as they are."""
+    return str.upper if case_insensitive else str
+
+
+@contextlib.contextmanager
+def _gensim_errors(path, what: str) -> Iterator[None]:
+    """gensim's complaints about an evaluation file (unreadable, malformed, nothing usable) as DataError."""
+    try:
+        yield
+    except OSError as exc:
+        raise DataError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise DataError(f"cannot evaluate {what} {path}: {exc}") from exc
+
+
+def read_analogy_questions(path) -> list[tuple[str, list[tuple[str, ...]]]]:
+    """Sections of a questions-words file, words as written: [(name, [(a, b, c, expected), ...]), ...].
+
+    Split as gensim splits it (lines end at "\\n"; `: NAME` opens a section; a line without
+    exactly four words is skipped), so section i here is section i of gensim's evaluation.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot read analogy file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise DataError(f"analogy file {path} is not valid UTF-8") from None
+    sections: list[tuple[str, list[tuple[str, ...]]]] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.startswith(": "):
+            sections.append((line.lstrip(": ").strip(), []))
+            continue
+        words = line.split()
+        if len(words) != 4:
+            continue
+        if not sections:
+            raise DataError(f"{path}: line {number} comes before any ': SECTION' header")
+        sections[-1][1].append(tuple(words))
+    if not any(questions for _, questions in sections):
+        raise DataError(f"analogy file {path} holds no questions (lines `a b c expected` under `: SECTION` headers)")
+    return sections
+
+
+def _count_array(counts: Sequence[int | None], size: int) -> np.ndarray:
+    """Counts as int64, or as objects when a word has None (no count); read-only."""
+    values = list(counts)
+    if len(values) != size:
+        raise ConfigError(f"counts has {len(values)} entries for {size} words: give one per word, in the words' order")
+    known = [value for value in values if value is not None]
+    if any(isinstance(value, bool) or not isinstance(value, Integral) or value < 0 for value in known):
+        raise ConfigError("counts must be integers >= 0 (or None for a word without a count)")
+    array = np.array(values, dtype=np.int64 if len(known) == size else object)
+    array.setflags(write=False)
+    return array
+
+
+def _read_checked(path: Path, what: str) -> bytes:
+    """The bytes of `path`; DataError if unreadable or unlike the sha256 a SHA256SUMS file beside it records."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    expected = recorded_sha256(path)
+    if expected is not None and sha256_bytes(data) != expected:
+        raise DataError(f"{what} {path} does not match the sha256 recorded in "
+                        f"{path.parent / SHA256SUMS}: it was truncated or altered")
+    return data
+
+
+def _counts_from_fvocab(path: Path, words: list[str]) -> list[int | None]:
+    """Each of `words`' count in a `word count` per line file; None for a word it does not list."""
+    try:
+        lines = _read_checked(path, "vocabulary file").decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        raise DataError(f"vocabulary file {path} is not valid UTF-8") from None
+    listed = {}
+    for number, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not (fields[1].isascii() and fields[1].isdigit()):
+            raise DataError(f"{path}: line {number} must be `word count` (count an integer >= 0), got {line[:60]!r}")
+        listed[fields[0]] = int(fields[1])  # a word listed twice keeps its last count, as in gensim
+    counts = [listed.get(word) for word in words]
+    if None in counts:
+        missing = [word for word, count in zip(words, counts) if count is None]
+        log.warning("vocabulary file %s does not list %d of the %d words (%s, ...): they have no count",
+                    path, len(missing), len(words), missing[0])
+    return counts
 
 
 def _read_text_rows(path: Path, body: bytes, count: int, dim: int):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
-from jaxgram import Embeddings, Params, Vocabulary
-from jaxgram.errors import DataError
+from jaxgram import Embeddings, Params, UnknownWordError, Vocabulary
+from jaxgram.errors import ConfigError, DataError
 
 WORDS = ["car", "plane", "boat", "elephant", "lion", "fast", "slow", "green", "tree", "river"]
 
@@ -140,3 +140,186 @@ def test_a_sha256sums_record_beside_the_file_is_checked(embeddings, tmp_path, bi
     (tmp_path / SHA256SUMS).write_text(f"{'0' * 64} *{name}\n")  # binary-mode entries count too
     with pytest.raises(DataError, match="does not match the sha256"):
         Embeddings.load_word2vec_format(path, binary=binary)
+
+
+# -- gensim parity: counts, to_gensim, restricted and vector queries, n_similarity, rank -------------
+
+@pytest.fixture
+def pair_of_200():
+    """200 random words as Embeddings and as gensim's KeyedVectors: room for restrict_vocab to matter."""
+    words = [f"w{i}" for i in range(200)]
+    vectors = np.random.default_rng(3).normal(size=(len(words), 16)).astype(np.float32)
+    keyed = KeyedVectors(vector_size=16)
+    keyed.add_vectors(words, vectors)
+    return Embeddings(words, vectors), keyed
+
+
+QUERIES = [dict(positive="w3"), dict(positive="w120"), dict(positive=["w3", "w7"], negative=["w150"]),
+           dict(positive=["w9", "w190"], negative="w2")]
+
+
+@pytest.mark.parametrize("restrict_vocab", [None, 1, 5, 50, 200, 10_000])
+@pytest.mark.parametrize("query", QUERIES)
+def test_most_similar_with_restrict_vocab_agrees_with_gensim(pair_of_200, restrict_vocab, query):
+    ours, keyed = pair_of_200
+    _same_ranking(ours.most_similar(**query, topn=7, restrict_vocab=restrict_vocab),
+                  keyed.most_similar(**query, topn=7, restrict_vocab=restrict_vocab))
+    every = ours.most_similar(**query, topn=None, restrict_vocab=restrict_vocab)
+    np.testing.assert_allclose(every, keyed.most_similar(**query, topn=None, restrict_vocab=restrict_vocab),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Call to deprecated:DeprecationWarning")
+@pytest.mark.parametrize("restrict_vocab", [1, 5, 50, 200, 10_000])
+@pytest.mark.parametrize("query", QUERIES)
+def test_most_similar_cosmul_with_restrict_vocab_is_gensims_ranking_of_the_first_words(pair_of_200, restrict_vocab,
+                                                                                       query):
+    # gensim 4.4's most_similar_cosmul documents restrict_vocab but searches every word; its full
+    # ranking, cut to the first restrict_vocab words, is what the documented meaning gives.
+    ours, keyed = pair_of_200
+    kept = [(w, s) for w, s in keyed.most_similar_cosmul(**query, topn=len(keyed))
+            if keyed.key_to_index[w] < restrict_vocab]
+    _same_ranking(ours.most_similar_cosmul(**query, topn=7, restrict_vocab=restrict_vocab), kept[:7])
+    every = ours.most_similar_cosmul(**query, topn=None, restrict_vocab=restrict_vocab)
+    np.testing.assert_allclose(every, keyed.most_similar_cosmul(**query, topn=None)[:restrict_vocab], rtol=1e-5)
+
+
+@pytest.mark.parametrize("restrict_vocab", [None, 1, 30])
+def test_similar_by_vector_agrees_with_gensim(pair_of_200, restrict_vocab):
+    ours, keyed = pair_of_200
+    for vector in np.random.default_rng(4).normal(size=(3, 16)).astype(np.float32) * [[0.1], [1.0], [25.0]]:
+        _same_ranking(ours.similar_by_vector(vector, topn=10, restrict_vocab=restrict_vocab),
+                      keyed.similar_by_vector(vector, topn=10, restrict_vocab=restrict_vocab))
+        np.testing.assert_allclose(ours.similar_by_vector(vector, topn=None, restrict_vocab=restrict_vocab),
+                                   keyed.similar_by_vector(vector, topn=None, restrict_vocab=restrict_vocab),
+                                   rtol=1e-5, atol=1e-6)
+    # Words and vectors mix, a vector counting as given (not normalised), as in gensim.
+    mixed = dict(positive=["w4", 3.0 * ours["w8"]], negative=[ours["w11"]])
+    _same_ranking(ours.most_similar(**mixed, topn=6), keyed.most_similar(**mixed, topn=6))
+
+
+def test_n_similarity_and_rank_agree_with_gensim(pair_of_200):
+    ours, keyed = pair_of_200
+    for ws1, ws2 in [(["w1"], ["w2"]), (["w1", "w5", "w9"], ["w2", "w150"]), (["w7", "w7"], ["w7"])]:
+        assert ours.n_similarity(ws1, ws2) == pytest.approx(float(keyed.n_similarity(ws1, ws2)), abs=1e-6)
+    ranks = [(ours.rank(a, b), keyed.rank(a, b)) for a in ("w0", "w17", "w199") for b in ours.index_to_key if b != a]
+    assert [mine for mine, _ in ranks] == [theirs for _, theirs in ranks]
+    assert sorted(mine for mine, _ in ranks[:199]) == list(range(1, 200))  # every other word, each rank once
+
+
+def test_counts_from_the_constructor_and_from_a_vocabulary():
+    vectors = np.random.default_rng(0).normal(size=(len(WORDS), 8)).astype(np.float32)
+    counts = [100 - 7 * i for i in range(len(WORDS))]
+    embeddings = Embeddings(WORDS, vectors, counts=counts)
+    assert [embeddings.get_vecattr(w, "count") for w in WORDS] == counts
+    vocab = Vocabulary(("a", "b"), np.array([5, 3]))
+    params = Params(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32))
+    from_vocab = Embeddings.from_params(params, vocab, "mean")
+    assert (from_vocab.get_vecattr("a", "count"), from_vocab.get_vecattr("b", "count")) == (5, 3)
+
+
+def _keyed_with_counts(embeddings, counts):
+    keyed = KeyedVectors(vector_size=embeddings.vector_size)
+    keyed.add_vectors(embeddings.index_to_key, embeddings.vectors)
+    for word, count in zip(embeddings.index_to_key, counts):
+        keyed.set_vecattr(word, "count", count)
+    return keyed
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_fvocab_counts_are_the_ones_gensim_reads(embeddings, tmp_path, binary):
+    # gensim writes the vectors and their -save-vocab file (most frequent first), and reads them back.
+    counts = [1000 // (i + 1) for i in range(len(WORDS))]
+    path, vocab_path = tmp_path / "vectors", tmp_path / "vocab.txt"
+    _keyed_with_counts(embeddings, counts).save_word2vec_format(str(path), fvocab=str(vocab_path), binary=binary)
+    theirs = KeyedVectors.load_word2vec_format(str(path), fvocab=str(vocab_path), binary=binary)
+    ours = Embeddings.load_word2vec_format(path, binary=binary, fvocab=vocab_path)
+    assert ours.index_to_key == theirs.index_to_key
+    assert [ours.get_vecattr(w, "count") for w in WORDS] == [theirs.get_vecattr(w, "count") for w in WORDS]
+
+
+def test_to_gensim_is_a_keyedvectors_with_our_words_vectors_and_counts(embeddings):
+    counts = [50 - i for i in range(len(WORDS))]
+    keyed = Embeddings(WORDS, embeddings.vectors, counts).to_gensim()
+    assert isinstance(keyed, KeyedVectors)
+    assert keyed.index_to_key == WORDS and keyed.key_to_index == embeddings.key_to_index
+    np.testing.assert_array_equal(keyed.vectors, embeddings.vectors)
+    assert [keyed.get_vecattr(w, "count") for w in WORDS] == counts
+    keyed.vectors[0] += 1.0  # a copy: gensim's in-place changes leave ours alone
+    assert not np.array_equal(keyed.vectors[0], embeddings.vectors[0])
+    _same_ranking(embeddings.most_similar("boat", topn=4), embeddings.to_gensim().most_similar("boat", topn=4))
+    assert "count" not in embeddings.to_gensim().expandos  # no counts loaded: none made up
+
+
+def test_a_word_the_fvocab_file_misses_has_no_count(embeddings, tmp_path):
+    path, vocab_path = tmp_path / "vectors.txt", tmp_path / "vocab.txt"
+    embeddings.save_word2vec_format(path)
+    vocab_path.write_text("car 40\nboat 9\nsubmarine 3\n\ncar 41\n")  # a stranger, a blank line, a repeat
+    loaded = Embeddings.load_word2vec_format(path, fvocab=vocab_path)
+    assert [loaded.get_vecattr(w, "count") for w in ("car", "plane", "boat")] == [41, None, 9]
+    keyed = loaded.to_gensim()
+    assert [keyed.get_vecattr(w, "count") for w in ("car", "plane", "boat")] == [41, None, 9]
+
+
+@pytest.mark.parametrize("content, line", [("car 3\nplane\n", 2), ("car x\n", 1), ("car -3\n", 1), ("car 3 4\n", 1)])
+def test_a_malformed_fvocab_file_names_the_line(embeddings, tmp_path, content, line):
+    path, vocab_path = tmp_path / "vectors.txt", tmp_path / "vocab.txt"
+    embeddings.save_word2vec_format(path)
+    vocab_path.write_text(content)
+    with pytest.raises(DataError, match=rf"vocab.txt: line {line} must be `word count`"):
+        Embeddings.load_word2vec_format(path, fvocab=vocab_path)
+
+
+def test_an_altered_fvocab_file_is_refused_by_its_sha256_record(embeddings, tmp_path):
+    from jaxgram.fileio import write_sha256sums
+
+    embeddings.save_word2vec_format(tmp_path / "vectors.txt")
+    (tmp_path / "vocab.txt").write_text("car 5\n")
+    write_sha256sums(tmp_path, ["vectors.txt", "vocab.txt"])
+    (tmp_path / "vocab.txt").write_text("car 6\n")
+    with pytest.raises(DataError, match="vocabulary file .*vocab.txt does not match the sha256"):
+        Embeddings.load_word2vec_format(tmp_path / "vectors.txt", fvocab=tmp_path / "vocab.txt")
+
+
+BAD_CALLS = {
+    "topn 0": (lambda e: e.most_similar("car", topn=0), "topn=0 is not allowed: use an integer >= 1"),
+    "topn negative": (lambda e: e.most_similar_cosmul("car", topn=-2), "topn=-2 is not allowed"),
+    "topn fraction": (lambda e: e.similar_by_vector(e["car"], topn=1.5), "topn=1.5 is not allowed"),
+    "restrict 0": (lambda e: e.most_similar("car", restrict_vocab=0), "restrict_vocab=0 is not allowed: use an integer >= 1"),
+    "restrict negative": (lambda e: e.most_similar_cosmul("car", restrict_vocab=-5), "restrict_vocab=-5 is not allowed"),
+    "restrict in evaluation": (lambda e: e.evaluate_word_pairs("pairs.tsv", restrict_vocab=0), "restrict_vocab=0"),
+    "vector shape": (lambda e: e.similar_by_vector(np.ones(3)), r"a word or a vector of shape \(8,\)"),
+    "no words": (lambda e: e.n_similarity([], ["car"]), "at least one word in each list"),
+    "no positive": (lambda e: e.most_similar_cosmul(negative=["car"]), "at least one positive word"),
+    "attribute": (lambda e: e.get_vecattr("car", "frequency"), "attr='frequency' is not stored: .* 'count'"),
+    "no counts": (lambda e: e.get_vecattr("car", "count"), "no word counts are loaded: pass fvocab="),
+    "similarity function": (lambda e: e.evaluate_word_analogies("questions.txt", similarity_function="cosine"),
+                            "similarity_function='cosine' is not allowed: choose most_similar or most_similar_cosmul"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CALLS))
+def test_bad_arguments_are_one_line_config_errors_naming_what_is_allowed(embeddings, name):
+    call, message = BAD_CALLS[name]
+    with pytest.raises(ConfigError, match=message) as info:
+        call(embeddings)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("call", [
+    lambda e: e.rank("car", "truck"),
+    lambda e: e.n_similarity(["car"], ["boat", "truck"]),
+    lambda e: e.most_similar_cosmul(["truck"], restrict_vocab=3),
+    lambda e: e.most_similar(positive=[e["car"]], negative=["truck"]),
+    lambda e: Embeddings(WORDS, e.vectors, range(10)).get_vecattr("truck", "count"),
+])
+def test_unknown_words_are_unknown_word_errors(embeddings, call):
+    with pytest.raises(UnknownWordError, match="'truck' is not in the vocabulary"):
+        call(embeddings)
+
+
+@pytest.mark.parametrize("counts, message", [([1, 2], "counts has 2 entries for 10 words"),
+                                             ([-1] * 10, "integers >= 0"), (["7"] * 10, "integers >= 0")])
+def test_bad_counts_are_refused(embeddings, counts, message):
+    with pytest.raises(ConfigError, match=message):
+        Embeddings(WORDS, embeddings.vectors, counts)
