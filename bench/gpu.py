@@ -54,7 +54,10 @@ def gpu_config(epochs: int, centres: int, seed: int = 1):
 
 def timed_train(corpus, config) -> tuple[dict, object]:
     """Train once; (figures, TrainResult): steady-state words/s with the first (compiling) epoch apart."""
+    import jax
+
     from jaxgram.batches import items_per_step
+    from jaxgram.config import resolved_batch_size
     from jaxgram.training import train
 
     if config.epochs < 2:
@@ -71,8 +74,8 @@ def timed_train(corpus, config) -> tuple[dict, object]:
         "vocab_size": len(result.vocab),
         "dim": config.dim,
         "epochs": config.epochs,
-        "centres_per_step": items_per_step(config),
-        "batch_size_pairs": config.batch_size,
+        "centres_per_step": items_per_step(config, jax.default_backend()),
+        "batch_size_pairs": resolved_batch_size(config, jax.default_backend()),
         "call_seconds": call,
         "outside_loop_seconds": call - result.wall_seconds,  # vocabulary, encoding, initialisation
         "first_epoch_seconds": first_epoch,

@@ -22,24 +22,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jaxgram.config import TrainConfig
-from jaxgram.data import CentreGroups, shuffled_groups, split_sentences
+from jaxgram.config import TrainConfig, resolved_batch_size, resolved_workers
+from jaxgram.data import CentreGroups, corpus_chunks, split_sentences, training_groups
 
 # Steps per jit call; with replicas also the steps between two merges of their tables.
 STEPS_PER_CALL = 64
 
 
-def items_per_step(config: TrainConfig) -> int:
-    """Centres per step (per device on a mesh): about batch_size pairs' worth of them.
+def items_per_step(config: TrainConfig, platform: str = "cpu") -> int:
+    """Centres per step (per device on a mesh): about batch_size pairs' worth of them
+    (batch_size None: the platform's default, config.BATCH_PAIRS).
 
     Full softmax takes batch_size // 2 centres: its step is one [centres, V] product,
     which on 2 CPU cores ran 1.6x faster per centre with 512 rows than with 170, at the
     same quality (1,024 rows was slower again: the [B, V] logits outgrow the cache).
     """
+    pairs = resolved_batch_size(config, platform)
     if config.objective == "softmax":
-        return max(1, config.batch_size // 2)
+        return max(1, pairs // 2)
     contexts_per_centre = config.window + 1 if config.shrink_window else 2 * config.window
-    return max(1, config.batch_size // contexts_per_centre)
+    return max(1, pairs // contexts_per_centre)
 
 
 @dataclass(frozen=True)
@@ -66,14 +68,15 @@ class BatchPlan:
         return steps if self.replicas == 1 else (self.replicas, *steps)
 
 
-def plan_batches(config: TrainConfig, centres_per_epoch: int, replicas: int, devices_per_step: int) -> BatchPlan:
+def plan_batches(config: TrainConfig, centres_per_epoch: int, replicas: int, devices_per_step: int,
+                 platform: str = "cpu") -> BatchPlan:
     """The plan for an epoch of about `centres_per_epoch` centres.
 
     The learning-rate schedule needs the run's length up front; epochs differ by a few
     centres (random subsampling and windows), so one estimate stands for all (optax clamps
     at the end).
     """
-    batch_size = items_per_step(config) * devices_per_step
+    batch_size = items_per_step(config, platform) * devices_per_step
     rounds = math.ceil(centres_per_epoch / (batch_size * replicas))
     steps_per_call = min(STEPS_PER_CALL, rounds)
     steps_per_epoch = math.ceil(rounds / steps_per_call) * steps_per_call
@@ -107,6 +110,20 @@ def pair_count(contexts: np.ndarray) -> int:
     return int(np.count_nonzero(contexts >= 0)) if contexts.ndim == 2 else len(contexts)
 
 
+# At most this many consecutive centres of one share in a step: the CPU default's (170 centres a
+# step over 2 workers' shares). On the five books, steps of 2,048 centres from 2 shares (1,024
+# consecutive centres updated from one snapshot) scored analogy 0.085, from 16 shares 0.088, from
+# 64 shares 0.102 (one seed each): long runs of one passage in a step cost quality.
+CONSECUTIVE_CENTRES = 85
+
+
+def training_streams(config: TrainConfig, centres_per_step: int) -> int:
+    """How many contiguous shares of the corpus a step's centres come from: one per CPU worker, as
+    gensim's and word2vec.c's threads each walk their own share, and more when a step is large (an
+    accelerator's, a mesh's) so that no step holds more than CONSECUTIVE_CENTRES of one share."""
+    return max(resolved_workers(config), centres_per_step // CONSECUTIVE_CENTRES)
+
+
 @dataclass(frozen=True)
 class EpochSource:
     """Where an epoch's centre groups come from: the encoded corpus, its chunks, and the sampling settings."""
@@ -115,6 +132,7 @@ class EpochSource:
     chunks: list[tuple[int, int]]
     keep_prob: np.ndarray
     config: TrainConfig
+    streams: int = 1  # contiguous shares of each chunk taken in turn (training_streams)
 
     def groups(self, epoch: int):
         """The CentreGroups of each chunk of `epoch`, in file order."""
@@ -122,8 +140,15 @@ class EpochSource:
         rng = np.random.default_rng([self.config.seed, epoch])
         for start, stop in self.chunks:
             ids, sentence_ids = split_sentences(self.read(start, stop))
-            yield shuffled_groups(ids, sentence_ids, self.keep_prob, self.config.window, self.config.shrink_window,
-                                  rng)
+            yield training_groups(ids, sentence_ids, self.keep_prob, self.config.window, self.config.shrink_window,
+                                  rng, self.streams)
+
+
+def epoch_source(read, length: int, keep_prob: np.ndarray, config: TrainConfig, platform: str,
+                 devices_per_step: int) -> EpochSource:
+    """The EpochSource of a run over an encoded corpus of `length` tokens on `platform`."""
+    streams = training_streams(config, items_per_step(config, platform) * devices_per_step)
+    return EpochSource(read, corpus_chunks(read, length, config.chunk_tokens), keep_prob, config, streams)
 
 
 EPOCH_END = None  # what the call stream yields after an epoch's last call

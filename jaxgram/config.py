@@ -19,6 +19,10 @@ INITS = ("word2vec", "glorot")
 # pure JAX step), or "auto" (fused where it applies and is built, else xla).
 KERNELS = ("auto", "xla", "fused")
 ALL_DEVICES = "all"
+# Pairs per step when batch_size is None. On CPU a step of ~170 centres keeps the rows it
+# touches in cache; an accelerator needs thousands of centres per step to fill its cores
+# (bench/gpu.py measures 2,048 centres, 12,288 pairs at window 5).
+BATCH_PAIRS = {"cpu": 1024, "accelerator": 12288}
 # gensim's Word2Vec keywords that name one of our fields differently and mean what that field means;
 # from_dict takes either name (the CLI too, as --vector-size). gensim's max_final_vocab, like our
 # max_vocab_size, keeps the N most frequent words once counting is done (at a tie on the N-th count
@@ -46,9 +50,9 @@ class TrainConfig:
     optimizer: str = "sgd"
     init: str = "word2vec"
     tied: bool = False
-    # Pairs per optimiser step. The objective is the SUM over the batch, so each pair
-    # gets word2vec's per-pair learning rate whatever the batch size.
-    batch_size: int = 1024
+    # Pairs per optimiser step; None = the backend's default (BATCH_PAIRS). The objective is the
+    # SUM over the batch, so each pair gets word2vec's per-pair learning rate whatever the size.
+    batch_size: int | None = None
     seed: int = 1
     # None: the single-process default (on several CPU devices, sparse SGD runs Hogwild-style
     # replicas). N or "all": synchronous data parallelism over a mesh of that many devices
@@ -77,7 +81,8 @@ class TrainConfig:
         _at_least("window", self.window, 1)
         _at_least("epochs", self.epochs, 1)
         _at_least("min_count", self.min_count, 1)
-        _at_least("batch_size", self.batch_size, 1)
+        if self.batch_size is not None:
+            _at_least("batch_size", self.batch_size, 1)
         _at_least("seed", self.seed, 0)
         if self.objective == "ns":
             _at_least("negative", self.negative, 1)
@@ -171,6 +176,13 @@ def default_workers() -> int:
 def resolved_workers(config: TrainConfig) -> int:
     """The worker count a run uses: `config.workers`, or default_workers() when it is None."""
     return config.workers if config.workers is not None else default_workers()
+
+
+def resolved_batch_size(config: TrainConfig, platform: str = "cpu") -> int:
+    """Pairs per step a run on `platform` ("cpu", "gpu", "tpu", ...) uses: config.batch_size or BATCH_PAIRS."""
+    if config.batch_size is not None:
+        return config.batch_size
+    return BATCH_PAIRS["cpu" if platform == "cpu" else "accelerator"]
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

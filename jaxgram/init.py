@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
 from jaxgram.losses import Params
 
 
+# Compiled, so drawing E is one fused loop: eagerly, the random bits, the floats and each
+# arithmetic step would each hold a V x D temporary (a quarter of a GB apiece at V = 1M, D = 100).
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
 def init_params(key: jax.Array, vocab_size: int, dim: int, scheme: str = "word2vec") -> Params:
     """`word2vec` (word2vec's, as in the Dostoevsky article): E ~ uniform(-0.5, 0.5) / D, W = 0.
 

@@ -3,6 +3,9 @@ file, written atomically, and its checksum record."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +23,9 @@ class TrainResult:
     """What train() returns: the trained and initial tables as NumPy arrays, the vectors, the record."""
 
     params: Params
-    initial_params: Params
+    # The initial tables are drawn again from the seed when first asked for: training never keeps
+    # a spare copy of them, and a run that only writes its outputs never makes one.
+    initial_tables: Callable[[], Params] = dataclasses.field(repr=False)
     vocab: Vocabulary
     embeddings: Embeddings
     loss_per_epoch: list[float]
@@ -29,6 +34,10 @@ class TrainResult:
     corpus_words: int
     pairs_per_epoch: list[int]
     config: TrainConfig
+
+    @functools.cached_property
+    def initial_params(self) -> Params:
+        return self.initial_tables()
 
 
 OUTPUT_FILES = ("E.npy", "W.npy", "vocab.tsv", "vocab.txt", "vectors.txt", "vectors.bin", "vectors.tsv", "metadata.tsv",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -22,9 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgram import checkpoint, distributed, rundir
-from jaxgram.batches import EPOCH_END, BatchPlan, EpochSource, call_stream, plan_batches, prefetched
+from jaxgram.batches import EPOCH_END, BatchPlan, EpochSource, call_stream, epoch_source, plan_batches, prefetched
 from jaxgram.config import TrainConfig, resolved_workers
-from jaxgram.data import corpus_chunks, keep_probabilities, noise_distribution, noise_table
+from jaxgram.data import keep_probabilities, noise_distribution, noise_table
 from jaxgram.distributed import global_array, is_primary
 from jaxgram.embeddings import Embeddings
 from jaxgram.errors import ConfigError, DataError, TrainingDiverged
@@ -132,8 +133,9 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     config, vocab = run.config, run.vocab
     keep_prob = keep_probabilities(vocab.counts, config.sample)
     log_downsampling(vocab.counts, keep_prob, config.sample)
-    source = EpochSource(encoded.read, corpus_chunks(encoded.read, len(encoded), config.chunk_tokens), keep_prob,
-                         config)
+    platform = jax.local_devices()[0].platform
+    devices_per_step = mesh.size if mesh is not None else 1
+    source = epoch_source(encoded.read, len(encoded), keep_prob, config, platform, devices_per_step)
     epoch0 = source.groups(0)
     first = next(epoch0)
     if len(first) == 0:
@@ -141,11 +143,11 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
                           "needs sentences of at least 2 in-vocabulary words")
     # A corpus of several chunks estimates an epoch's centres by the expected count of kept tokens.
     centres = len(first) if len(source.chunks) == 1 else max(1, int(np.sum(vocab.counts * keep_prob)))
-    kernel = resolve_kernel(config, jax.local_devices()[0].platform, on_mesh=mesh is not None)
+    kernel = resolve_kernel(config, platform, on_mesh=mesh is not None)
     replicas = 1 if mesh is not None else len(training_devices(config, kernel))
-    plan = plan_batches(config, centres, replicas, mesh.size if mesh is not None else 1)
+    plan = plan_batches(config, centres, replicas, devices_per_step, platform)
     optimizer = make_optimizer(config, plan.total_steps)
-    initial, carry = _initial_state(config, len(vocab), optimizer, replicas, mesh)
+    carry = _initial_state(config, len(vocab), optimizer, replicas, mesh)
     carry, history = _resume_or_start(run, carry, resume)
     # The fused kernel runs its workers as threads of one call; the XLA step, as replicas or mesh devices.
     workers = mesh.size if mesh is not None else resolved_workers(config) if kernel == "fused" else replicas
@@ -158,20 +160,28 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     carry, wall = _run_epochs(run, carry, history, plan, run_many, layout, source, encoded.raw_words, started)
     final = model_params((carry if layout is None else layout.fetch(carry)).trainable)
     final = Params(np.asarray(final.E), np.asarray(final.W))
+    initial = functools.partial(_initial_tables, config, len(vocab))
     return _result(run, final, initial, history, encoded.raw_words, wall, config.epochs - start_epoch)
 
 
-def _initial_state(config: TrainConfig, vocab_size: int, optimizer, replicas: int, mesh) -> tuple[Params, Carry]:
-    """The initial tables (as NumPy, for the result) and the carry the first step takes."""
+def _initial_state(config: TrainConfig, vocab_size: int, optimizer, replicas: int, mesh) -> Carry:
+    """The carry the first step takes."""
     init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
     # On a mesh the tables start on the host CPU, so no single accelerator ever holds them whole.
     with jax.default_device(jax.local_devices(backend="cpu")[0]) if mesh is not None else contextlib.nullcontext():
         initial = init_params(init_key, vocab_size, config.dim, config.init)
         trainable = Params(initial.E, None if config.tied else initial.W)
         keys = train_key if replicas == 1 else jax.random.split(train_key, replicas)
-        carry = Carry(trainable, optimizer.init(trainable), keys)
-    # Host copies, not views: the carry's tables are donated to the first call.
-    return Params(np.array(initial.E), np.array(initial.W)), carry
+        return Carry(trainable, optimizer.init(trainable), keys)
+
+
+def _initial_tables(config: TrainConfig, vocab_size: int) -> Params:
+    """The initial tables again, as NumPy, for the result: drawn anew from the seed at the end rather
+    than copied at the start, so training never holds a spare copy of both tables."""
+    init_key, _ = jax.random.split(jax.random.PRNGKey(config.seed))
+    with jax.default_device(jax.local_devices(backend="cpu")[0]):
+        initial = init_params(init_key, vocab_size, config.dim, config.init)
+        return Params(np.asarray(initial.E), np.asarray(initial.W))
 
 
 def _resume_or_start(run: _Run, carry: Carry, resume: bool) -> tuple[Carry, History]:
@@ -266,11 +276,11 @@ def _end_epoch(run: _Run, carry: Carry, layout, history: History, meter: LossMet
         run.on_epoch_end(epoch + 1, epoch_loss)
 
 
-def _result(run: _Run, final: Params, initial: Params, history: History, raw_words: int, wall: float,
+def _result(run: _Run, final: Params, initial, history: History, raw_words: int, wall: float,
             epochs_run: int) -> TrainResult:
     return TrainResult(
         params=final,
-        initial_params=initial,
+        initial_tables=initial,
         vocab=run.vocab,
         embeddings=Embeddings.from_params(final, run.vocab, "E"),
         loss_per_epoch=[float(x) for x in history.loss_per_epoch],

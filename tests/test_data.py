@@ -186,3 +186,28 @@ def test_the_compiled_context_pass_equals_the_numpy_one(shrink):
     compiled = groups.block(0, len(groups))[1]
     np.testing.assert_array_equal(compiled, groups.numpy_contexts(groups.rows))
     assert (compiled >= 0).any() and (compiled == -1).any()  # both kinds of slot occur
+
+
+@pytest.mark.parametrize("count, streams", [(5, 2), (7, 3), (10, 1), (2, 4), (0, 2)])
+def test_interleaved_shares_take_contiguous_shares_in_turn(count, streams):
+    from jaxgram.data import interleaved_shares
+
+    order = interleaved_shares(count, streams).tolist()
+    assert sorted(order) == list(range(count))
+    bounds = [k * count // streams for k in range(streams + 1)]
+    shares = [list(range(bounds[k], bounds[k + 1])) for k in range(streams)]
+    # Each share keeps its corpus order, and the k-th round holds the k-th item of every share.
+    assert all([p for p in order if lo <= p < hi] == list(range(lo, hi)) for lo, hi in zip(bounds, bounds[1:]))
+    rounds = [share[i] for i in range(max(map(len, shares), default=0)) for share in shares if i < len(share)]
+    assert order == rounds
+
+
+def test_training_groups_are_the_epochs_pairs_in_corpus_order_per_share():
+    from jaxgram.data import training_groups
+
+    ids, sentence_ids = _two_sentences()
+    groups = training_groups(ids, sentence_ids, np.ones(7), 2, False, np.random.default_rng(5), streams=2)
+    centers, contexts = groups.block(0, len(groups))
+    pairs = sorted((c, t) for c, row in zip(centers.tolist(), contexts.tolist()) for t in row if t >= 0)
+    assert pairs == sorted(sentence_pairs([0, 1, 2, 3], 2) + sentence_pairs([4, 5, 6], 2))
+    assert groups.rows.tolist() == [0, 3, 1, 4, 2, 5, 6]  # shares 0-2 and 3-6, taken in turn

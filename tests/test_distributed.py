@@ -149,12 +149,15 @@ def test_two_and_four_devices_train_the_five_books_as_well_as_one(five_book_corp
     # 2 devices (seeds 1, 3) and 4 devices (seeds 2, 4) against single-device runs of other seeds:
     # overlap 0.440-0.459, final loss 2.5477-2.5491. Half the training (1 epoch, seed 6) overlaps a
     # 2-epoch run by 0.226 only, and untrained tables by 0.001: the check sees lost updates.
+    # Since training takes the corpus in order (data.training_groups), one device ends at 2.5388
+    # (seed 1) and four at 2.5438-2.5440 (seed 3): a synchronous step of 4 x 170 centres over
+    # passages of text costs 0.005 of loss, so the loss check allows 0.0075 (lost updates cost more).
     config = {"dim": 32, "epochs": 2}
     runs = train_in_child(five_book_corpus, tmp_path, 4, one={**config, "seed": 1, "devices": 1},
                           two={**config, "seed": 2, "devices": 2}, four={**config, "seed": 3, "devices": 4})
     for name in ("two", "four"):
         assert _neighbour_overlap(runs[name][0], runs["one"][0]) > 0.40, name
-        assert abs(runs[name][2][-1] - runs["one"][2][-1]) < 0.005, (name, runs[name][2], runs["one"][2])
+        assert abs(runs[name][2][-1] - runs["one"][2][-1]) < 0.0075, (name, runs[name][2], runs["one"][2])
         assert runs[name][2][-1] < runs[name][2][0]
 
 

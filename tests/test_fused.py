@@ -89,6 +89,22 @@ def test_one_fused_step_equals_one_pure_step(kernel, tied, dim):
     assert np.all(np.asarray(got[2])[np.asarray(batch[3]) == 0] == 0)
 
 
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_worker_threads_do_not_change_the_step(kernel, tied):
+    # Workers split phase 1 by centre and phase 2 by row owner; every row adds its updates in
+    # centre order, so any thread count gives bitwise the same tables (repeated ids included).
+    rng = np.random.default_rng(3 + tied)
+    E, W = make_tables(rng, 12, 40)
+    batch = make_batch(rng, 12, B=64, C=6, K=5)
+    step = jax.jit(fused.ns_sgd_step, static_argnames=("tied", "workers"))
+    one, two, three = (step(E, None if tied else W, *batch, jnp.float32(0.4), tied=tied, workers=n) for n in (1, 2, 3))
+    for got in (two, three):
+        for name, g, w in zip(("E", "W", "losses"), got, one):
+            if w is not None:
+                np.testing.assert_array_equal(np.asarray(g), np.asarray(w), err_msg=name)
+    assert float(jnp.max(jnp.abs(one[0] - E))) > 0.1
+
+
 def test_rows_no_present_centre_touches_stay_bitwise_equal(kernel):
     rng = np.random.default_rng(7)
     E, W = make_tables(rng, 40, 16)

@@ -1,6 +1,7 @@
 """One training step: the sparse row update equals the dense one, and a compiled call does not recompile."""
 
 import dataclasses
+import re
 
 import jax
 import jax.numpy as jnp
@@ -118,3 +119,39 @@ def test_kernel_choice_follows_the_config_and_refuses_what_cannot_apply():
     assert resolve_kernel(SMALL, "cpu", on_mesh=True) == "xla"
     with pytest.raises(ConfigError, match="kernel='fused' is not allowed with optimizer='adam'.*kernel='auto' or 'xla'"):
         resolve_kernel(dataclasses.replace(SMALL, kernel="fused", optimizer="adam"), "cpu", on_mesh=False)
+
+
+def _whole_table_instructions(hlo: str, rows: int, dim: int) -> list[str]:
+    """Instructions of a compiled module that produce a whole [rows, dim] table other than by
+    passing it along (parameter, tuple plumbing, the loop) or scattering rows into it in place."""
+    table = re.compile(rf"=\s*f32\[{rows},{dim}\]\{{1,0\}}\s+([\w-]+)\(")
+    # Computations (bodies of fusions) whose result is a scatter: "%name (params) -> shape {" ... "}".
+    scatter_fusions = {name for name, body in re.findall(r"^%?([\w.-]+) \([^\n]*\{\n(.*?)\n\}", hlo, re.M | re.S)
+                       if re.search(r"ROOT [^=]+= f32\[[^\]]+\]\{1,0\} scatter\(", body)}
+    found = []
+    for line in hlo.splitlines():
+        match = table.search(line)
+        if match is None or match.group(1) in ("parameter", "get-tuple-element", "scatter", "bitcast"):
+            continue
+        called = re.search(r"calls=%?([\w.-]+)", line)
+        if match.group(1) == "fusion" and called and called.group(1) in scatter_fusions:
+            continue
+        found.append(line.strip())
+    return found
+
+
+@pytest.mark.parametrize("optimizer, expect_whole_table", [("sgd", False), ("adam", True)])
+def test_a_compiled_sparse_step_touches_no_whole_table(optimizer, expect_whole_table):
+    # Per step, sparse SGD must cost O(batch rows), not O(V x D): on an accelerator, where a step
+    # holds thousands of centres, one whole-table op per step would be most of the time. Adam
+    # keeps per-entry state and updates the whole tables: the check must see that.
+    vocab_size, batch = 5003, 64
+    config = dataclasses.replace(SMALL, optimizer=optimizer, kernel="xla")
+    trainable, batches, noise_ids = _carry_and_batch(config, vocab_size, batch)
+    optimizer_fn = make_optimizer(config, 100)
+    run_many = compile_steps(make_step(config, optimizer_fn, noise_ids, kernel="xla"))
+    contexts = jnp.stack([batches[1]] * 3, axis=-1)  # centre groups [steps, batch, 3]
+    hlo = run_many.lower(_fresh_carry(trainable, optimizer_fn), batches[0], contexts, batches[2]).compile().as_text()
+    found = _whole_table_instructions(hlo, vocab_size, config.dim)
+    assert bool(found) == expect_whole_table, found[:5]
+    assert f"f32[{vocab_size},{config.dim}]" in hlo  # the tables are in the module the check read
