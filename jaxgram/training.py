@@ -29,7 +29,7 @@ from jaxgram.data import keep_probabilities, noise_distribution, noise_table
 from jaxgram.distributed import global_array, is_primary
 from jaxgram.embeddings import Embeddings
 from jaxgram.errors import ConfigError, DataError, TrainingDiverged
-from jaxgram.init import init_params
+from jaxgram.init import host_init_params, init_params
 from jaxgram.losses import Params
 from jaxgram.outputs import TrainResult, write_outputs
 from jaxgram.parallel import MeshLayout, compile_replicated, compile_sharded, compile_steps, training_devices, training_mesh
@@ -179,9 +179,7 @@ def _initial_tables(config: TrainConfig, vocab_size: int) -> Params:
     """The initial tables again, as NumPy, for the result: drawn anew from the seed at the end rather
     than copied at the start, so training never holds a spare copy of both tables."""
     init_key, _ = jax.random.split(jax.random.PRNGKey(config.seed))
-    with jax.default_device(jax.local_devices(backend="cpu")[0]):
-        initial = init_params(init_key, vocab_size, config.dim, config.init)
-        return Params(np.asarray(initial.E), np.asarray(initial.W))
+    return host_init_params(init_key, vocab_size, config.dim, config.init)
 
 
 def _resume_or_start(run: _Run, carry: Carry, resume: bool) -> tuple[Carry, History]:

@@ -1,5 +1,6 @@
 import jax
 import numpy as np
+import pytest
 
 from jaxgram.init import init_params
 
@@ -20,3 +21,14 @@ def test_glorot_init_scale_and_keys():
     other = init_params(jax.random.PRNGKey(1), 500, 40, "glorot")
     assert not np.array_equal(params.E, other.E)
     np.testing.assert_array_equal(params.E, init_params(jax.random.PRNGKey(0), 500, 40, "glorot").E)
+
+
+@pytest.mark.parametrize("scheme", ["word2vec", "glorot"])
+def test_host_tables_equal_the_device_ones_bitwise(scheme):
+    from jaxgram.init import host_init_params
+
+    device = init_params(jax.random.PRNGKey(4), 300, 24, scheme)
+    host = host_init_params(jax.random.PRNGKey(4), 300, 24, scheme)
+    assert isinstance(host.E, np.ndarray) and isinstance(host.W, np.ndarray)
+    np.testing.assert_array_equal(host.E, np.asarray(device.E))
+    np.testing.assert_array_equal(host.W, np.asarray(device.W))
