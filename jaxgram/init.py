@@ -35,15 +35,11 @@ def init_params(key: jax.Array, vocab_size: int, dim: int, scheme: str = "word2v
 
 
 def host_init_params(key: jax.Array, vocab_size: int, dim: int, scheme: str = "word2vec") -> Params:
-    """init_params's tables as NumPy arrays, computed one table at a time on the CPU: word2vec's
-    all-zero W is a NumPy zeros array, which the OS maps lazily, so it costs no memory until written."""
-    with jax.default_device(jax.local_devices(backend="cpu")[0]):
-        E = np.asarray(_one_table(key, vocab_size, dim, scheme, "E"))
-        if scheme == "word2vec":
-            return Params(E, np.zeros((vocab_size, dim), np.float32))
-        return Params(E, np.asarray(_one_table(key, vocab_size, dim, scheme, "W")))
-
-
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
-def _one_table(key: jax.Array, vocab_size: int, dim: int, scheme: str, which: str) -> jax.Array:
-    return getattr(init_params(key, vocab_size, dim, scheme), which)  # the other table is never computed
+    """init_params's tables as NumPy arrays on the host. It runs the same compiled init_params a
+    run already used (a second program would cost a compile's memory at the end of a run), and
+    word2vec's all-zero W becomes a NumPy zeros array, which the OS maps lazily."""
+    tables = init_params(key, vocab_size, dim, scheme)
+    E = np.asarray(tables.E)
+    if scheme == "word2vec":
+        return Params(E, np.zeros((vocab_size, dim), np.float32))
+    return Params(E, np.asarray(tables.W))

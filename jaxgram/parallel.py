@@ -31,18 +31,24 @@ from jaxgram.errors import ConfigError
 from jaxgram.step import Carry
 
 
-def compile_steps(step):
-    """run_many: many steps per call via lax.scan, inputs [steps, batch, ...] (an epoch's tail is padded)."""
+def compile_steps(step_for):
+    """run_many(carry, centers, contexts, mask, noise_ids): many steps per call via lax.scan,
+    inputs [steps, batch, ...] (an epoch's tail is padded); `step_for(noise_ids)` is the step.
+
+    The noise table is an argument of the compiled call, not a constant closed over by the
+    step: XLA copies a constant into the program while compiling (at V = 100k the table is
+    32 MB, and compiling it in cost ~200 MB of peak memory).
+    """
 
     # The carry is donated: the tables are updated in place instead of copied every call.
     @functools.partial(jax.jit, donate_argnums=0)
-    def run_many(carry, centers, contexts, mask):
-        return jax.lax.scan(step, carry, (centers, contexts, mask))
+    def run_many(carry, centers, contexts, mask, noise_ids):
+        return jax.lax.scan(step_for(noise_ids), carry, (centers, contexts, mask))
 
     return run_many
 
 
-def compile_replicated(step, devices):
+def compile_replicated(step_for, devices):
     """run_many over data-parallel replicas, one per device; inputs [replicas, steps, batch, ...].
 
     Every replica starts the call from the same tables and key block row; at the end the
@@ -52,16 +58,16 @@ def compile_replicated(step, devices):
     split, whole = PartitionSpec("replica"), PartitionSpec()
     carry_spec = Carry(whole, whole, split)
 
-    def run(carry, centers, contexts, mask):
+    def run(carry, centers, contexts, mask, noise_ids):
         start = carry.trainable
         # Inside the call each replica's tables drift apart ("varying" across the mesh).
         local = Carry(jax.lax.pcast(start, ("replica",), to="varying"), carry.opt_state, carry.key[0])
-        carry, totals = jax.lax.scan(step, local, (centers[0], contexts[0], mask[0]))
+        carry, totals = jax.lax.scan(step_for(noise_ids), local, (centers[0], contexts[0], mask[0]))
         merged = jax.tree_util.tree_map(lambda before, after: before + jax.lax.psum(after - before, "replica"),
                                         start, carry.trainable)
         return carry._replace(trainable=merged, key=carry.key[None]), jax.lax.psum(totals, "replica")
 
-    return jax.jit(jax.shard_map(run, mesh=mesh, in_specs=(carry_spec, split, split, split),
+    return jax.jit(jax.shard_map(run, mesh=mesh, in_specs=(carry_spec, split, split, split, whole),
                                  out_specs=(carry_spec, whole)), donate_argnums=0)
 
 
@@ -144,7 +150,7 @@ class MeshLayout:
                                       else to_host(leaf), carry)
 
 
-def compile_sharded(step, layout: MeshLayout, carry: Carry):
+def compile_sharded(step_for, layout: MeshLayout, carry: Carry):
     """run_many for synchronous data parallelism: one `step` over the whole mesh, inputs [steps, batch, ...].
 
     The step is the same pure function as on one device; jit's SPMD partitioner splits the
@@ -153,19 +159,21 @@ def compile_sharded(step, layout: MeshLayout, carry: Carry):
     """
     shardings = layout.shardings(carry)
 
-    def constrained(carry, batch):
-        carry, total = step(carry, batch)
-        # Every step hands the next the tables in the same layout (no resharding inside the scan).
-        return jax.lax.with_sharding_constraint(carry, shardings), total
+    def run(carry, centers, contexts, mask, noise_ids):
+        step = step_for(noise_ids)
 
-    def run(carry, centers, contexts, mask):
+        def constrained(carry, batch):
+            carry, total = step(carry, batch)
+            # Every step hands the next the tables in the same layout (no resharding inside the scan).
+            return jax.lax.with_sharding_constraint(carry, shardings), total
+
         return jax.lax.scan(constrained, carry, (centers, contexts, mask))
 
     batch = layout.batch
-    run = jax.jit(run, in_shardings=(shardings, batch, batch, batch), out_shardings=(shardings, layout.replicated),
-                  donate_argnums=0)
+    run = jax.jit(run, in_shardings=(shardings, batch, batch, batch, layout.replicated),
+                  out_shardings=(shardings, layout.replicated), donate_argnums=0)
 
-    def run_many(carry, centers, contexts, mask):
-        return run(carry, *(global_array(inputs, batch) for inputs in (centers, contexts, mask)))
+    def run_many(carry, centers, contexts, mask, noise_ids):
+        return run(carry, *(global_array(inputs, batch) for inputs in (centers, contexts, mask)), noise_ids)
 
     return run_many

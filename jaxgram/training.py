@@ -199,15 +199,22 @@ def _compile(config: TrainConfig, optimizer, noise_ids: np.ndarray, carry: Carry
     """(run_many, mesh layout or None, carry laid out for it): one device, CPU workers, or a mesh."""
     if mesh is None:
         devices = training_devices(config, kernel)
-        step = make_step(config, optimizer, jnp.asarray(noise_ids), kernel=kernel)
-        return (compile_steps(step) if len(devices) == 1 else compile_replicated(step, devices)), None, carry
+        step_for = functools.partial(make_step, config, optimizer, kernel=kernel)
+        run_many = compile_steps(step_for) if len(devices) == 1 else compile_replicated(step_for, devices)
+        return _with_noise(run_many, jnp.asarray(noise_ids)), None, carry
     layout = MeshLayout(mesh, int(carry.trainable.E.shape[0]), config.shard_tables)
     carry = layout.place(carry)
     # Replicated tables take the batch's row updates whole (the partitioner would otherwise
     # sum a V·D table per step); row-sharded ones are already updated from gathered rows.
-    step = make_step(config, optimizer, global_array(noise_ids, layout.replicated),
-                     rows_sharding=None if config.shard_tables else layout.replicated)
-    return compile_sharded(step, layout, carry), layout, carry
+    step_for = functools.partial(make_step, config, optimizer,
+                                 rows_sharding=None if config.shard_tables else layout.replicated)
+    run_many = compile_sharded(step_for, layout, carry)
+    return _with_noise(run_many, global_array(noise_ids, layout.replicated)), layout, carry
+
+
+def _with_noise(run_many, noise_ids):
+    """run_many with the noise table bound: (carry, centers, contexts, mask) -> (carry, totals)."""
+    return lambda carry, centers, contexts, mask: run_many(carry, centers, contexts, mask, noise_ids)
 
 
 def _run_epochs(run: _Run, carry: Carry, history: History, plan: BatchPlan, run_many, layout, source: EpochSource,

@@ -1,6 +1,7 @@
 """One training step: the sparse row update equals the dense one, and a compiled call does not recompile."""
 
 import dataclasses
+import functools
 import re
 
 import jax
@@ -43,9 +44,9 @@ def test_sparse_row_update_equals_dense_update(objective, tied):
     optimizer = make_optimizer(config, total_steps=10)
     results = []
     for sparse in (True, False):
-        run_many = compile_steps(make_step(config, optimizer, cdf, sparse=sparse))
+        run_many = compile_steps(functools.partial(make_step, config, optimizer, sparse=sparse))
         carry = _fresh_carry(trainable, optimizer)
-        carry, totals = run_many(carry, *batch)
+        carry, totals = run_many(carry, *batch, cdf)
         results.append((carry.trainable, totals))
     for leaf_sparse, leaf_dense in zip(jax.tree_util.tree_leaves(results[0]), jax.tree_util.tree_leaves(results[1])):
         np.testing.assert_allclose(leaf_sparse, leaf_dense, rtol=1e-5, atol=1e-6)
@@ -56,10 +57,10 @@ def test_second_call_does_not_recompile(optimizer):
     config = dataclasses.replace(SMALL, optimizer=optimizer)
     trainable, (centers, contexts, mask), cdf = _carry_and_batch(config)
     opt = make_optimizer(config, total_steps=100)
-    run_many = compile_steps(make_step(config, opt, cdf))
+    run_many = compile_steps(functools.partial(make_step, config, opt))
     carry = Carry(trainable, opt.init(trainable), jax.random.PRNGKey(1))
-    carry, _ = run_many(carry, centers, contexts, mask)
-    carry, _ = run_many(carry, centers[::-1], contexts, mask)
+    carry, _ = run_many(carry, centers, contexts, mask, cdf)
+    carry, _ = run_many(carry, centers[::-1], contexts, mask, cdf)
     assert run_many._cache_size() == 1
 
 
@@ -94,8 +95,8 @@ def test_one_fused_step_equals_one_pure_step_on_every_row(tied):
     optimizer = make_optimizer(config, total_steps=10)
     results = []
     for kernel in ("xla", "fused"):
-        run_many = compile_steps(make_step(config, optimizer, noise_ids, kernel=kernel))
-        carry, totals = run_many(_fresh_carry(trainable, optimizer), centers, contexts, mask)
+        run_many = compile_steps(functools.partial(make_step, config, optimizer, kernel=kernel))
+        carry, totals = run_many(_fresh_carry(trainable, optimizer), centers, contexts, mask, noise_ids)
         results.append((carry, totals))
     (pure, pure_totals), (fast, fast_totals) = results
     np.testing.assert_allclose(fast.trainable.E, pure.trainable.E, rtol=1e-5, atol=1e-5)
@@ -149,9 +150,10 @@ def test_a_compiled_sparse_step_touches_no_whole_table(optimizer, expect_whole_t
     config = dataclasses.replace(SMALL, optimizer=optimizer, kernel="xla")
     trainable, batches, noise_ids = _carry_and_batch(config, vocab_size, batch)
     optimizer_fn = make_optimizer(config, 100)
-    run_many = compile_steps(make_step(config, optimizer_fn, noise_ids, kernel="xla"))
+    run_many = compile_steps(functools.partial(make_step, config, optimizer_fn, kernel="xla"))
     contexts = jnp.stack([batches[1]] * 3, axis=-1)  # centre groups [steps, batch, 3]
-    hlo = run_many.lower(_fresh_carry(trainable, optimizer_fn), batches[0], contexts, batches[2]).compile().as_text()
+    carry = _fresh_carry(trainable, optimizer_fn)
+    hlo = run_many.lower(carry, batches[0], contexts, batches[2], noise_ids).compile().as_text()
     found = _whole_table_instructions(hlo, vocab_size, config.dim)
     assert bool(found) == expect_whole_table, found[:5]
     assert f"f32[{vocab_size},{config.dim}]" in hlo  # the tables are in the module the check read
