@@ -2,7 +2,8 @@
 and the centre groups of each epoch, generated on a host thread while the device trains.
 
 - The corpus is encoded into a memory-mapped int32 file and read in chunks of
-  `chunk_tokens` cut at sentence boundaries; centres are shuffled within a chunk, and each
+  `chunk_tokens` cut at sentence boundaries; a chunk's centres are taken in corpus order from
+  `streams` contiguous shares in turn (training_streams), and each
   call's contexts are built from the chunk's tokens when the call comes (data.CentreGroups),
   so the host holds a few int32 per token of one chunk, not 2·window of them, nor the corpus.
 - Pairs for epoch e come from NumPy's generator seeded with (seed, e), drawn from chunk to

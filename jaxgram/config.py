@@ -62,7 +62,7 @@ class TrainConfig:
     # replicating them, so a table larger than one device's memory fits. Needs `devices`.
     shard_tables: bool = False
     # Encoded tokens per chunk the host turns into training groups at a time (bounds host
-    # memory); centres are shuffled within a chunk, so it is part of what a seed reproduces.
+    # memory); each chunk is cut into the workers' shares, so it is part of what a seed reproduces.
     chunk_tokens: int = 4_000_000
     # CPU worker count for sparse SGD (like gensim's workers); None = the usable cores, capped
     # at 2 (see default_workers).

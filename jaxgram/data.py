@@ -149,9 +149,9 @@ def epoch_pairs(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray
 
 
 def epoch_groups(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray, window: int, shrink: bool,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One epoch of centre groups (see window_groups): subsample, window, shuffle the centres."""
-    groups = shuffled_groups(ids, sentence_ids, keep_prob, window, shrink, rng)
+                 rng: np.random.Generator, streams: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch of centre groups (see window_groups), built as the trainer builds them (training_groups)."""
+    groups = training_groups(ids, sentence_ids, keep_prob, window, shrink, rng, streams)
     return groups.block(0, len(groups))
 
 
@@ -163,7 +163,7 @@ class CentreGroups:
     ids: np.ndarray  # the kept (subsampled) tokens, int32
     sentence_ids: np.ndarray  # their sentences
     reach: np.ndarray  # each token's window (drawn from 1..window when windows shrink)
-    rows: np.ndarray  # the centres' positions in `ids`, shuffled; tokens without a context left out
+    rows: np.ndarray  # the centres' positions in `ids`, in training order; tokens without a context left out
     window: int
 
     def __len__(self) -> int:
@@ -189,14 +189,6 @@ class CentreGroups:
                      & (self.reach[rows] >= abs(offset)))
             contexts[:, column] = np.where(valid, self.ids[inside], -1)
         return contexts
-
-
-def shuffled_groups(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray, window: int, shrink: bool,
-                    rng: np.random.Generator) -> CentreGroups:
-    """One epoch's centre groups of a chunk: subsample, draw each centre's window, shuffle the centres."""
-    kept_ids, kept_sentences = subsample(ids, sentence_ids, keep_prob, rng)
-    groups = _centre_groups(kept_ids, kept_sentences, window, shrink, rng)
-    return dataclasses.replace(groups, rows=groups.rows[rng.permutation(len(groups))])
 
 
 def training_groups(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray, window: int, shrink: bool,

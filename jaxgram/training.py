@@ -147,7 +147,8 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     replicas = 1 if mesh is not None else len(training_devices(config, kernel))
     plan = plan_batches(config, centres, replicas, devices_per_step, platform)
     optimizer = make_optimizer(config, plan.total_steps)
-    carry = _initial_state(config, len(vocab), optimizer, replicas, mesh)
+    init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    carry = _initial_state(config, init_key, train_key, len(vocab), optimizer, replicas, mesh)
     carry, history = _resume_or_start(run, carry, resume)
     # The fused kernel runs its workers as threads of one call; the XLA step, as replicas or mesh devices.
     workers = mesh.size if mesh is not None else resolved_workers(config) if kernel == "fused" else replicas
@@ -160,26 +161,20 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     carry, wall = _run_epochs(run, carry, history, plan, run_many, layout, source, encoded.raw_words, started)
     final = model_params((carry if layout is None else layout.fetch(carry)).trainable)
     final = Params(np.asarray(final.E), np.asarray(final.W))
-    initial = functools.partial(_initial_tables, config, len(vocab))
+    # The result's initial tables are drawn again from the same key when first asked for, rather
+    # than copied now: training never holds a spare copy of both tables.
+    initial = functools.partial(host_init_params, init_key, len(vocab), config.dim, config.init)
     return _result(run, final, initial, history, encoded.raw_words, wall, config.epochs - start_epoch)
 
 
-def _initial_state(config: TrainConfig, vocab_size: int, optimizer, replicas: int, mesh) -> Carry:
+def _initial_state(config: TrainConfig, init_key, train_key, vocab_size: int, optimizer, replicas: int, mesh) -> Carry:
     """The carry the first step takes."""
-    init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
     # On a mesh the tables start on the host CPU, so no single accelerator ever holds them whole.
     with jax.default_device(jax.local_devices(backend="cpu")[0]) if mesh is not None else contextlib.nullcontext():
         initial = init_params(init_key, vocab_size, config.dim, config.init)
         trainable = Params(initial.E, None if config.tied else initial.W)
         keys = train_key if replicas == 1 else jax.random.split(train_key, replicas)
         return Carry(trainable, optimizer.init(trainable), keys)
-
-
-def _initial_tables(config: TrainConfig, vocab_size: int) -> Params:
-    """The initial tables again, as NumPy, for the result: drawn anew from the seed at the end rather
-    than copied at the start, so training never holds a spare copy of both tables."""
-    init_key, _ = jax.random.split(jax.random.PRNGKey(config.seed))
-    return host_init_params(init_key, vocab_size, config.dim, config.init)
 
 
 def _resume_or_start(run: _Run, carry: Carry, resume: bool) -> tuple[Carry, History]:

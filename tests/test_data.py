@@ -120,7 +120,7 @@ def test_window_groups_hold_exactly_the_window_pairs(shrink):
     assert flattened == list(zip(centers.tolist(), contexts.tolist()))
 
 
-def test_epoch_groups_shuffle_whole_centres():
+def test_epoch_groups_hold_whole_centres():
     ids, sentence_ids = _two_sentences()
     centers, contexts = epoch_groups(ids, sentence_ids, np.ones(7), 2, False, np.random.default_rng(5))
     pairs = sorted((c, t) for c, row in zip(centers.tolist(), contexts.tolist()) for t in row if t >= 0)
@@ -175,14 +175,15 @@ def test_split_sentences_gives_what_window_groups_need():
 @pytest.mark.parametrize("shrink", [True, False])
 def test_the_compiled_context_pass_equals_the_numpy_one(shrink):
     from jaxgram import fused
-    from jaxgram.data import shuffled_groups
+    from jaxgram.data import training_groups
 
     if not fused.available():
         pytest.fail(f"the kernel library is not built: {fused.unavailable_reason()}")
     rng = np.random.default_rng(4)
     ids = rng.integers(0, 50, 5000).astype(np.int32)
     sentence_ids = np.cumsum(rng.random(5000) < 0.1).astype(np.int32)
-    groups = shuffled_groups(ids, sentence_ids, np.full(50, 0.8), 4, shrink, np.random.default_rng(2))
+    # Three shares taken in turn: the rows jump back and forth through the tokens, as in training.
+    groups = training_groups(ids, sentence_ids, np.full(50, 0.8), 4, shrink, np.random.default_rng(2), streams=3)
     compiled = groups.block(0, len(groups))[1]
     np.testing.assert_array_equal(compiled, groups.numpy_contexts(groups.rows))
     assert (compiled >= 0).any() and (compiled == -1).any()  # both kinds of slot occur
