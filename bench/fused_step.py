@@ -2,11 +2,13 @@
 
 Both run as the trainer runs them: jitted, `--steps` steps per call under lax.scan, the
 tables in the scan carry and donated, on one CPU device. The XLA step is the trainer's
-sparse "ns" step (gather the rows, jax.grad of losses.ns_group_loss, scatter-add -lr·grad);
-the fused step is jaxgram.fused.ns_sgd_step. Batches look like training's: word2vec's
-shrinking window (about 40% of the context slots empty), ids drawn from a Zipf-like
-distribution so frequent rows repeat within a step, negatives drawn beforehand and shared
-by both. Not a timed test: the figures depend on the machine and its load.
+batched sparse "ns" step (gather the rows, jax.grad of losses.ns_group_loss, scatter-add
+-lr·grad, K negatives per centre drawn beforehand); the fused step is
+jaxgram.fused.ns_sgd_step (word2vec's pair-by-pair SGD, K negatives per pair drawn in the
+kernel from a noise table, `--streams` streams on `--workers` threads). Batches look like
+training's: word2vec's shrinking window (about 40% of the context slots empty), ids drawn
+from a Zipf-like distribution so frequent rows repeat within a step. Not a timed test: the
+figures depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgram import fused
+from jaxgram.data import noise_table
 from jaxgram.losses import ns_group_loss
 
 
-def xla_step(E, W, centers, contexts, negatives, mask, lr):
+def xla_step(E, W, batch, lr):
+    centers, contexts, negatives, _, mask = batch
     outputs = jnp.concatenate([centers[:, None], negatives], axis=1)
 
     def objective(rows):
@@ -34,23 +38,37 @@ def xla_step(E, W, centers, contexts, negatives, mask, lr):
     return E.at[contexts].add(-lr * grads[0]), W.at[outputs].add(-lr * grads[1]), losses
 
 
-def make_batches(rng, vocab: int, steps: int, batch: int, window: int, negative: int):
-    """[steps, ...] centres, contexts (shrinking window, -1 = empty), negatives, mask."""
+def fused_step(noise_ids, negative: int, streams: int, workers: int):
+    def step(E, W, batch, lr):
+        centers, contexts, _, seeds, mask = batch
+        return fused.ns_sgd_step(E, W, centers, contexts, noise_ids, seeds, mask, lr, negative, streams,
+                                 workers=workers)
+
+    return step
+
+
+def unigram_weights(vocab: int) -> np.ndarray:
     weights = 1.0 / np.arange(1, vocab + 1) ** 0.75
-    weights /= weights.sum()
+    return weights / weights.sum()
+
+
+def make_batches(rng, vocab: int, steps: int, batch: int, window: int, negative: int):
+    """[steps, ...] centres, contexts (shrinking window, -1 = empty), negatives, seeds, mask."""
+    weights = unigram_weights(vocab)
     centers = rng.choice(vocab, (steps, batch), p=weights).astype(np.int32)
     contexts = rng.choice(vocab, (steps, batch, 2 * window), p=weights).astype(np.int32)
     reach = rng.integers(1, window + 1, (steps, batch, 1))  # word2vec: window - U[0, window)
     offset = np.abs(np.arange(2 * window) - window + 0.5) + 0.5  # slot distances 5..1, 1..5
     contexts[offset > reach] = -1
     negatives = rng.choice(vocab, (steps, batch, negative), p=weights).astype(np.int32)
+    seeds = rng.integers(0, 2**32, (steps, 2), dtype=np.uint64).astype(np.uint32)
     mask = np.ones((steps, batch), np.float32)
-    return tuple(jnp.asarray(part) for part in (centers, contexts, negatives, mask))
+    return tuple(jnp.asarray(part) for part in (centers, contexts, negatives, seeds, mask))
 
 
 def compile_run(step, lr):
     def body(tables, batch):
-        E, W, losses = step(*tables, *batch, lr)
+        E, W, losses = step(*tables, batch, lr)
         return (E, W), jnp.sum(losses)
 
     return jax.jit(lambda E, W, batches: jax.lax.scan(body, (E, W), batches), donate_argnums=(0, 1))
@@ -76,7 +94,8 @@ def measure(vocab: int, args, rng) -> dict:
     lr = jnp.float32(0.025)
     centres = args.steps * args.batch
     figures = {}
-    for name, step in (("xla", xla_step), ("fused", fused.ns_sgd_step)):
+    noise_ids = jnp.asarray(noise_table(unigram_weights(vocab)))
+    for name, step in (("xla", xla_step), ("fused", fused_step(noise_ids, args.negative, args.streams, args.workers))):
         copies = [table + 0.0 for table in tables]  # donated: each run gets its own
         wall, cpu = seconds_per_call(compile_run(step, lr), copies, batches, args.repeats)
         figures[name], figures[f"{name}_cpu"] = 1e6 * wall / centres, 1e6 * cpu / centres
@@ -90,6 +109,8 @@ def main(argv=None) -> int:
     parser.add_argument("--window", type=int, default=5, help="context slots per centre: 2·window (default: 5)")
     parser.add_argument("--negative", type=int, default=5)
     parser.add_argument("--dim", type=int, default=100)
+    parser.add_argument("--streams", type=int, default=2, help="the fused step's streams (default: 2)")
+    parser.add_argument("--workers", type=int, default=2, help="the fused step's threads (default: 2)")
     parser.add_argument("--steps", type=int, default=64, help="steps per jit call (default: 64)")
     parser.add_argument("--repeats", type=int, default=20, help="timed calls; the median is shown (default: 20)")
     args = parser.parse_args(argv)
@@ -98,7 +119,7 @@ def main(argv=None) -> int:
         return 1
     rng = np.random.default_rng(0)
     print(f"B={args.batch} C={2 * args.window} K={args.negative} D={args.dim}, {args.steps} steps per call, "
-          f"device {jax.devices()[0]}")
+          f"fused: {args.streams} streams on {args.workers} threads, device {jax.devices()[0]}")
     print("µs per centre, median call: wall (CPU time of all threads)")
     print(f"{'V':>8} {'XLA step':>17} {'fused step':>17} {'speed-up':>9}")
     for vocab in args.vocab:

@@ -3,12 +3,14 @@
 Each training runs in its own child process (eval.measure), so wall time, words/s and peak
 RSS are measured the same way for both; seeds alternate gensim, jaxgram so that load from
 other processes falls on both alike. Speed and memory are summarised by the median,
-quality by the mean with min and max over seeds.
+quality by the mean with min and max over seeds. Agreement is `make run`'s (eval.agreement):
+jaxgram vs gensim at each seed, against each trainer's noise floor over its pairs of seeds.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import platform
 import shutil
@@ -17,9 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from eval import agreement
 from eval.baseline import gensim_kwargs
 from eval.benchmarks import datapath, evaluate_analogies, evaluate_word_pairs
-from eval.config import load_config
+from eval.config import EvalSettings, PipelineConfig, load_config
+from eval.evaluate import load_vectors
 from eval.measure import TRAINERS, run_trainer
 from jaxgram.config import TrainConfig, usable_cores
 from jaxgram.embeddings import Embeddings
@@ -33,14 +37,26 @@ CONFIGS = {
     "softmax": ("default", {"objective": "softmax"}),
 }
 FORMAT = 2  # 2: `corpus` is the file's name, size and sha256, no longer its path
+# The issue's bar: jaxgram vs gensim may agree this much less than the lower of the two noise floors.
+AGREEMENT_TOLERANCE = 0.01
 
 
-def train_config(name: str, seed: int) -> TrainConfig:
+def _base_config(name: str) -> tuple[PipelineConfig, dict]:
     if name not in CONFIGS:
         raise ConfigError(f"config={name!r} is not allowed: choose one of {', '.join(CONFIGS)}")
     base, changes = CONFIGS[name]
+    return load_config(base), changes
+
+
+def train_config(name: str, seed: int) -> TrainConfig:
+    base, changes = _base_config(name)
     # Both trainers get every core (gensim at its fastest), unless the config names a count.
-    return load_config(base).with_train(seed=seed, **{"workers": usable_cores(), **changes}).train
+    return base.with_train(seed=seed, **{"workers": usable_cores(), **changes}).train
+
+
+def agreement_settings(name: str) -> EvalSettings:
+    """The [eval] settings `make run` would measure agreement with for this config (overlap@k, words, pairs)."""
+    return _base_config(name)[0].eval
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
@@ -121,6 +137,45 @@ def quality(vectors_file: Path) -> dict:
             "wordsim353_spearman": wordsim.spearman, "wordsim353_pairs": wordsim.pairs_used}
 
 
+def _run_dir(work: Path, trainer: str, seed: int) -> Path:
+    return work / f"{trainer}-seed{seed}"
+
+
+def _compare_pairs(lefts: dict, rights: dict, pairs: list, settings: EvalSettings) -> dict:
+    """eval.agreement.compare (as in `make run`'s metrics.json) of lefts[a] with rights[b] for each (a, b) of seeds."""
+    rows = [{"seeds": [a, b], **agreement.compare(lefts[a], rights[b], settings.overlap_words, settings.overlap_k,
+                                                  settings.cosine_pairs, settings.pairs_seed)}
+            for a, b in pairs]
+    return {"overlap_at_k": summary([row["overlap_at_k"] for row in rows]), "pairs": rows}
+
+
+def agreement_bar(block: dict) -> dict:
+    """Does jaxgram agree with gensim about as much as each agrees with itself across seeds?"""
+    cross = block["jaxgram_vs_gensim"]["overlap_at_k"]["median"]
+    floors = [block[name]["overlap_at_k"]["median"] for name in ("jaxgram_floor", "gensim_floor")]
+    rule = f"jaxgram_vs_gensim median >= min(floor medians) - {AGREEMENT_TOLERANCE}"
+    if cross is None or None in floors:  # one seed has no floor to compare with
+        return {"rule": rule, "threshold": None, "holds": None}
+    threshold = min(floors) - AGREEMENT_TOLERANCE
+    return {"rule": rule, "threshold": threshold, "holds": cross >= threshold}
+
+
+def agreement_block(models: dict, settings: EvalSettings) -> dict:
+    """Overlap@k of jaxgram vs gensim at each seed, and the noise floors: each trainer's seeds against each other.
+
+    `models` maps trainer -> seed -> Embeddings, the same seeds for both trainers.
+    """
+    seeds = sorted(models["jaxgram"])
+    same_seed = [(seed, seed) for seed in seeds]
+    seed_pairs = list(itertools.combinations(seeds, 2))
+    block = {"k": settings.overlap_k, "overlap_words": settings.overlap_words,
+             "jaxgram_vs_gensim": _compare_pairs(models["jaxgram"], models["gensim"], same_seed, settings),
+             "jaxgram_floor": _compare_pairs(models["jaxgram"], models["jaxgram"], seed_pairs, settings),
+             "gensim_floor": _compare_pairs(models["gensim"], models["gensim"], seed_pairs, settings)}
+    block["bar"] = agreement_bar(block)
+    return block
+
+
 def summary(values: list) -> dict:
     present = [v for v in values if v is not None]
     if not present:
@@ -163,7 +218,7 @@ def run_benchmark(corpus=None, mirror=None, config_name: str = "default", seeds:
         runs = {trainer: [] for trainer in TRAINERS}
         for config in configs:
             for trainer in ("gensim", "jaxgram"):
-                run_dir = work / f"{trainer}-seed{config.seed}"
+                run_dir = _run_dir(work, trainer, config.seed)
                 stats = run_trainer(trainer, corpus, config, run_dir, progress=progress)
                 runs[trainer].append({
                     "seed": config.seed,
@@ -175,14 +230,19 @@ def run_benchmark(corpus=None, mirror=None, config_name: str = "default", seeds:
                     **quality(run_dir / "vectors.bin"),
                 })
         flops = softmax_flops(corpus, configs[0]) if configs[0].objective == "softmax" else None
-    results = _summarise(runs, configs[0], config_name, corpus_facts, machine, flops)
+        # Read back from the run folders, which go with the scratch folder.
+        models = {trainer: {config.seed: load_vectors(_run_dir(work, trainer, config.seed)) for config in configs}
+                  for trainer in TRAINERS}
+        agreed = agreement_block(models, agreement_settings(config_name))
+    results = _summarise(runs, configs[0], config_name, corpus_facts, machine, flops, agreed)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out, results)
     return results
 
 
-def _summarise(runs: dict, config: TrainConfig, config_name: str, corpus: dict, machine: dict, flops) -> dict:
+def _summarise(runs: dict, config: TrainConfig, config_name: str, corpus: dict, machine: dict, flops,
+               agreed: dict) -> dict:
     trainers = {}
     for trainer, rows in runs.items():
         trainers[trainer] = {key: summary([row[key] for row in rows])
@@ -217,9 +277,12 @@ def _summarise(runs: dict, config: TrainConfig, config_name: str, corpus: dict, 
         "peak_rss_ratio": ratio("peak_rss_mib"),
         "quality_within_gensim_range": {"analogy_accuracy": within("analogy_accuracy"),
                                         "wordsim353_spearman": within("wordsim353_spearman")},
+        "agreement": agreed,
         "softmax_matmul": softmax,
         "notes": "speed and memory: median over seeds; quality: mean [min, max]; words/s = raw corpus words x epochs / "
-                 "wall seconds of the whole train call (vocabulary, compilation and training) in a child process",
+                 "wall seconds of the whole train call (vocabulary, compilation and training) in a child process; "
+                 "agreement: eval.agreement.compare per pair of runs (same seed across trainers, every pair of seeds "
+                 "within one), overlap@k median [min, max]",
     }
 
 
@@ -271,7 +334,30 @@ def format_table(results: dict) -> str:
     if softmax:
         lines.append(f"| full-softmax achieved GFLOP/s | {softmax['achieved_gflops']:.0f} "
                      f"({100 * softmax['fraction_of_matmul']:.0f}% of matmul) | | |")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *agreement_lines(results.get("agreement"))])
+
+
+def _bar_verdict(bar: dict) -> str:
+    if bar["holds"] is None:
+        return "n/a (one seed: no noise floor)"
+    return f"{'holds' if bar['holds'] else 'FAILS'} (threshold {bar['threshold']:.3f})"
+
+
+def agreement_lines(block) -> list[str]:
+    """The agreement of the two trainers, under the table; results from before it was measured have none."""
+    if not block:
+        return ["agreement: n/a (not measured in these results)"]
+
+    def median_range(name):
+        stats = block[name]["overlap_at_k"]
+        return f"{_number(stats['median'])} [{_number(stats['min'])}, {_number(stats['max'])}]"
+
+    return [f"agreement, overlap@{block['k']} over the {block['overlap_words']} most frequent shared words, "
+            "median [min, max]:",
+            f"- jaxgram vs gensim, same seed: {median_range('jaxgram_vs_gensim')}",
+            f"- noise floor jaxgram, seed pairs: {median_range('jaxgram_floor')}",
+            f"- noise floor gensim, seed pairs: {median_range('gensim_floor')}",
+            f"- bar, {block['bar']['rule']}: {_bar_verdict(block['bar'])}"]
 
 
 README_CONFIG_LABELS = {"default": "default: NS, D=100, 5 epochs", "dostoevsky": "dostoevsky: NS, D=32, 20 epochs",
@@ -280,9 +366,12 @@ README_CONFIG_LABELS = {"default": "default: NS, D=100, 5 epochs", "dostoevsky":
 
 def readme_table(results: list[dict]) -> str:
     """The README's summary of several configs' results, one row each (`python -m bench --readme-table`)."""
+    # The agreement column only once some results measured it: tables of older results stay as they were.
+    with_agreement = any(result.get("agreement") for result in results)
     lines = ["| config | jaxgram wall s | gensim wall s | words/s jaxgram / gensim | ratio | peak RSS MiB jaxgram / gensim "
-             "| analogy jaxgram / gensim | WordSim-353 jaxgram / gensim |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| analogy jaxgram / gensim | WordSim-353 jaxgram / gensim |"
+             + (" overlap@k jaxgram vs gensim / floor jaxgram / floor gensim (medians) |" if with_agreement else ""),
+             "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if with_agreement else "")]
     for result in results:
         jax_runs, gensim_runs = result["trainers"]["jaxgram"], result["trainers"]["gensim"]
         cells = [README_CONFIG_LABELS.get(result["config_name"], result["config_name"]),
@@ -292,8 +381,19 @@ def readme_table(results: list[dict]) -> str:
                  f"{jax_runs['peak_rss_mib']['median']:.0f} / {gensim_runs['peak_rss_mib']['median']:.0f}",
                  f"{_spread(jax_runs['analogy_accuracy'])} / {_spread(gensim_runs['analogy_accuracy'])}",
                  f"{_spread(jax_runs['wordsim353_spearman'])} / {_spread(gensim_runs['wordsim353_spearman'])}"]
+        if with_agreement:
+            cells.append(_agreement_cell(result.get("agreement")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _agreement_cell(block) -> str:
+    if not block:
+        return "n/a"
+    medians = " / ".join(_number(block[name]["overlap_at_k"]["median"])
+                         for name in ("jaxgram_vs_gensim", "jaxgram_floor", "gensim_floor"))
+    verdict = {True: "bar holds", False: "bar fails", None: "no bar"}[block["bar"]["holds"]]
+    return f"{medians} ({verdict})"
 
 
 def _short(words_per_second: float) -> str:

@@ -1,17 +1,26 @@
-// One sparse SGD step of skip-gram negative sampling, fused into one XLA FFI call.
+// One SGD step of skip-gram negative sampling as word2vec.c and gensim take it, fused into
+// one XLA FFI call.
 //
-// It reproduces jaxgram's pure step (training.make_step with objective "ns": jax.grad
-// of losses.ns_group_loss on the gathered rows, then a scatter-add) without XLA's
-// single-threaded scalar gather/scatter. Semantics that must match the pure step:
-// - Every gradient is computed from the tables as they were at the START of the step,
-//   so phase 1 reads the tables and writes only a scratch of update rows, and phase 2
-//   adds those rows in. Repeated ids therefore accumulate, as with scatter-add.
-// - Context slot < 0 is empty, a centre with mask 0 is padding: neither reads nor
-//   writes a row, and a padding centre's loss is 0.
-// - Tied tables (W is E) are the same pointer: phase 2 still sees only snapshot grads.
+// The update is word2vec's: pairs in corpus order, each (context, centre) pair one SGD step
+// on -log σ(e_context · w_centre) - Σ_k log σ(-e_context · w_negative_k) with its own K
+// negatives drawn from the noise table; within a pair the output rows are updated one by one
+// (each score from the output row as it is then, the input row as it was when the pair
+// started) and the input row last. This is gensim's w2v_fast_sentence_sg_neg without its
+// sigmoid lookup table; jaxgram.step documents how it differs from the batched XLA step.
+// - Streams: centre b belongs to stream b % streams (the trainer interleaves that many
+//   contiguous shares of the corpus). A stream sees its own updates at once, as one gensim
+//   thread does; it sees the other streams' only at the end of the step, where every
+//   stream's change to a row is added to it in stream order. gensim's threads see each
+//   other's updates at once and race on shared rows; here the result depends on the
+//   number of streams, never on the number of threads, so a seed reproduces a run bitwise.
+// - Negatives: stream s draws them with SplitMix64 seeded from (seed, s), each the noise
+//   table's entry at the top log2(size) bits of a draw; one draw per negative of a present pair.
+// - Context slot < 0 is empty, a centre with mask 0 is padding: neither reads nor writes a
+//   row, and a padding centre's loss is 0. A mask weight m scales the centre's step size.
+// - Tied tables (W is E) are the same pointer, and every row a pair touches is one row of it.
 //
-// Threads: `workers` of them split phase 1 by centre and phase 2 by row (see ApplyCentre),
-// so the result does not depend on their number.
+// Threads: `workers` of them take the streams (stream s on thread s % threads), then merge
+// the streams' changes by row owner (row % threads).
 // Built with plain -O3 (no -march: the wheel must run on any x86-64), so the D-long
 // loops are written to vectorise with baseline SIMD: contiguous rows, restrict
 // pointers, and dot products split into independent lanes (a single float sum may not
@@ -23,8 +32,11 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -37,6 +49,7 @@ using TableOut = ffi::ResultBuffer<ffi::F32, 2>;
 using Ids1 = ffi::Buffer<ffi::S32, 1>;
 using Ids2 = ffi::Buffer<ffi::S32, 2>;
 using Floats1 = ffi::Buffer<ffi::F32, 1>;
+using Seed = ffi::Buffer<ffi::U32, 1>;
 using Scalar = ffi::Buffer<ffi::F32, 0>;
 using LossesOut = ffi::ResultBuffer<ffi::F32, 1>;
 
@@ -46,12 +59,15 @@ namespace {
 struct Step {
   float* E;
   float* W;  // == E when tied
+  bool tied;
   int64_t rows_e, rows_w, dim;
   const int32_t* centers;
   const int32_t* contexts;
-  const int32_t* negatives;
+  const int32_t* noise;  // the noise table: word ids in proportion to count^ns_exponent
+  int noise_bits;        // log2 of its (power-of-two) size
   const float* mask;
-  int64_t batch, window, negative;
+  int64_t batch, window, negative, streams;
+  uint64_t seed;
   float lr;
   float* losses;
 };
@@ -85,23 +101,9 @@ inline void Axpy(float a, const float* __restrict x, float* __restrict y, int64_
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-// y1 += a * x1 and y2 += a * x2 in one pass: the two updates of one score share a, and
-// one loop loads the input and output rows once instead of twice.
-inline void Axpy2(float a, const float* __restrict x1, float* __restrict y1, const float* __restrict x2,
-                  float* __restrict y2, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    y1[i] += a * x1[i];
-    y2[i] += a * x2[i];
-  }
-}
-
 // softplus(x) = max(x, 0) + log(1 + e) and sigmoid(x), from one e = exp(-|x|) in (0, 1],
-// so neither overflows for any x (as jax.nn.softplus and jax.nn.sigmoid). The log is
-// not taken per score: a centre's loss sums softplus over all its scores, so it keeps
-// the sum of the max(x, 0) parts and the product of the (1 + e) factors (each in (1, 2],
-// so a thousand of them fit a double; larger windows fold it into a log now and then) and
-// takes one log per centre. A log per score
-// was a sixth of the whole step in a profile.
+// so neither overflows for any x (as jax.nn.softplus and jax.nn.sigmoid). The log of the
+// factor is left to LossSum: a log per score was a sixth of the whole step in a profile.
 struct Logistic {
   float linear;  // max(x, 0)
   float factor;  // 1 + e: softplus(x) = linear + log(factor)
@@ -115,17 +117,204 @@ inline Logistic Evaluate(float x) {
   return {std::max(x, 0.f), factor, x >= 0.f ? inverse : e * inverse};
 }
 
-// Scratch reused across calls on the same thread: allocating ~1 MB per step would
-// cost page faults every scan iteration. Concurrent calls run on different threads.
+// Scratch reused across calls on the same thread (a stream's two rows of D floats), so that
+// no step allocates. Concurrent calls run on different threads.
 std::vector<float>& Scratch(size_t size) {
   thread_local std::vector<float> scratch;
   if (scratch.size() < size) scratch.resize(size);
   return scratch;
 }
 
-// Output row of slot k of centre b: the centre itself, then its negatives.
-inline int32_t OutputRow(const Step& s, int64_t b, int64_t k) {
-  return k == 0 ? s.centers[b] : s.negatives[b * s.negative + k - 1];
+// y += a * x and x += a * z in one pass over the row x: a score's change to the input row
+// (from the output row as it is before this score's own update) and its change to the
+// output row (from the input row as the pair found it).
+inline void Exchange(float a, float* __restrict x, float* __restrict y, const float* __restrict z, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] += a * x[i];
+    x[i] += a * z[i];
+  }
+}
+
+// A centre's loss, the sum of softplus over its scores: the max(x, 0) parts are summed and
+// the (1 + e) factors multiplied (each in (1, 2], so a thousand of them fit a double; larger
+// windows fold the product into a log now and then), so a centre takes one log, not one per score.
+struct LossSum {
+  float linear = 0.f;
+  double product = 1.0, folded = 0.0;
+  void Add(const Logistic& f) {
+    linear += f.linear;
+    product *= f.factor;
+    if (product > 1e300) {
+      folded += std::log(product);
+      product = 1.0;
+    }
+  }
+  float Total() const { return linear + static_cast<float>(folded + std::log(product)); }
+};
+
+// SplitMix64 (Steele, Lea and Flood 2014): 64 random bits from a counter and a bit mixer.
+// A stream's generator starts from a mix of (seed, stream), so streams draw independently
+// and a step's negatives are a function of its seed alone.
+struct SplitMix64 {
+  uint64_t state;
+  uint64_t Next() {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+};
+
+SplitMix64 StreamGenerator(uint64_t seed, int64_t stream) {
+  SplitMix64 mixer{seed ^ (0xD1B54A32D192ED03ull * static_cast<uint64_t>(stream + 1))};
+  return SplitMix64{mixer.Next()};
+}
+
+constexpr int32_t kUntouched = -1, kShared = -2;
+
+// Which stream each row a step touches belongs to: the one stream that touches it, or
+// kShared when several do. A stream updates its own rows in the tables at once; a shared
+// row it updates in a copy (StreamView), merged at the end of the step. Most of a step's
+// rows (the rarer negatives) are one stream's, so few are copied. The maps are as long as
+// the tables, so they are kept across calls (Workspace) and only the entries a step set
+// are released.
+class RowOwners {
+ public:
+  void Begin(const Step& s) {
+    for (int t = 0; t < 2; ++t) {
+      const int64_t rows = t == 0 ? s.rows_e : s.rows_w;
+      if (static_cast<int64_t>(owners_[t].size()) < rows) owners_[t].resize(rows, kUntouched);
+    }
+  }
+  void Claim(int table, int32_t id, int32_t stream) {
+    int32_t& owner = owners_[table][id];
+    owner = owner == kUntouched || owner == stream ? stream : kShared;
+  }
+  void Release(int table, int32_t id) { owners_[table][id] = kUntouched; }
+  int32_t Owner(int table, int32_t id) const { return owners_[table][id]; }
+
+ private:
+  std::vector<int32_t> owners_[2];
+};
+
+// What one stream sees of the tables during a step: its own rows, and every row when it
+// is the only stream (`owners` nullptr), are the tables' rows; a shared row is a copy
+// taken on first touch, which the stream reads and updates and MergeStreams adds back.
+class StreamView {
+ public:
+  std::vector<int32_t> negatives;  // the stream's draws for this step, K per present pair in order
+
+  void Begin(const Step& s, int32_t stream, const RowOwners* owners, int64_t capacity) {
+    step_ = &s;
+    stream_ = stream;
+    owners_ = owners;
+    negatives.resize(static_cast<size_t>((s.batch / s.streams + 1) * s.window * s.negative));
+    if (owners == nullptr) return;
+    for (int t = 0; t < 2; ++t) {
+      const int64_t rows = t == 0 ? s.rows_e : s.rows_w;
+      if (static_cast<int64_t>(slots_[t].size()) < rows) slots_[t].resize(rows, -1);
+    }
+    // Sized for every row the step can touch, so Row's pointers stay valid all step.
+    const size_t floats = static_cast<size_t>(capacity * s.dim);
+    if (values_.size() < floats) values_.resize(floats);
+  }
+
+  // Row `id` of E (table 0) or W (table 1) as this stream sees it, to read and update.
+  float* Row(int table, int32_t id) {
+    const Step& s = *step_;
+    table = s.tied ? 0 : table;
+    float* row = (table == 0 ? s.E : s.W) + int64_t{id} * s.dim;
+    if (owners_ == nullptr || owners_->Owner(table, id) == stream_) return row;
+    int32_t& slot = slots_[table][id];
+    if (slot < 0) {
+      slot = static_cast<int32_t>(touched_.size());
+      touched_.push_back({table, id});
+      std::memcpy(&values_[int64_t{slot} * s.dim], row, s.dim * sizeof(float));
+    }
+    return &values_[int64_t{slot} * s.dim];
+  }
+
+  // This stream's copy of a shared row, or nullptr when it did not touch the row.
+  const float* Copy(int table, int32_t id) const {
+    const int32_t slot = slots_[table][id];
+    return slot < 0 ? nullptr : &values_[int64_t{slot} * step_->dim];
+  }
+
+  const std::vector<std::pair<int, int32_t>>& Touched() const { return touched_; }  // its shared rows
+
+  void End() {
+    for (const auto& [table, id] : touched_) slots_[table][id] = -1;
+    touched_.clear();
+  }
+
+ private:
+  const Step* step_ = nullptr;
+  int32_t stream_ = 0;
+  const RowOwners* owners_ = nullptr;
+  std::vector<int32_t> slots_[2];  // row -> its copy's slot, -1: no copy this step
+  std::vector<std::pair<int, int32_t>> touched_;  // (table, row) of each slot
+  std::vector<float> values_;
+};
+
+// Writes every shared row that worker `part` of `parts` owns (row % parts == part) as the
+// tables at the start of the step plus each stream's change, added in stream order; the
+// first stream that copied a row writes it.
+void MergeStreams(const Step& s, const std::vector<std::unique_ptr<StreamView>>& views, int64_t streams, int part,
+                  int parts) {
+  std::vector<float>& start = Scratch(static_cast<size_t>(s.dim));
+  for (int64_t first = 0; first < streams; ++first) {
+    for (const auto& [table, id] : views[first]->Touched()) {
+      if (id % parts != part) continue;
+      if (std::any_of(views.begin(), views.begin() + first, [&](const auto& v) { return v->Copy(table, id); }))
+        continue;  // an earlier stream wrote it
+      float* row = (table == 0 ? s.E : s.W) + int64_t{id} * s.dim;
+      std::memcpy(start.data(), row, s.dim * sizeof(float));
+      std::memcpy(row, views[first]->Copy(table, id), s.dim * sizeof(float));
+      for (int64_t later = first + 1; later < streams; ++later) {
+        const float* copy = views[later]->Copy(table, id);
+        if (copy == nullptr) continue;
+        for (int64_t i = 0; i < s.dim; ++i) row[i] += copy[i] - start[i];
+      }
+    }
+  }
+}
+
+// What a call needs besides its operands, kept across calls: taken for a call and given
+// back after it, so concurrent calls (one per device under shard_map) use different ones.
+struct Workspace {
+  RowOwners owners;
+  std::vector<std::unique_ptr<StreamView>> views;
+};
+
+class WorkspacePool {
+ public:
+  std::unique_ptr<Workspace> Take(int64_t streams) {
+    std::unique_ptr<Workspace> workspace;
+    {
+      std::lock_guard<std::mutex> hold(mutex_);
+      if (!free_.empty()) {
+        workspace = std::move(free_.back());
+        free_.pop_back();
+      }
+    }
+    if (!workspace) workspace = std::make_unique<Workspace>();
+    while (static_cast<int64_t>(workspace->views.size()) < streams)
+      workspace->views.push_back(std::make_unique<StreamView>());
+    return workspace;
+  }
+  void Give(std::unique_ptr<Workspace> workspace) {
+    std::lock_guard<std::mutex> hold(mutex_);
+    free_.push_back(std::move(workspace));
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Workspace>> free_;
+};
+
+WorkspacePool& Workspaces() {
+  static WorkspacePool* pool = new WorkspacePool();  // never destroyed: XLA's threads may outlive static teardown
+  return *pool;
 }
 
 // Ids outside the tables would read or write foreign memory: refuse the whole step
@@ -133,12 +322,9 @@ inline int32_t OutputRow(const Step& s, int64_t b, int64_t k) {
 ffi::Error CheckIds(const Step& s) {
   for (int64_t b = 0; b < s.batch; ++b) {
     if (s.mask[b] == 0.f) continue;
-    for (int64_t k = 0; k <= s.negative; ++k) {
-      const int32_t row = OutputRow(s, b, k);
-      if (row < 0 || row >= s.rows_w)
-        return ffi::Error::InvalidArgument("ns_sgd: output id " + std::to_string(row) + " outside W's " +
-                                           std::to_string(s.rows_w) + " rows");
-    }
+    if (s.centers[b] < 0 || s.centers[b] >= s.rows_w)
+      return ffi::Error::InvalidArgument("ns_sgd: centre id " + std::to_string(s.centers[b]) + " outside W's " +
+                                         std::to_string(s.rows_w) + " rows");
     for (int64_t j = 0; j < s.window; ++j) {
       if (s.contexts[b * s.window + j] >= s.rows_e)
         return ffi::Error::InvalidArgument("ns_sgd: context id " + std::to_string(s.contexts[b * s.window + j]) +
@@ -148,53 +334,104 @@ ffi::Error CheckIds(const Step& s) {
   return ffi::Error::Success();
 }
 
-// Phase 1 for centre b: its loss, and its update rows (already scaled by -lr) in
-// dE [window, dim] (one per context slot) and dW [1 + negative, dim] (one per output).
-JAXGRAM_SIMD_CLONES float CentreUpdates(const Step& s, int64_t b, float* __restrict dE, float* __restrict dW) {
-  const int64_t D = s.dim, outputs = s.negative + 1;
-  std::fill(dW, dW + outputs * D, 0.f);
-  float linear = 0.f;
-  double product = 1.0, folded = 0.0;  // the loss's log part: folded + log(product)
+// Asks the cache for the `bytes` at `address` ahead of their use (a hint; never faults).
+inline void Prefetch(const void* address, int64_t bytes) {
+  for (int64_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(static_cast<const char*>(address) + offset);
+}
+
+// work(b) for the centres of stream `stream` that train (mask not 0), in order.
+template <typename Work>
+void ForCentres(const Step& s, int64_t stream, Work&& work) {
+  for (int64_t b = stream; b < s.batch; b += s.streams)
+    if (s.mask[b] != 0.f) work(b);
+}
+
+inline int64_t PresentPairs(const Step& s, int64_t b) {
+  int64_t pairs = 0;
+  for (int64_t j = 0; j < s.window; ++j) pairs += s.contexts[b * s.window + j] >= 0;
+  return pairs;
+}
+
+// The negatives of the stream's present pairs, K per pair in pair order, into
+// view.negatives. A centre's draws are all made before its noise table entries are read,
+// so that those (the table is megabytes) come from memory together rather than one cache
+// miss after another. At an id outside W, sets `bad_id` and stops.
+void DrawNegatives(const Step& s, int64_t stream, StreamView& view, int64_t& bad_id) {
+  SplitMix64 random = StreamGenerator(s.seed, stream);
+  int32_t* negatives = view.negatives.data();
+  ForCentres(s, stream, [&](int64_t b) {
+    const int64_t count = PresentPairs(s, b) * s.negative;
+    for (int64_t i = 0; i < count; ++i) {
+      const uint64_t bits = random.Next();
+      negatives[i] = s.noise_bits == 0 ? 0 : static_cast<int32_t>(bits >> (64 - s.noise_bits));
+      Prefetch(s.noise + negatives[i], sizeof(int32_t));
+    }
+    for (int64_t i = 0; i < count; ++i) {
+      negatives[i] = s.noise[negatives[i]];
+      if ((negatives[i] < 0 || negatives[i] >= s.rows_w) && bad_id < 0) bad_id = negatives[i];
+    }
+    negatives += count;
+  });
+}
+
+// visit(table, id) for every row the stream's pairs touch (repeats included).
+template <typename Visit>
+void ForRows(const Step& s, int64_t stream, const StreamView& view, Visit&& visit) {
+  const int output_table = s.tied ? 0 : 1;
+  const int32_t* negatives = view.negatives.data();
+  ForCentres(s, stream, [&](int64_t b) {
+    for (int64_t j = 0; j < s.window; ++j) {
+      const int32_t context = s.contexts[b * s.window + j];
+      if (context < 0) continue;
+      visit(0, context);
+      visit(output_table, s.centers[b]);
+      for (int64_t k = 0; k < s.negative; ++k) visit(output_table, *negatives++);
+    }
+  });
+}
+
+// Centre b's pairs, one SGD step each, through `view`, with its negatives; returns the
+// centre's loss. `start` and `change` are D floats of scratch.
+JAXGRAM_SIMD_CLONES float TrainCentre(const Step& s, int64_t b, StreamView& view, const int32_t* negatives,
+                                      float* start, float* __restrict change) {
+  const int64_t D = s.dim;
+  const float lr = s.lr * s.mask[b];
+  LossSum loss;
   for (int64_t j = 0; j < s.window; ++j) {
     const int32_t context = s.contexts[b * s.window + j];
     if (context < 0) continue;
-    const float* h = s.E + context * D;
-    float* dh = dE + j * D;
-    std::fill(dh, dh + D, 0.f);
-    for (int64_t k = 0; k < outputs; ++k) {
-      const float* w = s.W + int64_t{OutputRow(s, b, k)} * D;
-      const float score = Dot(h, w, D);
-      // Label 1 for the centre (k = 0): loss softplus(-s), d/ds = sigmoid(s) - 1 = -sigmoid(-s);
+    float* h = view.Row(0, context);
+    // The input row as the pair found it. Untied, h is in E and no update of the pair's
+    // outputs (in W) reaches it before the pair ends; tied, one may be h itself.
+    const float* input = h;
+    if (s.tied) input = static_cast<const float*>(std::memcpy(start, h, D * sizeof(float)));
+    std::fill(change, change + D, 0.f);
+    for (int64_t k = 0; k <= s.negative; ++k) {
+      float* w = view.Row(1, k == 0 ? s.centers[b] : *negatives++);
+      const float score = Dot(input, w, D);
+      // Label 1 for the centre (k = 0): loss softplus(-s), d/ds = -sigmoid(-s);
       // label 0 for the negatives: softplus(s), d/ds = sigmoid(s).
       const Logistic f = Evaluate(k == 0 ? -score : score);
-      linear += f.linear;
-      product *= f.factor;
-      const float step = -s.lr * s.mask[b] * (k == 0 ? -f.sigmoid : f.sigmoid);
-      Axpy2(step, w, dh, h, dW + k * D, D);
-      if (product > 1e300) {  // factors are <= 2: fold long before a double overflows
-        folded += std::log(product);
-        product = 1.0;
-      }
+      loss.Add(f);
+      Exchange(-lr * (k == 0 ? -f.sigmoid : f.sigmoid), w, change, input, D);
     }
+    Axpy(1.f, change, h, D);
   }
-  return s.mask[b] * (linear + static_cast<float>(folded + std::log(product)));
+  return s.mask[b] * loss.Total();
 }
 
-// Phase 2 for centre b: add its snapshot updates into the rows worker `part` of `parts`
-// owns (row % parts == part). Every row is owned by one worker, which adds its updates
-// in centre order, as one worker would: the tables come out bitwise the same for any
-// number of workers, and no two workers write one row.
-JAXGRAM_SIMD_CLONES void ApplyCentre(const Step& s, int64_t b, const float* dE, const float* dW, int part,
-                                     int parts) {
-  const int64_t D = s.dim;
-  for (int64_t j = 0; j < s.window; ++j) {
-    const int32_t context = s.contexts[b * s.window + j];
-    if (context >= 0 && context % parts == part) Axpy(1.f, dE + j * D, s.E + context * D, D);
-  }
-  for (int64_t k = 0; k <= s.negative; ++k) {
-    const int32_t row = OutputRow(s, b, k);
-    if (row % parts == part) Axpy(1.f, dW + k * D, s.W + int64_t{row} * D, D);
-  }
+// Every centre of the stream, in order; the rows of a centre's negatives are fetched
+// from memory while it trains its first pairs.
+void TrainStream(const Step& s, int64_t stream, StreamView& view) {
+  std::vector<float>& scratch = Scratch(static_cast<size_t>(2 * s.dim));
+  for (int64_t b = stream; b < s.batch; b += s.streams) s.losses[b] = 0.f;
+  const int32_t* negatives = view.negatives.data();
+  ForCentres(s, stream, [&](int64_t b) {
+    const int64_t count = PresentPairs(s, b) * s.negative;
+    for (int64_t i = 0; i < count; ++i) Prefetch(s.W + int64_t{negatives[i]} * s.dim, s.dim * sizeof(float));
+    s.losses[b] = TrainCentre(s, b, view, negatives, scratch.data(), scratch.data() + s.dim);
+    negatives += count;
+  });
 }
 
 // work(part) for every part in [0, parts), on the calling thread and on XLA's intra-op
@@ -226,26 +463,54 @@ void Parallel(ffi::ThreadPool& pool, int parts, const std::function<void(int)>& 
 
 ffi::Error RunStep(const Step& s, int64_t workers, ffi::ThreadPool& pool) {
   if (ffi::Error error = CheckIds(s); error.failure()) return error;
-  const int64_t per_centre = (s.window + s.negative + 1) * s.dim;
-  float* scratch = Scratch(static_cast<size_t>(s.batch * per_centre)).data();
-  const int parts = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(workers, s.batch)));
-  // Phase 1: each worker reads the snapshot for its share of the centres.
-  Parallel(pool, parts, [&](int part) {
-    for (int64_t b = s.batch * part / parts; b < s.batch * (part + 1) / parts; ++b) {
-      s.losses[b] = 0.f;
-      if (s.mask[b] == 0.f) continue;
-      float* dE = scratch + b * per_centre;
-      s.losses[b] = CentreUpdates(s, b, dE, dE + s.window * s.dim);
+  const int64_t streams = std::max<int64_t>(1, std::min(s.streams, s.batch));  // the ones with centres
+  const bool shared = streams > 1;
+  // A stream's pairs touch at most 2 + negative rows each.
+  const int64_t capacity = std::min((s.batch / s.streams + 1) * s.window * (s.negative + 2),
+                                    s.tied ? s.rows_e : s.rows_e + s.rows_w);
+  std::unique_ptr<Workspace> workspace = Workspaces().Take(streams);
+  auto& views = workspace->views;
+  for (int64_t stream = 0; stream < streams; ++stream)
+    views[stream]->Begin(s, static_cast<int32_t>(stream), shared ? &workspace->owners : nullptr, capacity);
+  const int threads = static_cast<int>(std::max<int64_t>(1, std::min(workers, streams)));
+  auto each_stream = [&](auto&& work) {
+    Parallel(pool, threads, [&](int part) {
+      for (int64_t stream = part; stream < streams; stream += threads) work(stream);
+    });
+  };
+  // 1. Every stream's negatives: a bad id fails the call before any row changes.
+  std::vector<int64_t> bad_ids(streams, -1);
+  each_stream([&](int64_t stream) { DrawNegatives(s, stream, *views[stream], bad_ids[stream]); });
+  const auto bad = std::find_if(bad_ids.begin(), bad_ids.end(), [](int64_t id) { return id >= 0; });
+  if (bad == bad_ids.end()) {
+    // 2. Which rows are one stream's and which are shared, each worker for the rows it owns.
+    const int owners = static_cast<int>(std::max<int64_t>(1, workers));
+    if (shared) {
+      workspace->owners.Begin(s);
+      // By blocks of 16 ids, a cache line of the map, so no two workers write one line; a
+      // power-of-two count of workers, so finding a block's worker is a mask, not a division.
+      int claimers = 1;
+      while (claimers * 2 <= owners) claimers *= 2;
+      Parallel(pool, claimers, [&](int part) {
+        for (int64_t stream = 0; stream < streams; ++stream)
+          ForRows(s, stream, *views[stream], [&](int table, int32_t id) {
+            if (((id >> 4) & (claimers - 1)) == part) workspace->owners.Claim(table, id, static_cast<int32_t>(stream));
+          });
+      });
     }
-  });
-  // Phase 2: each worker adds every centre's updates to the rows it owns.
-  Parallel(pool, parts, [&](int part) {
-    for (int64_t b = 0; b < s.batch; ++b) {
-      if (s.mask[b] == 0.f) continue;
-      const float* dE = scratch + b * per_centre;
-      ApplyCentre(s, b, dE, dE + s.window * s.dim, part, parts);
-    }
-  });
+    // 3. The pairs. 4. The shared rows, each written by the worker that owns it.
+    each_stream([&](int64_t stream) { TrainStream(s, stream, *views[stream]); });
+    if (shared) Parallel(pool, owners, [&](int part) { MergeStreams(s, views, streams, part, owners); });
+  }
+  for (int64_t stream = 0; stream < streams; ++stream) {
+    if (shared && bad == bad_ids.end())
+      ForRows(s, stream, *views[stream], [&](int table, int32_t id) { workspace->owners.Release(table, id); });
+    views[stream]->End();
+  }
+  Workspaces().Give(std::move(workspace));
+  if (bad != bad_ids.end())
+    return ffi::Error::InvalidArgument("ns_sgd: noise table id " + std::to_string(*bad) + " outside W's " +
+                                       std::to_string(s.rows_w) + " rows");
   return ffi::Error::Success();
 }
 
@@ -257,55 +522,85 @@ float* StartFrom(const Table& in, TableOut& out) {
   return data;
 }
 
-ffi::Error Describe(Step& s, const Table& E, const Table& W,
-                    const Ids1& centers, const Ids2& contexts,
-                    const Ids2& negatives, const Floats1& mask,
-                    const Scalar& lr, LossesOut& losses) {
+// The operands every step takes besides its tables.
+struct Batch {
+  Ids1 centers;
+  Ids2 contexts;
+  Ids1 noise;
+  Seed seed;
+  Floats1 mask;
+  Scalar lr;
+};
+
+ffi::Error Describe(Step& s, const Table& E, const Table& W, const Batch& in, int64_t negative, int64_t streams,
+                    LossesOut& losses) {
   s.rows_e = E.dimensions()[0];
   s.rows_w = W.dimensions()[0];
   s.dim = E.dimensions()[1];
-  s.batch = centers.dimensions()[0];
-  s.window = contexts.dimensions()[1];
-  s.negative = negatives.dimensions()[1];
+  s.batch = in.centers.dimensions()[0];
+  s.window = in.contexts.dimensions()[1];
+  s.negative = negative;
+  s.streams = streams;
+  const int64_t noise_size = in.noise.dimensions()[0];
   if (W.dimensions()[1] != s.dim)
     return ffi::Error::InvalidArgument("ns_sgd: E and W must have the same row length");
-  if (contexts.dimensions()[0] != s.batch || negatives.dimensions()[0] != s.batch ||
-      mask.dimensions()[0] != s.batch || losses->dimensions()[0] != s.batch)
-    return ffi::Error::InvalidArgument("ns_sgd: centers, contexts, negatives, mask and losses need one row per centre");
-  s.centers = centers.typed_data();
-  s.contexts = contexts.typed_data();
-  s.negatives = negatives.typed_data();
-  s.mask = mask.typed_data();
-  s.lr = lr.typed_data()[0];
+  if (in.contexts.dimensions()[0] != s.batch || in.mask.dimensions()[0] != s.batch ||
+      losses->dimensions()[0] != s.batch)
+    return ffi::Error::InvalidArgument("ns_sgd: centers, contexts, mask and losses need one row per centre");
+  if (negative < 0 || streams < 1 || in.seed.dimensions()[0] != 2)
+    return ffi::Error::InvalidArgument("ns_sgd: needs negative >= 0, streams >= 1 and a seed of two uint32");
+  if (noise_size < 1 || (noise_size & (noise_size - 1)) != 0 || noise_size > (int64_t{1} << 32))
+    return ffi::Error::InvalidArgument("ns_sgd: the noise table's size must be a power of two up to 2^32, got " +
+                                       std::to_string(noise_size));
+  s.noise_bits = 0;
+  while ((int64_t{1} << s.noise_bits) < noise_size) ++s.noise_bits;
+  s.centers = in.centers.typed_data();
+  s.contexts = in.contexts.typed_data();
+  s.noise = in.noise.typed_data();
+  s.seed = (uint64_t{in.seed.typed_data()[0]} << 32) | in.seed.typed_data()[1];
+  s.mask = in.mask.typed_data();
+  s.lr = in.lr.typed_data()[0];
   s.losses = losses->typed_data();
   return ffi::Error::Success();
 }
 
-ffi::Error NsSgdUntiedImpl(Table E, Table W,
-                           Ids1 centers, Ids2 contexts,
-                           Ids2 negatives, Floats1 mask,
-                           Scalar lr, int64_t workers, ffi::ThreadPool pool, TableOut E_out,
-                           TableOut W_out, LossesOut losses) {
+ffi::Error NsSgdUntiedImpl(Table E, Table W, Ids1 centers, Ids2 contexts, Ids1 noise, Seed seed, Floats1 mask,
+                           Scalar lr, int64_t negative, int64_t streams, int64_t workers, ffi::ThreadPool pool,
+                           TableOut E_out, TableOut W_out, LossesOut losses) {
   Step s;
-  if (ffi::Error error = Describe(s, E, W, centers, contexts, negatives, mask, lr, losses); error.failure())
-    return error;
+  const Batch batch{centers, contexts, noise, seed, mask, lr};
+  if (ffi::Error error = Describe(s, E, W, batch, negative, streams, losses); error.failure()) return error;
+  s.tied = false;
   s.E = StartFrom(E, E_out);
   s.W = StartFrom(W, W_out);
   return RunStep(s, workers, pool);
 }
 
-ffi::Error NsSgdTiedImpl(Table E, Ids1 centers,
-                         Ids2 contexts, Ids2 negatives,
-                         Floats1 mask, Scalar lr, int64_t workers, ffi::ThreadPool pool,
-                         TableOut E_out, LossesOut losses) {
+ffi::Error NsSgdTiedImpl(Table E, Ids1 centers, Ids2 contexts, Ids1 noise, Seed seed, Floats1 mask, Scalar lr,
+                         int64_t negative, int64_t streams, int64_t workers, ffi::ThreadPool pool, TableOut E_out,
+                         LossesOut losses) {
   Step s;
-  if (ffi::Error error = Describe(s, E, E, centers, contexts, negatives, mask, lr, losses); error.failure())
-    return error;
+  const Batch batch{centers, contexts, noise, seed, mask, lr};
+  if (ffi::Error error = Describe(s, E, E, batch, negative, streams, losses); error.failure()) return error;
+  s.tied = true;
   s.E = s.W = StartFrom(E, E_out);
   return RunStep(s, workers, pool);
 }
 
 }  // namespace
+
+// The operands and attributes after the tables, the same for both handlers.
+#define JAXGRAM_STEP_OPERANDS                         \
+  .Arg<Ids1>()        /* centers */                   \
+      .Arg<Ids2>()    /* contexts */                  \
+      .Arg<Ids1>()    /* noise table */               \
+      .Arg<Seed>()    /* seed: two uint32 */          \
+      .Arg<Floats1>() /* mask */                      \
+      .Arg<Scalar>()  /* lr */                        \
+      .Attr<int64_t>("negative")                      \
+      .Attr<int64_t>("streams")                       \
+      .Attr<int64_t>("workers")                       \
+      .Ctx<ffi::ThreadPool>()
 
 // Two handlers rather than one with a `tied` attribute: a tied step has one table to
 // alias, an untied step two, and the buffer lists differ accordingly.
@@ -313,13 +608,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgramNsSgdUntied, NsSgdUntiedImpl,
                               ffi::Ffi::Bind()
                                   .Arg<Table>()  // E
                                   .Arg<Table>()  // W
-                                  .Arg<Ids1>()  // centers
-                                  .Arg<Ids2>()  // contexts
-                                  .Arg<Ids2>()  // negatives
-                                  .Arg<Floats1>()  // mask
-                                  .Arg<Scalar>()  // lr
-                                  .Attr<int64_t>("workers")
-                                  .Ctx<ffi::ThreadPool>()
+                                  JAXGRAM_STEP_OPERANDS
                                   .Ret<Table>()  // E, aliased
                                   .Ret<Table>()  // W, aliased
                                   .Ret<Floats1>());  // losses
@@ -327,13 +616,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgramNsSgdUntied, NsSgdUntiedImpl,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgramNsSgdTied, NsSgdTiedImpl,
                               ffi::Ffi::Bind()
                                   .Arg<Table>()  // E (also W)
-                                  .Arg<Ids1>()  // centers
-                                  .Arg<Ids2>()  // contexts
-                                  .Arg<Ids2>()  // negatives
-                                  .Arg<Floats1>()  // mask
-                                  .Arg<Scalar>()  // lr
-                                  .Attr<int64_t>("workers")
-                                  .Ctx<ffi::ThreadPool>()
+                                  JAXGRAM_STEP_OPERANDS
                                   .Ret<Table>()  // E, aliased
                                   .Ret<Floats1>());  // losses
 

@@ -1,12 +1,14 @@
-"""The sparse SGD step of negative sampling as one fused C++ call (XLA FFI, CPU).
+"""word2vec's SGD step of negative sampling as one fused C++ call (XLA FFI, CPU).
 
-XLA's CPU gather and scatter-add are single-threaded and scalar, and they are most of
-the time of the pure step (training's gather rows -> jax.grad of losses.ns_group_loss
--> scatter-add). csrc/ns_sgd.cc does the same step in one pass over the touched rows,
-with the same semantics: every gradient comes from the tables as they were at the start
-of the step, repeated ids accumulate, empty context slots (< 0) and padding centres
-(mask 0) touch nothing. `ns_sgd_step` runs it inside jit, lax.scan and shard_map; the
-tables are aliased in and out of the call, so donated tables are updated in place.
+csrc/ns_sgd.cc trains a batch of centre groups pair by pair, as word2vec.c and gensim do:
+each (context, centre) pair is one SGD step with its own K negatives, drawn in the kernel
+from the noise table with a seed the caller passes (so the step stays a pure function of
+its operands). The batch is `streams` interleaved streams (centre b in stream b % streams):
+a stream sees its own updates at once and the others' at the end of the step, so the
+result depends on `streams` and never on the number of worker threads. The batched XLA
+step (jaxgram.step) is the accelerators' version of the same objective; see there how they
+differ. `ns_sgd_step` runs inside jit, lax.scan and shard_map; the tables are aliased in and
+out of the call, so donated tables are updated in place.
 
 The library (jaxgram/_ns_sgd.so, built by CMakeLists.txt through scikit-build-core) is
 a plain shared library loaded with ctypes, not a Python extension: it links no Python,
@@ -128,8 +130,8 @@ def _match_varying(operands: list) -> list:
             for x, own in zip(operands, axes)]
 
 
-def _check_shapes(E, W, centers, contexts, negatives, mask) -> None:
-    # Static shapes: checked once at trace time, so a mistake names the argument.
+def _check_operands(E, W, centers, contexts, noise_ids, seed, mask, negative: int, streams: int) -> None:
+    # Static shapes and attributes: checked once at trace time, so a mistake names the argument.
     import jax.numpy as jnp
 
     for name, table in (("E", E), ("W", W)):
@@ -138,22 +140,38 @@ def _check_shapes(E, W, centers, contexts, negatives, mask) -> None:
     if W.shape[1] != E.shape[1]:
         raise ValueError(f"ns_sgd_step: E and W rows differ in length: {E.shape[1]} vs {W.shape[1]}")
     batch = centers.shape[0] if centers.ndim == 1 else None
-    for name, value, ndim in (("centers", centers, 1), ("contexts", contexts, 2), ("negatives", negatives, 2),
-                              ("mask", mask, 1)):
+    for name, value, ndim in (("centers", centers, 1), ("contexts", contexts, 2), ("mask", mask, 1)):
         if value.ndim != ndim or value.shape[0] != batch:
             raise ValueError(f"ns_sgd_step: {name} must have {ndim} dimension(s) and one row per centre "
                              f"(centers has shape {list(centers.shape)}), got {list(value.shape)}")
+    size = noise_ids.shape[0] if noise_ids.ndim == 1 else 0
+    if size < 1 or size & (size - 1) or size > 1 << 32:
+        raise ValueError(f"ns_sgd_step: noise_ids must be one power-of-two-long table of word ids, got shape "
+                         f"{list(noise_ids.shape)}")
+    if seed.shape != (2,) or seed.dtype != jnp.uint32:
+        raise TypeError(f"ns_sgd_step: seed must be uint32[2] (jax.random.bits(key, (2,), jnp.uint32)), got "
+                        f"{seed.dtype}{list(seed.shape)}")
+    if negative < 0 or streams < 1:
+        raise ValueError(f"ns_sgd_step: needs negative >= 0 and streams >= 1, got negative={negative}, "
+                         f"streams={streams}")
 
 
-def ns_sgd_step(E, W, centers, contexts, negatives, mask, lr, tied: bool = False, workers: int = 1):
-    """One sparse SGD step of grouped negative sampling: (E, W or None, losses [B]).
+def ns_sgd_step(E, W, centers, contexts, noise_ids, seed, mask, lr, negative: int, streams: int = 1,
+                tied: bool = False, workers: int = 1):
+    """word2vec's SGD over a batch of centre groups: (E, W or None, losses [B]).
 
     E, W: float32 [V, D] input and output tables (W None, or tied=True: W is E).
-    centers int [B]; contexts int [B, C] (< 0: empty slot); negatives int [B, K], shared
-    by a centre's contexts; mask float [B] (0: padding centre); lr: scalar step size.
-    Equals training's pure step: E[row] -= lr·∂L/∂E[row], W likewise, L the mask-weighted
-    sum of losses.ns_group_loss; the losses are per centre, mask-weighted (padding 0).
-    An id outside the tables (in an unmasked centre) fails the call and changes nothing.
+    centers int [B]; contexts int [B, C] (< 0: empty slot); noise_ids int [T], T a power of
+    two, the noise table negatives are drawn from (jaxgram.data.noise_table); seed uint32[2],
+    the step's random bits; mask float [B] (0: padding centre, a weight scales the centre's
+    step size); lr: scalar step size; negative: K negatives per pair; streams: centre b is in
+    stream b % streams (see the module docstring). Each pair (context c, centre t) is an SGD
+    step on losses.ns_pair_loss with E[c] as the input row and W[t] as the output row: the
+    output rows are updated one after another, each from the input row as the pair found it,
+    and the input row last (word2vec.c's order). The losses are each centre's summed pair
+    losses, mask-weighted (padding 0). An id outside the tables (in an unmasked centre)
+    fails the call and changes nothing; so does a noise id outside W, but only after the
+    pairs before it were trained when streams = 1.
     """
     import jax
     import jax.numpy as jnp
@@ -162,18 +180,20 @@ def ns_sgd_step(E, W, centers, contexts, negatives, mask, lr, tied: bool = False
     tied = tied or W is None
     E = jnp.asarray(E)
     W = E if tied else jnp.asarray(W)
-    centers, contexts, negatives = (jnp.asarray(ids, jnp.int32) for ids in (centers, contexts, negatives))
-    mask = jnp.asarray(mask, jnp.float32)
-    _check_shapes(E, W, centers, contexts, negatives, mask)
+    centers, contexts, noise_ids = (jnp.asarray(ids, jnp.int32) for ids in (centers, contexts, noise_ids))
+    seed, mask = jnp.asarray(seed), jnp.asarray(mask, jnp.float32)
+    _check_operands(E, W, centers, contexts, noise_ids, seed, mask, negative, streams)
     tables = [E] if tied else [E, W]
-    operands = _match_varying([*tables, centers, contexts, negatives, mask, jnp.asarray(lr, jnp.float32).reshape(())])
+    operands = _match_varying([*tables, centers, contexts, noise_ids, seed, mask,
+                               jnp.asarray(lr, jnp.float32).reshape(())])
     tables, mask = operands[:len(tables)], operands[-2]
     target = _HANDLERS[tied][0]
     results = [jax.ShapeDtypeStruct.like(table) for table in tables] + [jax.ShapeDtypeStruct.like(mask)]
     # Table i in, table i out: XLA hands the kernel one buffer to update in place.
     aliases = {i: i for i in range(len(tables))}
-    # `workers` threads share the step (by centre, then by row): the result is the same for any count.
-    outputs = jax.ffi.ffi_call(target, results, input_output_aliases=aliases)(*operands, workers=np.int64(workers))
+    # `workers` threads share the streams, then the merge: the result is the same for any count.
+    outputs = jax.ffi.ffi_call(target, results, input_output_aliases=aliases)(
+        *operands, negative=np.int64(negative), streams=np.int64(streams), workers=np.int64(workers))
     if tied:
         return outputs[0], None, outputs[1]
     return outputs[0], outputs[1], outputs[2]

@@ -154,7 +154,7 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     workers = mesh.size if mesh is not None else resolved_workers(config) if kernel == "fused" else replicas
     log_training_start(config, len(vocab), workers, kernel if mesh is None else f"{kernel} on a mesh")
     noise_ids = noise_table(noise_distribution(vocab.counts, config.ns_exponent))
-    run_many, layout, carry = _compile(config, optimizer, noise_ids, carry, mesh, kernel)
+    run_many, layout, carry = _compile(config, optimizer, noise_ids, carry, mesh, kernel, source.streams)
     started = ([first], epoch0) if history.epochs_done == 0 else None
     del first  # the stream holds it now, and lets go of it once used
     start_epoch = history.epochs_done
@@ -190,11 +190,11 @@ def _resume_or_start(run: _Run, carry: Carry, resume: bool) -> tuple[Carry, Hist
     return carry, history
 
 
-def _compile(config: TrainConfig, optimizer, noise_ids: np.ndarray, carry: Carry, mesh, kernel: str):
+def _compile(config: TrainConfig, optimizer, noise_ids: np.ndarray, carry: Carry, mesh, kernel: str, streams: int):
     """(run_many, mesh layout or None, carry laid out for it): one device, CPU workers, or a mesh."""
     if mesh is None:
         devices = training_devices(config, kernel)
-        step_for = functools.partial(make_step, config, optimizer, kernel=kernel)
+        step_for = functools.partial(make_step, config, optimizer, kernel=kernel, streams=streams)
         run_many = compile_steps(step_for) if len(devices) == 1 else compile_replicated(step_for, devices)
         return _with_noise(run_many, jnp.asarray(noise_ids)), None, carry
     layout = MeshLayout(mesh, int(carry.trainable.E.shape[0]), config.shard_tables)

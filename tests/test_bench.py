@@ -74,6 +74,91 @@ def test_bench_writes_both_trainers_speed_memory_and_quality(tiny_corpus, tmp_pa
     assert 0.1 < machine["matmul_gflops_fp32"] < 1e6
     assert results["softmax_matmul"] is None
     assert "| words/s (median) |" in completed.stdout and machine["cpu"] in completed.stdout
+    agreement = results["agreement"]
+    assert (agreement["k"], agreement["overlap_words"]) == (10, 1000)
+    assert [row["seeds"] for row in agreement["jaxgram_vs_gensim"]["pairs"]] == [[1, 1], [2, 2]]
+    for name in ("jaxgram_floor", "gensim_floor"):
+        assert [row["seeds"] for row in agreement[name]["pairs"]] == [[1, 2]]
+    for name in ("jaxgram_vs_gensim", "jaxgram_floor", "gensim_floor"):
+        _check_spread(agreement[name]["overlap_at_k"], 0.0, 1.0)
+    assert isinstance(agreement["bar"]["holds"], bool)
+    assert "- jaxgram vs gensim, same seed: " in completed.stdout
+
+
+def _embeddings(vectors):
+    from jaxgram.embeddings import Embeddings
+
+    return Embeddings([f"w{i}" for i in range(len(vectors))], vectors)
+
+
+def _rotated(vectors, seed):
+    rotation, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(vectors.shape[1],) * 2))
+    return vectors @ rotation
+
+
+def _agreement(jaxgram_vectors, gensim_vectors):
+    """bench.run's agreement block of seeds 1-3, make run's settings (overlap@10 over 1000 words)."""
+    from bench.run import agreement_block, agreement_settings
+
+    models = {"jaxgram": {seed: _embeddings(v) for seed, v in enumerate(jaxgram_vectors, 1)},
+              "gensim": {seed: _embeddings(v) for seed, v in enumerate(gensim_vectors, 1)}}
+    return agreement_block(models, agreement_settings("default"))
+
+
+def test_agreement_of_rotated_copies_is_full_and_the_bar_holds():
+    base = np.random.default_rng(0).normal(size=(200, 16))
+    # Neighbours survive a rotation: every run is the same geometry in its own basis.
+    block = _agreement([_rotated(base, seed) for seed in (1, 2, 3)], [base, base, _rotated(base, 4)])
+    assert (block["k"], block["overlap_words"]) == (10, 1000)
+    assert [row["seeds"] for row in block["jaxgram_vs_gensim"]["pairs"]] == [[1, 1], [2, 2], [3, 3]]
+    assert [row["seeds"] for row in block["jaxgram_floor"]["pairs"]] == [[1, 2], [1, 3], [2, 3]]
+    for name in ("jaxgram_vs_gensim", "jaxgram_floor", "gensim_floor"):
+        assert block[name]["overlap_at_k"]["values"] == pytest.approx([1.0] * 3)
+        assert all(row["overlap_words"] == 200 for row in block[name]["pairs"])
+    assert block["bar"]["holds"] is True and block["bar"]["threshold"] == pytest.approx(0.99)
+
+
+def test_agreement_of_unrelated_trainers_fails_the_bar():
+    rng = np.random.default_rng(0)
+    ours, theirs = rng.normal(size=(200, 16)), rng.normal(size=(200, 16))
+    block = _agreement([_rotated(ours, seed) for seed in (1, 2, 3)], [_rotated(theirs, seed) for seed in (1, 2, 3)])
+    assert block["jaxgram_floor"]["overlap_at_k"]["min"] == pytest.approx(1.0)
+    assert block["gensim_floor"]["overlap_at_k"]["min"] == pytest.approx(1.0)
+    # 10 of 199 other words at random: a Jaccard overlap near 10/199 / (2 - 10/199), far below the floors
+    assert block["jaxgram_vs_gensim"]["overlap_at_k"]["max"] < 0.2
+    assert block["bar"]["holds"] is False
+
+
+def test_one_seed_has_no_noise_floor_and_no_bar():
+    from bench.run import agreement_block, agreement_settings
+
+    vectors = np.random.default_rng(0).normal(size=(50, 8))
+    block = agreement_block({"jaxgram": {1: _embeddings(vectors)}, "gensim": {1: _embeddings(vectors)}},
+                            agreement_settings("default"))
+    assert block["jaxgram_floor"] == {"overlap_at_k": {"mean": None, "median": None, "min": None, "max": None,
+                                                       "values": []}, "pairs": []}
+    assert block["bar"]["holds"] is None and block["bar"]["threshold"] is None
+
+
+def test_tables_print_agreement_and_say_n_a_for_results_from_before_it():
+    from bench.run import format_table, load_results, readme_table
+
+    old = load_results(ROOT / "bench" / "results" / "default.json")
+    assert "agreement" not in old
+    assert format_table(old).endswith("agreement: n/a (not measured in these results)")
+    base = np.random.default_rng(0).normal(size=(200, 16))
+    new = {**old, "agreement": _agreement([base] * 3, [base] * 3)}
+    table = format_table(new)
+    assert "agreement, overlap@10 over the 1000 most frequent shared words, median [min, max]:" in table
+    assert "- jaxgram vs gensim, same seed: 1.000 [1.000, 1.000]" in table
+    assert "- noise floor gensim, seed pairs: 1.000 [1.000, 1.000]" in table
+    assert "holds (threshold 0.990)" in table
+    # The README's column appears once some results have agreement; older rows say n/a.
+    rows = readme_table([new, old]).splitlines()
+    assert rows[0].endswith("| overlap@k jaxgram vs gensim / floor jaxgram / floor gensim (medians) |")
+    assert rows[1].count("|") == rows[0].count("|")
+    assert rows[2].endswith("| 1.000 / 1.000 / 1.000 (bar holds) |") and rows[3].endswith("| n/a |")
+    assert "overlap" not in readme_table([old])
 
 
 def test_bench_softmax_reports_its_share_of_the_matmul_ceiling(tiny_corpus, tmp_path):

@@ -1,9 +1,10 @@
-"""The fused C++ step (jaxgram.fused) against the pure step it replaces.
+"""The fused C++ step (jaxgram.fused): word2vec's pair-by-pair SGD, against its plain reference.
 
-The reference is built here from losses.ns_group_loss exactly as training does it:
-gather the rows, jax.grad of the mask-weighted sum, scatter-add -lr·grad. Batches use
-a small vocabulary so ids repeat within a step (where snapshot semantics and
-accumulation matter), with empty context slots and padding centres.
+The reference (tests/sequential_reference.py) is the definition written in NumPy, float64:
+streams on their own copies of the tables, pairs one after another, the negatives from the
+same SplitMix64 draws. Batches use a small vocabulary so ids repeat within a pair, a stream
+and across streams (where the order of updates matters), with empty context slots, padding
+centres and fractional mask weights.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sequential_reference import reference_step
 
 from jaxgram import fused
-from jaxgram.losses import ns_group_loss
+from jaxgram.losses import Params, ns_pair_loss
 
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
 
@@ -35,35 +37,22 @@ def kernel():
         pytest.skip(reason)
 
 
-def pure_step(E, W, centers, contexts, negatives, mask, lr, tied=False):
-    """training's sparse SGD step for "ns": (E, W or None, mask-weighted losses [B])."""
-    output_table = E if tied else W
-    outputs = jnp.concatenate([centers[:, None], negatives], axis=1)
-
-    def objective(rows):
-        losses = jax.vmap(ns_group_loss)(rows[0], contexts >= 0, rows[1][:, 0], rows[1][:, 1:]) * mask
-        return jnp.sum(losses), losses
-
-    grads, losses = jax.grad(objective, has_aux=True)((E[contexts], output_table[outputs]))
-    E = E.at[contexts].add(-lr * grads[0])
-    if tied:
-        return E.at[outputs].add(-lr * grads[1]), None, losses
-    return E, W.at[outputs].add(-lr * grads[1]), losses
-
-
 def make_tables(rng, V, D):
     return tuple(jnp.asarray(rng.normal(0.0, 0.5, (V, D)).astype(np.float32)) for _ in range(2))
 
 
-def make_batch(rng, V, B, C, K, steps=None):
-    """centers [B], contexts [B, C] with ~30% empty slots, negatives [B, K], mask [B] with
-    padding (0) and a few fractional weights; leading [steps] axis when steps is given."""
+def make_batch(rng, V, B, C, steps=None):
+    """centers [B], contexts [B, C] with ~30% empty slots, noise table [64] of ids < V, seed
+    uint32[2] (one per step), mask [B] with padding (0) and a few fractional weights; a leading
+    [steps] axis when steps is given."""
     lead = () if steps is None else (steps,)
     contexts = rng.integers(0, V, lead + (B, C)).astype(np.int32)
     contexts[rng.random(contexts.shape) < 0.3] = -1
     mask = rng.choice(np.float32([0.0, 1.0, 1.0, 1.0, 0.5]), lead + (B,))
-    return (jnp.asarray(rng.integers(0, V, lead + (B,)), jnp.int32), jnp.asarray(contexts),
-            jnp.asarray(rng.integers(0, V, lead + (B, K)), jnp.int32), jnp.asarray(mask, jnp.float32))
+    noise = jnp.asarray(rng.integers(0, V, 64), jnp.int32)
+    seeds = jnp.asarray(rng.integers(0, 2**32, lead + (2,), dtype=np.uint64).astype(np.uint32))
+    return (jnp.asarray(rng.integers(0, V, lead + (B,)), jnp.int32), jnp.asarray(contexts), noise, seeds,
+            jnp.asarray(mask, jnp.float32))
 
 
 def assert_steps_equal(got, want):
@@ -73,31 +62,49 @@ def assert_steps_equal(got, want):
             np.testing.assert_allclose(np.asarray(g), np.asarray(w), err_msg=name, **TOLERANCE)
 
 
+STEP = jax.jit(fused.ns_sgd_step, static_argnames=("negative", "streams", "tied", "workers"))
+
+
+@pytest.mark.parametrize("streams", [1, 3])
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
 @pytest.mark.parametrize("dim", [37, 100])
-def test_one_fused_step_equals_one_pure_step(kernel, tied, dim):
-    rng = np.random.default_rng(dim + tied)
+def test_one_step_equals_the_reference(kernel, tied, dim, streams):
+    rng = np.random.default_rng(dim + tied + streams)
     E, W = make_tables(rng, 24, dim)
-    batch = make_batch(rng, 24, B=32, C=6, K=4)
-    lr = jnp.float32(0.5)
-    want = jax.jit(pure_step, static_argnums=7)(E, W, *batch, lr, tied)
-    got = jax.jit(fused.ns_sgd_step, static_argnums=7)(E, None if tied else W, *batch, lr, tied)
+    batch = make_batch(rng, 24, B=32, C=6)
+    lr = 0.1
+    want = reference_step(E, None if tied else W, *batch, lr, negative=4, streams=streams)
+    got = STEP(E, None if tied else W, *batch, jnp.float32(lr), negative=4, streams=streams, tied=tied)
     assert_steps_equal(got, want)
-    # The comparison means something: the step moved rows far beyond the tolerance, and
-    # the padding centres' losses are exactly 0.
-    assert float(jnp.max(jnp.abs(want[0] - E))) > 0.1
-    assert np.all(np.asarray(got[2])[np.asarray(batch[3]) == 0] == 0)
+    # The comparison means something: the step moved rows far beyond the tolerance, the
+    # padding centres' losses are exactly 0, and another stream count is another step.
+    assert float(np.max(np.abs(want[0] - np.asarray(E)))) > 0.1
+    assert np.all(np.asarray(got[2])[np.asarray(batch[-1]) == 0] == 0)
+    other = reference_step(E, None if tied else W, *batch, lr, negative=4, streams=streams + 1)
+    assert np.max(np.abs(other[0] - want[0])) > 1e-3
+
+
+def test_one_pair_is_one_sgd_step_on_ns_pair_loss(kernel):
+    # One context, one negative (a one-entry noise table), distinct rows: word2vec's update of a
+    # pair is exactly -lr times the gradient of losses.ns_pair_loss.
+    rng = np.random.default_rng(4)
+    E, W = make_tables(rng, 6, 16)
+    context, centre, negative = 1, 3, 5
+    got = STEP(E, W, jnp.int32([centre]), jnp.int32([[context]]), jnp.int32([negative]), jnp.uint32([7, 9]),
+               jnp.float32([1.0]), jnp.float32(0.3), negative=1)
+    loss, grads = jax.value_and_grad(ns_pair_loss)(Params(E, W), context, centre, jnp.int32([negative]))
+    assert_steps_equal(got, (E - 0.3 * grads.E, W - 0.3 * grads.W, jnp.reshape(loss, (1,))))
 
 
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
 def test_worker_threads_do_not_change_the_step(kernel, tied):
-    # Workers split phase 1 by centre and phase 2 by row owner; every row adds its updates in
-    # centre order, so any thread count gives bitwise the same tables (repeated ids included).
+    # Threads take whole streams and then whole rows, and every row adds the streams' changes
+    # in stream order, so any thread count gives bitwise the same tables (repeated ids included).
     rng = np.random.default_rng(3 + tied)
     E, W = make_tables(rng, 12, 40)
-    batch = make_batch(rng, 12, B=64, C=6, K=5)
-    step = jax.jit(fused.ns_sgd_step, static_argnames=("tied", "workers"))
-    one, two, three = (step(E, None if tied else W, *batch, jnp.float32(0.4), tied=tied, workers=n) for n in (1, 2, 3))
+    batch = make_batch(rng, 12, B=64, C=6)
+    one, two, three = (STEP(E, None if tied else W, *batch, jnp.float32(0.4), negative=5, streams=4, tied=tied,
+                            workers=n) for n in (1, 2, 3))
     for got in (two, three):
         for name, g, w in zip(("E", "W", "losses"), got, one):
             if w is not None:
@@ -108,42 +115,45 @@ def test_worker_threads_do_not_change_the_step(kernel, tied):
 def test_rows_no_present_centre_touches_stay_bitwise_equal(kernel):
     rng = np.random.default_rng(7)
     E, W = make_tables(rng, 40, 16)
-    centers, contexts, negatives, mask = make_batch(rng, 20, B=8, C=4, K=3)  # ids < 20 only
-    newE, newW, _ = fused.ns_sgd_step(E, W, centers, contexts, negatives, mask, jnp.float32(0.1))
+    batch = make_batch(rng, 20, B=8, C=4)  # ids < 20 only, noise table included
+    newE, newW, _ = fused.ns_sgd_step(E, W, *batch, jnp.float32(0.1), negative=3, streams=2)
     np.testing.assert_array_equal(np.asarray(newE[20:]), np.asarray(E[20:]))
     np.testing.assert_array_equal(np.asarray(newW[20:]), np.asarray(W[20:]))
+    assert not np.array_equal(np.asarray(newW[:20]), np.asarray(W[:20]))
 
 
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
-def test_fused_steps_in_jit_and_scan_equal_as_many_pure_steps(kernel, tied):
+def test_fused_steps_in_jit_and_scan_equal_as_many_reference_steps(kernel, tied):
     rng = np.random.default_rng(11 + tied)
     E, W = make_tables(rng, 30, 20)
-    batches = make_batch(rng, 30, B=16, C=5, K=3, steps=5)
-    lr = jnp.float32(0.3)
+    centers, contexts, noise, seeds, mask = make_batch(rng, 30, B=16, C=5, steps=5)
 
-    def run(step):
-        def body(tables, batch):
-            E, W, losses = step(*tables, *batch, lr, tied)
-            return (E, W), losses
+    def body(tables, batch):
+        E, W, losses = fused.ns_sgd_step(*tables, batch[0], batch[1], noise, batch[2], batch[3], jnp.float32(0.3),
+                                         negative=3, streams=2, tied=tied)
+        return (E, W), losses
 
-        return jax.jit(lambda E, W: jax.lax.scan(body, (E, W), batches))
-
-    (wantE, wantW), want_losses = run(pure_step)(E, None if tied else W)
-    (gotE, gotW), got_losses = run(fused.ns_sgd_step)(E, None if tied else W)
-    assert_steps_equal((gotE, gotW, got_losses), (wantE, wantW, want_losses))
+    run = jax.jit(lambda E, W: jax.lax.scan(body, (E, W), (centers, contexts, seeds, mask)))
+    (gotE, gotW), got_losses = run(E, None if tied else W)
+    wantE, wantW, want_losses = E, None if tied else W, []
+    for s in range(5):
+        wantE, wantW, losses = reference_step(wantE, wantW, centers[s], contexts[s], noise, seeds[s], mask[s], 0.3,
+                                              negative=3, streams=2)
+        want_losses.append(losses)
+    assert_steps_equal((gotE, gotW, got_losses), (wantE, wantW, np.stack(want_losses)))
 
 
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
 def test_donated_tables_are_aliased_in_place(kernel, tied):
     rng = np.random.default_rng(3)
     E, W = make_tables(rng, 24, 12)
-    batch = make_batch(rng, 24, B=10, C=4, K=2)
-    want = pure_step(E, W, *batch, jnp.float32(0.2), tied)
+    batch = make_batch(rng, 24, B=10, C=4)
+    want = reference_step(E, None if tied else W, *batch, 0.2, negative=2, streams=2)
     donated = (E + 0.0, None if tied else W + 0.0)
-    step = jax.jit(fused.ns_sgd_step, static_argnums=7, donate_argnums=(0, 1))
+    step = jax.jit(fused.ns_sgd_step, static_argnames=("negative", "streams", "tied"), donate_argnums=(0, 1))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "Some donated buffers were not usable" would fail
-        got = step(*donated, *batch, jnp.float32(0.2), tied)
+        got = step(*donated, *batch, jnp.float32(0.2), negative=2, streams=2, tied=tied)
     assert donated[0].is_deleted()
     assert_steps_equal(got, want)
 
@@ -151,12 +161,20 @@ def test_donated_tables_are_aliased_in_place(kernel, tied):
 def test_an_id_outside_the_tables_fails_the_call(kernel):
     rng = np.random.default_rng(5)
     E, W = make_tables(rng, 10, 8)
-    centers, contexts, negatives, mask = make_batch(rng, 10, B=4, C=3, K=2)
-    with pytest.raises(Exception, match="outside W"):
-        jax.block_until_ready(fused.ns_sgd_step(E, W, centers.at[0].set(10), contexts, negatives,
-                                                jnp.ones_like(mask), jnp.float32(0.1)))
-    with pytest.raises(ValueError, match="negatives"):
-        fused.ns_sgd_step(E, W, centers, contexts, negatives[:2], mask, jnp.float32(0.1))
+    centers, contexts, noise, seed, mask = make_batch(rng, 10, B=4, C=3)
+    ones = jnp.ones_like(mask)
+    with pytest.raises(Exception, match="centre id 10 outside W's 10 rows"):
+        jax.block_until_ready(fused.ns_sgd_step(E, W, centers.at[0].set(10), contexts, noise, seed, ones,
+                                                jnp.float32(0.1), negative=2))
+    with pytest.raises(Exception, match="noise table id 12 outside W's 10 rows"):
+        jax.block_until_ready(fused.ns_sgd_step(E, W, centers, contexts.at[:, 0].set(1), jnp.full_like(noise, 12),
+                                                seed, ones, jnp.float32(0.1), negative=2, streams=2))
+    with pytest.raises(ValueError, match="noise_ids must be one power-of-two-long table"):
+        fused.ns_sgd_step(E, W, centers, contexts, noise[:48], seed, mask, jnp.float32(0.1), negative=2)
+    with pytest.raises(TypeError, match=r"seed must be uint32\[2\]"):
+        fused.ns_sgd_step(E, W, centers, contexts, noise, seed.astype(jnp.int32), mask, jnp.float32(0.1), negative=2)
+    with pytest.raises(ValueError, match="mask must have 1 dimension"):
+        fused.ns_sgd_step(E, W, centers, contexts, noise, seed, mask[:2], jnp.float32(0.1), negative=2)
 
 
 SHARD_MAP_SCRIPT = textwrap.dedent("""
@@ -167,35 +185,39 @@ SHARD_MAP_SCRIPT = textwrap.dedent("""
     import numpy as np
     from jax.sharding import Mesh, PartitionSpec as P
     sys.path.insert(0, sys.argv[1])
-    from test_fused import assert_steps_equal, make_batch, make_tables, pure_step
+    from sequential_reference import reference_step
+    from test_fused import assert_steps_equal, make_batch, make_tables
     from jaxgram import fused
 
     rng = np.random.default_rng(2)
     E, W = make_tables(rng, 30, 16)
-    batches = [make_batch(rng, 30, B=12, C=4, K=3, steps=3) for _ in range(2)]
-    stacked = tuple(jnp.stack(parts) for parts in zip(*batches))  # [replica, steps, ...]
+    batches = [make_batch(rng, 30, B=12, C=4, steps=3) for _ in range(2)]
+    noise = batches[0][2]  # one noise table for every replica, as the trainer's
+    stacked = tuple(jnp.stack([batch[i] for batch in batches]) for i in (0, 1, 3, 4))  # [replica, steps, ...]
     lr = jnp.float32(0.25)  # the same on every replica, as the trainer's schedule is
 
-    def replica(E, W, centers, contexts, negatives, mask, lr):
+    def replica(E, W, centers, contexts, seeds, mask, noise, lr):
         # As training.compile_replicated: tables vary per replica inside the call.
         E, W = jax.lax.pcast((E, W), ("replica",), to="varying")
         def body(tables, batch):
-            E, W, losses = fused.ns_sgd_step(*tables, *batch, lr)
+            E, W, losses = fused.ns_sgd_step(*tables, batch[0], batch[1], noise, batch[2], batch[3], lr,
+                                             negative=3, streams=2)
             return (E, W), losses
-        (E, W), losses = jax.lax.scan(body, (E, W), (centers[0], contexts[0], negatives[0], mask[0]))
+        (E, W), losses = jax.lax.scan(body, (E, W), (centers[0], contexts[0], seeds[0], mask[0]))
         return E[None], W[None], losses[None]
 
     mesh = Mesh(np.asarray(jax.devices()[:2]), ("replica",))
     split, whole = P("replica"), P()
-    run = jax.jit(jax.shard_map(replica, mesh=mesh, in_specs=(whole, whole) + (split,) * 4 + (whole,),
+    run = jax.jit(jax.shard_map(replica, mesh=mesh, in_specs=(whole, whole) + (split,) * 4 + (whole, whole),
                                 out_specs=(split, split, split)))
-    gotE, gotW, got_losses = run(E, W, *stacked, lr)
-    for r, batch in enumerate(batches):
+    gotE, gotW, got_losses = run(E, W, *stacked, noise, lr)
+    for r, (centers, contexts, _, seeds, mask) in enumerate(batches):
         wantE, wantW, want_losses = E, W, []
         for s in range(3):
-            wantE, wantW, losses = pure_step(wantE, wantW, *(part[s] for part in batch), lr)
+            wantE, wantW, losses = reference_step(wantE, wantW, centers[s], contexts[s], noise, seeds[s], mask[s],
+                                                  0.25, negative=3, streams=2)
             want_losses.append(losses)
-        assert_steps_equal((gotE[r], gotW[r], got_losses[r]), (wantE, wantW, jnp.stack(want_losses)))
+        assert_steps_equal((gotE[r], gotW[r], got_losses[r]), (wantE, wantW, np.stack(want_losses)))
     print("replicas ok")
 """)
 
@@ -215,7 +237,7 @@ def test_importing_registers_nothing_and_a_missing_library_is_reported():
         assert not fused.available()
         assert "/nowhere/_ns_sgd.so" in fused.unavailable_reason(), fused.unavailable_reason()
         try:
-            fused.ns_sgd_step(None, None, None, None, None, None, 0.1)
+            fused.ns_sgd_step(None, None, None, None, None, None, None, 0.1, 5)
         except RuntimeError as error:
             assert "not built" in str(error), error
         else:

@@ -83,9 +83,14 @@ def test_the_step_counter_is_found_in_the_optimizer_state():
 
 
 @pytest.mark.parametrize("tied", [False, True])
-def test_one_fused_step_equals_one_pure_step_on_every_row(tied):
-    # Same carry and key, so the same negatives; one worker. Every row of E and W, to 1e-5.
+def test_the_fused_step_trains_with_its_keys_seed_and_the_schedules_rate(tied):
+    # The compiled step's plumbing: each step's seed comes from its key as make_step splits it,
+    # its rate from the optax schedule, its streams from make_step. Every row of E and W, to 1e-5,
+    # against the kernel's plain reference.
+    from sequential_reference import reference_step
+
     from jaxgram import fused
+    from jaxgram.step import learning_rate_schedule
 
     if not fused.available():
         pytest.fail(f"the fused kernel is not built: {fused.unavailable_reason()}")
@@ -93,18 +98,22 @@ def test_one_fused_step_equals_one_pure_step_on_every_row(tied):
     trainable, (centers, contexts, mask), noise_ids = _carry_and_batch(config, vocab_size=30, batch=48)
     contexts = jnp.stack([contexts, contexts[::-1], jnp.full_like(contexts, -1)], axis=-1)  # groups with an empty slot
     optimizer = make_optimizer(config, total_steps=10)
-    results = []
-    for kernel in ("xla", "fused"):
-        run_many = compile_steps(functools.partial(make_step, config, optimizer, kernel=kernel))
-        carry, totals = run_many(_fresh_carry(trainable, optimizer), centers, contexts, mask, noise_ids)
-        results.append((carry, totals))
-    (pure, pure_totals), (fast, fast_totals) = results
-    np.testing.assert_allclose(fast.trainable.E, pure.trainable.E, rtol=1e-5, atol=1e-5)
+    run_many = compile_steps(functools.partial(make_step, config, optimizer, kernel="fused", streams=2))
+    got, got_totals = run_many(_fresh_carry(trainable, optimizer), centers, contexts, mask, noise_ids)
+    E, W, key, want_totals = trainable.E, trainable.W, jax.random.PRNGKey(1), []
+    schedule = learning_rate_schedule(config, 10)
+    for step in range(4):
+        key, sample_key = jax.random.split(key)
+        seed = jax.random.bits(sample_key, (2,), jnp.uint32)
+        E, W, losses = reference_step(E, W, centers[step], contexts[step], noise_ids, seed, mask[step],
+                                      float(schedule(step)), config.negative, streams=2)
+        want_totals.append(losses.sum())
+    np.testing.assert_allclose(got.trainable.E, E, rtol=1e-5, atol=1e-5)
     if not tied:
-        np.testing.assert_allclose(fast.trainable.W, pure.trainable.W, rtol=1e-5, atol=1e-5)
-    assert not np.allclose(fast.trainable.E, trainable.E)  # the steps did train
-    np.testing.assert_allclose(fast_totals, pure_totals, rtol=1e-5)
-    assert int(optimizer_step_count(fast.opt_state)) == int(optimizer_step_count(pure.opt_state)) == 4
+        np.testing.assert_allclose(got.trainable.W, W, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(got.trainable.E, trainable.E)  # the steps did train
+    np.testing.assert_allclose(got_totals, want_totals, rtol=1e-5)
+    assert int(optimizer_step_count(got.opt_state)) == 4
 
 
 def test_kernel_choice_follows_the_config_and_refuses_what_cannot_apply():

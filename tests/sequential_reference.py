@@ -1,0 +1,84 @@
+"""word2vec's pair-by-pair SGD step written plainly in NumPy: the reference for the fused kernel.
+
+It follows the definition in csrc/ns_sgd.cc and jaxgram.fused.ns_sgd_step, not its code:
+each stream trains on its own copy of the tables, its pairs one after another in float64,
+and the step's result is the start plus every stream's change. The negatives are drawn with
+the same SplitMix64 streams, so results compare to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+
+
+def splitmix64(state: int) -> tuple[int, int]:
+    """(next state, 64 random bits): SplitMix64 (Steele, Lea and Flood 2014)."""
+    state = (state + GOLDEN) & MASK64
+    z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return state, z ^ (z >> 31)
+
+
+def stream_bits(seed: np.ndarray, stream: int):
+    """The random bits stream `stream` draws in a step with `seed` (uint32[2], high word first)."""
+    seed64 = (int(seed[0]) << 32) | int(seed[1])
+    _, state = splitmix64(seed64 ^ ((0xD1B54A32D192ED03 * (stream + 1)) & MASK64))
+    while True:
+        state, bits = splitmix64(state)
+        yield bits
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _softplus(x: float) -> float:
+    return max(x, 0.0) + np.log1p(np.exp(-abs(x)))
+
+
+def train_pair(E, W, context: int, centre: int, negatives, lr: float) -> float:
+    """One pair, in place: the output rows one by one, each score from the input row as the
+    pair found it; the input row last. Returns the pair's loss (losses.ns_pair_loss)."""
+    start = E[context].copy()
+    change = np.zeros_like(start)
+    loss = 0.0
+    for k, output in enumerate([centre, *negatives]):
+        score = float(start @ W[output])
+        loss += _softplus(-score if k == 0 else score)
+        step = lr * (_sigmoid(-score) if k == 0 else -_sigmoid(score))
+        change += step * W[output]
+        W[output] += step * start
+    E[context] += change
+    return loss
+
+
+def reference_step(E, W, centers, contexts, noise_ids, seed, mask, lr, negative: int, streams: int = 1):
+    """(E, W or None, losses [B]) as ns_sgd_step defines them; W None means tied tables."""
+    start_E = np.asarray(E, np.float64)
+    tied = W is None
+    start_W = start_E if tied else np.asarray(W, np.float64)
+    noise_ids, mask = np.asarray(noise_ids), np.asarray(mask, np.float64)
+    centers, contexts, lr = np.asarray(centers), np.asarray(contexts), float(lr)
+    shift = 64 - (len(noise_ids).bit_length() - 1)
+    final_E, final_W = start_E.copy(), None if tied else start_W.copy()
+    losses = np.zeros(len(centers))
+    for stream in range(streams):
+        E_view = start_E.copy()
+        W_view = E_view if tied else start_W.copy()
+        bits = stream_bits(np.asarray(seed), stream)
+        for b in range(stream, len(centers), streams):
+            if mask[b] == 0:
+                continue
+            for context in contexts[b]:
+                if context < 0:
+                    continue
+                draws = [next(bits) for _ in range(negative)]  # a one-entry table still takes its draws
+                negatives = [noise_ids[0 if shift == 64 else draw >> shift] for draw in draws]
+                losses[b] += mask[b] * train_pair(E_view, W_view, context, centers[b], negatives, lr * mask[b])
+        final_E += E_view - start_E
+        if not tied:
+            final_W += W_view - start_W
+    return final_E, final_W, losses
