@@ -111,17 +111,21 @@ def pair_count(contexts: np.ndarray) -> int:
     return int(np.count_nonzero(contexts >= 0)) if contexts.ndim == 2 else len(contexts)
 
 
-# At most this many consecutive centres of one share in a step: the CPU default's (170 centres a
-# step over 2 workers' shares). On the five books, steps of 2,048 centres from 2 shares (1,024
-# consecutive centres updated from one snapshot) scored analogy 0.085, from 16 shares 0.088, from
-# 64 shares 0.102 (one seed each): long runs of one passage in a step cost quality.
+# At most this many consecutive centres of one share in a step of the batched (XLA) step: the
+# CPU default's (170 centres a step over 2 workers' shares). On the five books, steps of 2,048
+# centres from 2 shares (1,024 consecutive centres updated from one snapshot) scored analogy
+# 0.085, from 16 shares 0.088, from 64 shares 0.102 (one seed each): long runs of one passage
+# in a step cost quality.
 CONSECUTIVE_CENTRES = 85
 
 
-def training_streams(config: TrainConfig, centres_per_step: int) -> int:
+def training_streams(config: TrainConfig, centres_per_step: int, kernel: str = "xla") -> int:
     """How many contiguous shares of the corpus a step's centres come from: one per CPU worker, as
-    gensim's and word2vec.c's threads each walk their own share, and more when a step is large (an
-    accelerator's, a mesh's) so that no step holds more than CONSECUTIVE_CENTRES of one share."""
+    gensim's and word2vec.c's threads each walk their own share. The fused kernel trains each share
+    pair by pair, as they do; the batched step takes more when a step is large (an accelerator's,
+    a mesh's) so that no step holds more than CONSECUTIVE_CENTRES of one share."""
+    if kernel == "fused":
+        return resolved_workers(config)
     return max(resolved_workers(config), centres_per_step // CONSECUTIVE_CENTRES)
 
 
@@ -146,9 +150,10 @@ class EpochSource:
 
 
 def epoch_source(read, length: int, keep_prob: np.ndarray, config: TrainConfig, platform: str,
-                 devices_per_step: int) -> EpochSource:
-    """The EpochSource of a run over an encoded corpus of `length` tokens on `platform`."""
-    streams = training_streams(config, items_per_step(config, platform) * devices_per_step)
+                 devices_per_step: int, kernel: str = "xla") -> EpochSource:
+    """The EpochSource of a run over an encoded corpus of `length` tokens on `platform`, trained
+    by `kernel` (step.resolve_kernel)."""
+    streams = training_streams(config, items_per_step(config, platform) * devices_per_step, kernel)
     return EpochSource(read, corpus_chunks(read, length, config.chunk_tokens), keep_prob, config, streams)
 
 

@@ -135,7 +135,8 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     log_downsampling(vocab.counts, keep_prob, config.sample)
     platform = jax.local_devices()[0].platform
     devices_per_step = mesh.size if mesh is not None else 1
-    source = epoch_source(encoded.read, len(encoded), keep_prob, config, platform, devices_per_step)
+    kernel = resolve_kernel(config, platform, on_mesh=mesh is not None)
+    source = epoch_source(encoded.read, len(encoded), keep_prob, config, platform, devices_per_step, kernel)
     epoch0 = source.groups(0)
     first = next(epoch0)
     if len(first) == 0:
@@ -143,7 +144,6 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
                           "needs sentences of at least 2 in-vocabulary words")
     # A corpus of several chunks estimates an epoch's centres by the expected count of kept tokens.
     centres = len(first) if len(source.chunks) == 1 else max(1, int(np.sum(vocab.counts * keep_prob)))
-    kernel = resolve_kernel(config, platform, on_mesh=mesh is not None)
     replicas = 1 if mesh is not None else len(training_devices(config, kernel))
     plan = plan_batches(config, centres, replicas, devices_per_step, platform)
     optimizer = make_optimizer(config, plan.total_steps)

@@ -17,10 +17,21 @@ from jaxgram.batches import (
     pair_count,
     plan_batches,
     prefetched,
+    training_streams,
 )
 from jaxgram.data import corpus_chunks, keep_probabilities
 
 CONFIG = TrainConfig(window=3, batch_size=64, seed=5, sample=0.0)
+
+
+def test_streams_are_the_workers_and_large_batched_steps_take_more():
+    two = dataclasses.replace(CONFIG, workers=2)
+    # The fused kernel walks each share pair by pair, as gensim's workers do: one share per worker.
+    assert training_streams(two, centres_per_step=2048, kernel="fused") == 2
+    assert training_streams(dataclasses.replace(two, workers=1), 170, kernel="fused") == 1
+    # The batched step holds at most CONSECUTIVE_CENTRES of one share in a step.
+    assert training_streams(two, centres_per_step=2048) == 2048 // 85
+    assert training_streams(two, centres_per_step=170) == 2
 
 
 def test_a_step_takes_about_batch_size_pairs_worth_of_centres():
