@@ -6,21 +6,21 @@
 // negatives drawn from the noise table; within a pair the output rows are updated one by one
 // (each score from the output row as it is then, the input row as it was when the pair
 // started) and the input row last. This is gensim's w2v_fast_sentence_sg_neg without its
-// sigmoid lookup table; jaxgram.step documents how it differs from the batched XLA step.
+// sigmoid lookup table; jaxgram.step says how it differs from the batched XLA step.
 // - Streams: centre b belongs to stream b % streams (the trainer interleaves that many
-//   contiguous shares of the corpus). A stream sees its own updates at once, as one gensim
-//   thread does; it sees the other streams' only at the end of the step, where every
-//   stream's change to a row is added to it in stream order. gensim's threads see each
-//   other's updates at once and race on shared rows; here the result depends on the
-//   number of streams, never on the number of threads, so a seed reproduces a run bitwise.
+//   contiguous shares of the corpus, one per worker). Each stream is trained in order, on
+//   the tables themselves: with one thread the streams take turns and a step is a
+//   deterministic function of its operands; with several, each thread trains its streams
+//   at the same time as the others, and a row two of them touch gets their updates in
+//   whatever order the threads reach it, as gensim's and word2vec.c's threads do
+//   ("Hogwild", Recht et al. 2011). Their draws do not depend on the threads.
 // - Negatives: stream s draws them with SplitMix64 seeded from (seed, s), each the noise
-//   table's entry at the top log2(size) bits of a draw; one draw per negative of a present pair.
+//   table's entry at the top log2(size) bits of a draw; one draw per negative of a present
+//   pair. All draws are made before any row changes, so a bad noise id fails the call cleanly.
 // - Context slot < 0 is empty, a centre with mask 0 is padding: neither reads nor writes a
 //   row, and a padding centre's loss is 0. A mask weight m scales the centre's step size.
-// - Tied tables (W is E) are the same pointer, and every row a pair touches is one row of it.
+// - Tied tables (W is E) are the same pointer.
 //
-// Threads: `workers` of them take the streams (stream s on thread s % threads), then merge
-// the streams' changes by row owner (row % threads).
 // Built with plain -O3 (no -march: the wheel must run on any x86-64), so the D-long
 // loops are written to vectorise with baseline SIMD: contiguous rows, restrict
 // pointers, and dot products split into independent lanes (a single float sum may not
@@ -32,11 +32,8 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
-#include <utility>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -117,8 +114,8 @@ inline Logistic Evaluate(float x) {
   return {std::max(x, 0.f), factor, x >= 0.f ? inverse : e * inverse};
 }
 
-// Scratch reused across calls on the same thread (a stream's two rows of D floats), so that
-// no step allocates. Concurrent calls run on different threads.
+// Scratch reused across calls on the same thread (two rows of D floats). Concurrent calls
+// run on different threads.
 std::vector<float>& Scratch(size_t size) {
   thread_local std::vector<float> scratch;
   if (scratch.size() < size) scratch.resize(size);
@@ -170,153 +167,6 @@ SplitMix64 StreamGenerator(uint64_t seed, int64_t stream) {
   return SplitMix64{mixer.Next()};
 }
 
-constexpr int32_t kUntouched = -1, kShared = -2;
-
-// Which stream each row a step touches belongs to: the one stream that touches it, or
-// kShared when several do. A stream updates its own rows in the tables at once; a shared
-// row it updates in a copy (StreamView), merged at the end of the step. Most of a step's
-// rows (the rarer negatives) are one stream's, so few are copied. The maps are as long as
-// the tables, so they are kept across calls (Workspace) and only the entries a step set
-// are released.
-class RowOwners {
- public:
-  void Begin(const Step& s) {
-    for (int t = 0; t < 2; ++t) {
-      const int64_t rows = t == 0 ? s.rows_e : s.rows_w;
-      if (static_cast<int64_t>(owners_[t].size()) < rows) owners_[t].resize(rows, kUntouched);
-    }
-  }
-  void Claim(int table, int32_t id, int32_t stream) {
-    int32_t& owner = owners_[table][id];
-    owner = owner == kUntouched || owner == stream ? stream : kShared;
-  }
-  void Release(int table, int32_t id) { owners_[table][id] = kUntouched; }
-  int32_t Owner(int table, int32_t id) const { return owners_[table][id]; }
-
- private:
-  std::vector<int32_t> owners_[2];
-};
-
-// What one stream sees of the tables during a step: its own rows, and every row when it
-// is the only stream (`owners` nullptr), are the tables' rows; a shared row is a copy
-// taken on first touch, which the stream reads and updates and MergeStreams adds back.
-class StreamView {
- public:
-  std::vector<int32_t> negatives;  // the stream's draws for this step, K per present pair in order
-
-  void Begin(const Step& s, int32_t stream, const RowOwners* owners, int64_t capacity) {
-    step_ = &s;
-    stream_ = stream;
-    owners_ = owners;
-    negatives.resize(static_cast<size_t>((s.batch / s.streams + 1) * s.window * s.negative));
-    if (owners == nullptr) return;
-    for (int t = 0; t < 2; ++t) {
-      const int64_t rows = t == 0 ? s.rows_e : s.rows_w;
-      if (static_cast<int64_t>(slots_[t].size()) < rows) slots_[t].resize(rows, -1);
-    }
-    // Sized for every row the step can touch, so Row's pointers stay valid all step.
-    const size_t floats = static_cast<size_t>(capacity * s.dim);
-    if (values_.size() < floats) values_.resize(floats);
-  }
-
-  // Row `id` of E (table 0) or W (table 1) as this stream sees it, to read and update.
-  float* Row(int table, int32_t id) {
-    const Step& s = *step_;
-    table = s.tied ? 0 : table;
-    float* row = (table == 0 ? s.E : s.W) + int64_t{id} * s.dim;
-    if (owners_ == nullptr || owners_->Owner(table, id) == stream_) return row;
-    int32_t& slot = slots_[table][id];
-    if (slot < 0) {
-      slot = static_cast<int32_t>(touched_.size());
-      touched_.push_back({table, id});
-      std::memcpy(&values_[int64_t{slot} * s.dim], row, s.dim * sizeof(float));
-    }
-    return &values_[int64_t{slot} * s.dim];
-  }
-
-  // This stream's copy of a shared row, or nullptr when it did not touch the row.
-  const float* Copy(int table, int32_t id) const {
-    const int32_t slot = slots_[table][id];
-    return slot < 0 ? nullptr : &values_[int64_t{slot} * step_->dim];
-  }
-
-  const std::vector<std::pair<int, int32_t>>& Touched() const { return touched_; }  // its shared rows
-
-  void End() {
-    for (const auto& [table, id] : touched_) slots_[table][id] = -1;
-    touched_.clear();
-  }
-
- private:
-  const Step* step_ = nullptr;
-  int32_t stream_ = 0;
-  const RowOwners* owners_ = nullptr;
-  std::vector<int32_t> slots_[2];  // row -> its copy's slot, -1: no copy this step
-  std::vector<std::pair<int, int32_t>> touched_;  // (table, row) of each slot
-  std::vector<float> values_;
-};
-
-// Writes every shared row that worker `part` of `parts` owns (row % parts == part) as the
-// tables at the start of the step plus each stream's change, added in stream order; the
-// first stream that copied a row writes it.
-void MergeStreams(const Step& s, const std::vector<std::unique_ptr<StreamView>>& views, int64_t streams, int part,
-                  int parts) {
-  std::vector<float>& start = Scratch(static_cast<size_t>(s.dim));
-  for (int64_t first = 0; first < streams; ++first) {
-    for (const auto& [table, id] : views[first]->Touched()) {
-      if (id % parts != part) continue;
-      if (std::any_of(views.begin(), views.begin() + first, [&](const auto& v) { return v->Copy(table, id); }))
-        continue;  // an earlier stream wrote it
-      float* row = (table == 0 ? s.E : s.W) + int64_t{id} * s.dim;
-      std::memcpy(start.data(), row, s.dim * sizeof(float));
-      std::memcpy(row, views[first]->Copy(table, id), s.dim * sizeof(float));
-      for (int64_t later = first + 1; later < streams; ++later) {
-        const float* copy = views[later]->Copy(table, id);
-        if (copy == nullptr) continue;
-        for (int64_t i = 0; i < s.dim; ++i) row[i] += copy[i] - start[i];
-      }
-    }
-  }
-}
-
-// What a call needs besides its operands, kept across calls: taken for a call and given
-// back after it, so concurrent calls (one per device under shard_map) use different ones.
-struct Workspace {
-  RowOwners owners;
-  std::vector<std::unique_ptr<StreamView>> views;
-};
-
-class WorkspacePool {
- public:
-  std::unique_ptr<Workspace> Take(int64_t streams) {
-    std::unique_ptr<Workspace> workspace;
-    {
-      std::lock_guard<std::mutex> hold(mutex_);
-      if (!free_.empty()) {
-        workspace = std::move(free_.back());
-        free_.pop_back();
-      }
-    }
-    if (!workspace) workspace = std::make_unique<Workspace>();
-    while (static_cast<int64_t>(workspace->views.size()) < streams)
-      workspace->views.push_back(std::make_unique<StreamView>());
-    return workspace;
-  }
-  void Give(std::unique_ptr<Workspace> workspace) {
-    std::lock_guard<std::mutex> hold(mutex_);
-    free_.push_back(std::move(workspace));
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<std::unique_ptr<Workspace>> free_;
-};
-
-WorkspacePool& Workspaces() {
-  static WorkspacePool* pool = new WorkspacePool();  // never destroyed: XLA's threads may outlive static teardown
-  return *pool;
-}
-
 // Ids outside the tables would read or write foreign memory: refuse the whole step
 // before touching anything (XLA's gather would clamp them, its scatter drop them).
 ffi::Error CheckIds(const Step& s) {
@@ -352,62 +202,47 @@ inline int64_t PresentPairs(const Step& s, int64_t b) {
   return pairs;
 }
 
-// The negatives of the stream's present pairs, K per pair in pair order, into
-// view.negatives. A centre's draws are all made before its noise table entries are read,
-// so that those (the table is megabytes) come from memory together rather than one cache
-// miss after another. At an id outside W, sets `bad_id` and stops.
-void DrawNegatives(const Step& s, int64_t stream, StreamView& view, int64_t& bad_id) {
+// The negatives of every present pair of the stream, K per pair in pair order. A centre's
+// draws are all made before its noise table entries are read, so that those (the table is
+// megabytes) come from memory together rather than one cache miss after another. At an id
+// outside W, sets `bad_id`.
+void DrawNegatives(const Step& s, int64_t stream, std::vector<int32_t>& negatives, int64_t& bad_id) {
   SplitMix64 random = StreamGenerator(s.seed, stream);
-  int32_t* negatives = view.negatives.data();
+  negatives.resize(static_cast<size_t>((s.batch / s.streams + 1) * s.window * s.negative));
+  int32_t* next = negatives.data();
   ForCentres(s, stream, [&](int64_t b) {
     const int64_t count = PresentPairs(s, b) * s.negative;
     for (int64_t i = 0; i < count; ++i) {
       const uint64_t bits = random.Next();
-      negatives[i] = s.noise_bits == 0 ? 0 : static_cast<int32_t>(bits >> (64 - s.noise_bits));
-      Prefetch(s.noise + negatives[i], sizeof(int32_t));
+      next[i] = s.noise_bits == 0 ? 0 : static_cast<int32_t>(bits >> (64 - s.noise_bits));
+      Prefetch(s.noise + next[i], sizeof(int32_t));
     }
     for (int64_t i = 0; i < count; ++i) {
-      negatives[i] = s.noise[negatives[i]];
-      if ((negatives[i] < 0 || negatives[i] >= s.rows_w) && bad_id < 0) bad_id = negatives[i];
+      next[i] = s.noise[next[i]];
+      if ((next[i] < 0 || next[i] >= s.rows_w) && bad_id < 0) bad_id = next[i];
     }
-    negatives += count;
+    next += count;
   });
 }
 
-// visit(table, id) for every row the stream's pairs touch (repeats included).
-template <typename Visit>
-void ForRows(const Step& s, int64_t stream, const StreamView& view, Visit&& visit) {
-  const int output_table = s.tied ? 0 : 1;
-  const int32_t* negatives = view.negatives.data();
-  ForCentres(s, stream, [&](int64_t b) {
-    for (int64_t j = 0; j < s.window; ++j) {
-      const int32_t context = s.contexts[b * s.window + j];
-      if (context < 0) continue;
-      visit(0, context);
-      visit(output_table, s.centers[b]);
-      for (int64_t k = 0; k < s.negative; ++k) visit(output_table, *negatives++);
-    }
-  });
-}
-
-// Centre b's pairs, one SGD step each, through `view`, with its negatives; returns the
-// centre's loss. `start` and `change` are D floats of scratch.
-JAXGRAM_SIMD_CLONES float TrainCentre(const Step& s, int64_t b, StreamView& view, const int32_t* negatives,
-                                      float* start, float* __restrict change) {
+// Centre b's pairs, one SGD step each, with its negatives; returns the centre's loss.
+// `start` and `change` are D floats of scratch.
+JAXGRAM_SIMD_CLONES float TrainCentre(const Step& s, int64_t b, const int32_t* negatives, float* start,
+                                      float* __restrict change) {
   const int64_t D = s.dim;
   const float lr = s.lr * s.mask[b];
   LossSum loss;
   for (int64_t j = 0; j < s.window; ++j) {
     const int32_t context = s.contexts[b * s.window + j];
     if (context < 0) continue;
-    float* h = view.Row(0, context);
+    float* h = s.E + int64_t{context} * D;
     // The input row as the pair found it. Untied, h is in E and no update of the pair's
     // outputs (in W) reaches it before the pair ends; tied, one may be h itself.
     const float* input = h;
     if (s.tied) input = static_cast<const float*>(std::memcpy(start, h, D * sizeof(float)));
     std::fill(change, change + D, 0.f);
     for (int64_t k = 0; k <= s.negative; ++k) {
-      float* w = view.Row(1, k == 0 ? s.centers[b] : *negatives++);
+      float* w = s.W + int64_t{k == 0 ? s.centers[b] : *negatives++} * D;
       const float score = Dot(input, w, D);
       // Label 1 for the centre (k = 0): loss softplus(-s), d/ds = -sigmoid(-s);
       // label 0 for the negatives: softplus(s), d/ds = sigmoid(s).
@@ -420,16 +255,16 @@ JAXGRAM_SIMD_CLONES float TrainCentre(const Step& s, int64_t b, StreamView& view
   return s.mask[b] * loss.Total();
 }
 
-// Every centre of the stream, in order; the rows of a centre's negatives are fetched
-// from memory while it trains its first pairs.
-void TrainStream(const Step& s, int64_t stream, StreamView& view) {
+// Every centre of the stream, in order; the rows of a centre's negatives are fetched from
+// memory while it trains its first pairs.
+void TrainStream(const Step& s, int64_t stream, const std::vector<int32_t>& drawn) {
   std::vector<float>& scratch = Scratch(static_cast<size_t>(2 * s.dim));
   for (int64_t b = stream; b < s.batch; b += s.streams) s.losses[b] = 0.f;
-  const int32_t* negatives = view.negatives.data();
+  const int32_t* negatives = drawn.data();
   ForCentres(s, stream, [&](int64_t b) {
     const int64_t count = PresentPairs(s, b) * s.negative;
     for (int64_t i = 0; i < count; ++i) Prefetch(s.W + int64_t{negatives[i]} * s.dim, s.dim * sizeof(float));
-    s.losses[b] = TrainCentre(s, b, view, negatives, scratch.data(), scratch.data() + s.dim);
+    s.losses[b] = TrainCentre(s, b, negatives, scratch.data(), scratch.data() + s.dim);
     negatives += count;
   });
 }
@@ -464,53 +299,22 @@ void Parallel(ffi::ThreadPool& pool, int parts, const std::function<void(int)>& 
 ffi::Error RunStep(const Step& s, int64_t workers, ffi::ThreadPool& pool) {
   if (ffi::Error error = CheckIds(s); error.failure()) return error;
   const int64_t streams = std::max<int64_t>(1, std::min(s.streams, s.batch));  // the ones with centres
-  const bool shared = streams > 1;
-  // A stream's pairs touch at most 2 + negative rows each.
-  const int64_t capacity = std::min((s.batch / s.streams + 1) * s.window * (s.negative + 2),
-                                    s.tied ? s.rows_e : s.rows_e + s.rows_w);
-  std::unique_ptr<Workspace> workspace = Workspaces().Take(streams);
-  auto& views = workspace->views;
-  for (int64_t stream = 0; stream < streams; ++stream)
-    views[stream]->Begin(s, static_cast<int32_t>(stream), shared ? &workspace->owners : nullptr, capacity);
   const int threads = static_cast<int>(std::max<int64_t>(1, std::min(workers, streams)));
-  auto each_stream = [&](auto&& work) {
-    Parallel(pool, threads, [&](int part) {
-      for (int64_t stream = part; stream < streams; stream += threads) work(stream);
-    });
-  };
-  // 1. Every stream's negatives: a bad id fails the call before any row changes.
+  // The draws of every stream first, so that a bad noise id fails the call before any row changes.
+  std::vector<std::vector<int32_t>> negatives(streams);
   std::vector<int64_t> bad_ids(streams, -1);
-  each_stream([&](int64_t stream) { DrawNegatives(s, stream, *views[stream], bad_ids[stream]); });
-  const auto bad = std::find_if(bad_ids.begin(), bad_ids.end(), [](int64_t id) { return id >= 0; });
-  if (bad == bad_ids.end()) {
-    // 2. Which rows are one stream's and which are shared, each worker for the rows it owns.
-    const int owners = static_cast<int>(std::max<int64_t>(1, workers));
-    if (shared) {
-      workspace->owners.Begin(s);
-      // By blocks of 16 ids, a cache line of the map, so no two workers write one line; a
-      // power-of-two count of workers, so finding a block's worker is a mask, not a division.
-      int claimers = 1;
-      while (claimers * 2 <= owners) claimers *= 2;
-      Parallel(pool, claimers, [&](int part) {
-        for (int64_t stream = 0; stream < streams; ++stream)
-          ForRows(s, stream, *views[stream], [&](int table, int32_t id) {
-            if (((id >> 4) & (claimers - 1)) == part) workspace->owners.Claim(table, id, static_cast<int32_t>(stream));
-          });
-      });
-    }
-    // 3. The pairs. 4. The shared rows, each written by the worker that owns it.
-    each_stream([&](int64_t stream) { TrainStream(s, stream, *views[stream]); });
-    if (shared) Parallel(pool, owners, [&](int part) { MergeStreams(s, views, streams, part, owners); });
-  }
-  for (int64_t stream = 0; stream < streams; ++stream) {
-    if (shared && bad == bad_ids.end())
-      ForRows(s, stream, *views[stream], [&](int table, int32_t id) { workspace->owners.Release(table, id); });
-    views[stream]->End();
-  }
-  Workspaces().Give(std::move(workspace));
-  if (bad != bad_ids.end())
-    return ffi::Error::InvalidArgument("ns_sgd: noise table id " + std::to_string(*bad) + " outside W's " +
-                                       std::to_string(s.rows_w) + " rows");
+  Parallel(pool, threads, [&](int part) {
+    for (int64_t stream = part; stream < streams; stream += threads)
+      DrawNegatives(s, stream, negatives[stream], bad_ids[stream]);
+  });
+  for (int64_t id : bad_ids)
+    if (id >= 0)
+      return ffi::Error::InvalidArgument("ns_sgd: noise table id " + std::to_string(id) + " outside W's " +
+                                         std::to_string(s.rows_w) + " rows");
+  // Thread t trains streams t, t + threads, ... in order, updating the tables in place.
+  Parallel(pool, threads, [&](int part) {
+    for (int64_t stream = part; stream < streams; stream += threads) TrainStream(s, stream, negatives[stream]);
+  });
   return ffi::Error::Success();
 }
 

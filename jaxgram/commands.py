@@ -15,7 +15,7 @@ _TRAIN_OPTIONS = {
     "objective": str, "dim": int, "window": int, "negative": int, "ns_exponent": float, "epochs": int,
     "min_count": int, "max_vocab_size": int, "sample": float, "alpha": float, "min_alpha": float,
     "optimizer": str, "init": str, "batch_size": int, "seed": int, "chunk_tokens": int, "workers": int,
-    "kernel": str,
+    "kernel": str, "alpha_schedule": str,
 }
 _TRAIN_FLAGS = ("shrink_window", "tied", "shard_tables")
 _METAVARS = {int: "N", float: "X"}

@@ -15,6 +15,12 @@ from jaxgram.validation import check_fields, check_type, coerce, field_types
 OBJECTIVES = ("ns", "softmax")
 OPTIMIZERS = ("sgd", "adam", "adagrad")
 INITS = ("word2vec", "glorot")
+# How alpha falls from alpha to min_alpha. "per_worker": as in gensim's corpus_file mode, where
+# each of the `workers` threads walks its own share of the corpus and sets alpha from its own
+# progress, so within an epoch alpha falls 1/workers of that epoch's way and catches up when the
+# next epoch starts. "linear": with the progress of all workers together, as word2vec.c and
+# gensim's iterable mode do. One worker: the two are the same.
+ALPHA_SCHEDULES = ("per_worker", "linear")
 # How the sparse SGD step of negative sampling runs: "fused" (one C++ call, CPU), "xla" (the
 # pure JAX step), or "auto" (fused where it applies and is built, else xla).
 KERNELS = ("auto", "xla", "fused")
@@ -47,6 +53,7 @@ class TrainConfig:
     sample: float = 1e-3
     alpha: float = 0.025
     min_alpha: float = 0.0001
+    alpha_schedule: str = "per_worker"
     optimizer: str = "sgd"
     init: str = "word2vec"
     tied: bool = False
@@ -67,7 +74,8 @@ class TrainConfig:
     # CPU worker count for sparse SGD (like gensim's workers); None = the usable cores, capped
     # at 2 (see default_workers).
     workers: int | None = None
-    # Which implementation runs the step (KERNELS); every choice trains the same model.
+    # Which implementation runs the step (KERNELS): the fused kernel's pair-by-pair update is
+    # gensim's; the XLA step is a batched version of the same objective (jaxgram.step).
     kernel: str = "auto"
 
     def validate(self) -> TrainConfig:
@@ -77,6 +85,7 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("init", self.init, INITS)
         _choice("kernel", self.kernel, KERNELS)
+        _choice("alpha_schedule", self.alpha_schedule, ALPHA_SCHEDULES)
         _at_least("dim", self.dim, 1)
         _at_least("window", self.window, 1)
         _at_least("epochs", self.epochs, 1)

@@ -2,13 +2,15 @@
 
 csrc/ns_sgd.cc trains a batch of centre groups pair by pair, as word2vec.c and gensim do:
 each (context, centre) pair is one SGD step with its own K negatives, drawn in the kernel
-from the noise table with a seed the caller passes (so the step stays a pure function of
-its operands). The batch is `streams` interleaved streams (centre b in stream b % streams):
-a stream sees its own updates at once and the others' at the end of the step, so the
-result depends on `streams` and never on the number of worker threads. The batched XLA
-step (jaxgram.step) is the accelerators' version of the same objective; see there how they
-differ. `ns_sgd_step` runs inside jit, lax.scan and shard_map; the tables are aliased in and
-out of the call, so donated tables are updated in place.
+from the noise table with a seed the caller passes. The batch is `streams` interleaved
+streams (centre b in stream b % streams), each trained in order on the tables themselves.
+With one worker thread the streams take turns and a step is a pure function of its
+operands; with several, the threads train their streams at once and race on the rows they
+share, as gensim's threads do, so a run reproduces itself bitwise only with one worker
+(gensim's rule too). The batched XLA step (jaxgram.step) is the accelerators' version of the
+same objective; see there how they differ. `ns_sgd_step` runs inside jit, lax.scan and
+shard_map; the tables are aliased in and out of the call, so donated tables are updated in
+place.
 
 The library (jaxgram/_ns_sgd.so, built by CMakeLists.txt through scikit-build-core) is
 a plain shared library loaded with ctypes, not a Python extension: it links no Python,
@@ -165,13 +167,13 @@ def ns_sgd_step(E, W, centers, contexts, noise_ids, seed, mask, lr, negative: in
     two, the noise table negatives are drawn from (jaxgram.data.noise_table); seed uint32[2],
     the step's random bits; mask float [B] (0: padding centre, a weight scales the centre's
     step size); lr: scalar step size; negative: K negatives per pair; streams: centre b is in
-    stream b % streams (see the module docstring). Each pair (context c, centre t) is an SGD
+    stream b % streams; workers: threads, each training its streams at the same time as the
+    others (see the module docstring). Each pair (context c, centre t) is an SGD
     step on losses.ns_pair_loss with E[c] as the input row and W[t] as the output row: the
     output rows are updated one after another, each from the input row as the pair found it,
     and the input row last (word2vec.c's order). The losses are each centre's summed pair
-    losses, mask-weighted (padding 0). An id outside the tables (in an unmasked centre)
-    fails the call and changes nothing; so does a noise id outside W, but only after the
-    pairs before it were trained when streams = 1.
+    losses, mask-weighted (padding 0). An id outside the tables (in an unmasked centre), or
+    a noise table id outside W, fails the call and changes nothing.
     """
     import jax
     import jax.numpy as jnp
@@ -191,7 +193,7 @@ def ns_sgd_step(E, W, centers, contexts, noise_ids, seed, mask, lr, negative: in
     results = [jax.ShapeDtypeStruct.like(table) for table in tables] + [jax.ShapeDtypeStruct.like(mask)]
     # Table i in, table i out: XLA hands the kernel one buffer to update in place.
     aliases = {i: i for i in range(len(tables))}
-    # `workers` threads share the streams, then the merge: the result is the same for any count.
+    # `workers` threads train the streams side by side (bitwise reproducible with one).
     outputs = jax.ffi.ffi_call(target, results, input_output_aliases=aliases)(
         *operands, negative=np.int64(negative), streams=np.int64(streams), workers=np.int64(workers))
     if tied:

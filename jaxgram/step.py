@@ -92,8 +92,27 @@ def scatter_rows(trainable: Params, updates, objective: str, inputs, outputs) ->
 
 
 def learning_rate_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
-    """word2vec's schedule: alpha falling linearly to min_alpha over the whole run."""
-    return optax.linear_schedule(config.alpha, config.min_alpha, max(total_steps, 1))
+    """alpha falling to min_alpha over the run's `total_steps` (`config.epochs` epochs of equal steps).
+
+    "linear": with the run's progress, as word2vec.c does. "per_worker": with one worker's
+    progress, as gensim's corpus_file mode does, where each of the `workers` threads counts only
+    the words of its own share: in epoch e, after a fraction f of its steps, alpha is where a
+    linear schedule is at e + f / workers epochs (config.ALPHA_SCHEDULES).
+    """
+    total_steps = max(total_steps, 1)
+    workers = resolved_workers(config)
+    if config.alpha_schedule == "linear" or workers == 1:
+        return optax.linear_schedule(config.alpha, config.min_alpha, total_steps)
+    steps_per_epoch = max(total_steps // config.epochs, 1)
+    fall = config.alpha - config.min_alpha
+
+    def schedule(count):
+        count = jnp.asarray(count, jnp.float32)
+        epoch = jnp.floor(count / steps_per_epoch)
+        progress = (epoch + (count - epoch * steps_per_epoch) / (steps_per_epoch * workers)) / config.epochs
+        return jnp.maximum(config.min_alpha, config.alpha - fall * progress)
+
+    return schedule
 
 
 def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTransformation:

@@ -1,9 +1,9 @@
 """word2vec's pair-by-pair SGD step written plainly in NumPy: the reference for the fused kernel.
 
-It follows the definition in csrc/ns_sgd.cc and jaxgram.fused.ns_sgd_step, not its code:
-each stream trains on its own copy of the tables, its pairs one after another in float64,
-and the step's result is the start plus every stream's change. The negatives are drawn with
-the same SplitMix64 streams, so results compare to float32 rounding.
+It follows the definition in csrc/ns_sgd.cc and jaxgram.fused.ns_sgd_step for one worker
+thread, not its code: the streams take turns, each training its pairs one after another on
+the tables themselves, in float64. The negatives are drawn with the same SplitMix64
+streams, so results compare to float32 rounding.
 """
 
 from __future__ import annotations
@@ -56,18 +56,15 @@ def train_pair(E, W, context: int, centre: int, negatives, lr: float) -> float:
 
 
 def reference_step(E, W, centers, contexts, noise_ids, seed, mask, lr, negative: int, streams: int = 1):
-    """(E, W or None, losses [B]) as ns_sgd_step defines them; W None means tied tables."""
-    start_E = np.asarray(E, np.float64)
+    """(E, W or None, losses [B]) as ns_sgd_step defines them with one thread; W None means tied tables."""
     tied = W is None
-    start_W = start_E if tied else np.asarray(W, np.float64)
+    E = np.array(E, np.float64)
+    W = E if tied else np.array(W, np.float64)
     noise_ids, mask = np.asarray(noise_ids), np.asarray(mask, np.float64)
     centers, contexts, lr = np.asarray(centers), np.asarray(contexts), float(lr)
     shift = 64 - (len(noise_ids).bit_length() - 1)
-    final_E, final_W = start_E.copy(), None if tied else start_W.copy()
     losses = np.zeros(len(centers))
     for stream in range(streams):
-        E_view = start_E.copy()
-        W_view = E_view if tied else start_W.copy()
         bits = stream_bits(np.asarray(seed), stream)
         for b in range(stream, len(centers), streams):
             if mask[b] == 0:
@@ -77,8 +74,5 @@ def reference_step(E, W, centers, contexts, noise_ids, seed, mask, lr, negative:
                     continue
                 draws = [next(bits) for _ in range(negative)]  # a one-entry table still takes its draws
                 negatives = [noise_ids[0 if shift == 64 else draw >> shift] for draw in draws]
-                losses[b] += mask[b] * train_pair(E_view, W_view, context, centers[b], negatives, lr * mask[b])
-        final_E += E_view - start_E
-        if not tied:
-            final_W += W_view - start_W
-    return final_E, final_W, losses
+                losses[b] += mask[b] * train_pair(E, W, context, centers[b], negatives, lr * mask[b])
+    return E, None if tied else W, losses

@@ -21,7 +21,10 @@ from jaxgram.errors import ConfigError
 from jaxgram.toy import toy_sentences
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TRAIN_ARGS = ("--dim", "8", "--epochs", "1", "--min-count", "1", "--window", "2", "--batch-size", "32", "--no-progress")
+# One worker, so that the second run's vectors are bitwise the first's (with more, the fused
+# kernel's threads race on shared rows as gensim's do).
+TRAIN_ARGS = ("--dim", "8", "--epochs", "1", "--min-count", "1", "--window", "2", "--batch-size", "32", "--workers", "1",
+              "--no-progress")
 # `jaxgram train` in this child, counting JAX's persistent-cache events; prints them as JSON on its last line.
 COUNTING_CHILD = """
 import collections, json, sys

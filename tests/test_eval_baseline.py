@@ -48,7 +48,9 @@ JAXGRAM_ONLY = {
     "devices": "gensim runs on CPU threads of one process, not over a device mesh",
     "shard_tables": "gensim keeps its tables whole in one process's memory",
     "chunk_tokens": "gensim streams the corpus file; how jaxgram chunks it is jaxgram's memory bound",
-    "kernel": "which jaxgram implementation runs the step; every choice trains the same model",
+    "kernel": "which jaxgram implementation runs the step: the fused kernel is gensim's pair-by-pair update",
+    "alpha_schedule": "gensim has no switch: its corpus_file mode (the baseline's) lowers alpha per worker, "
+                      "its iterable mode linearly",
 }
 
 

@@ -94,7 +94,8 @@ def test_the_fused_step_trains_with_its_keys_seed_and_the_schedules_rate(tied):
 
     if not fused.available():
         pytest.fail(f"the fused kernel is not built: {fused.unavailable_reason()}")
-    config = dataclasses.replace(SMALL, tied=tied)
+    # One thread, which trains the 2 streams in turn, as the reference does.
+    config = dataclasses.replace(SMALL, tied=tied, workers=1)
     trainable, (centers, contexts, mask), noise_ids = _carry_and_batch(config, vocab_size=30, batch=48)
     contexts = jnp.stack([contexts, contexts[::-1], jnp.full_like(contexts, -1)], axis=-1)  # groups with an empty slot
     optimizer = make_optimizer(config, total_steps=10)
@@ -114,6 +115,27 @@ def test_the_fused_step_trains_with_its_keys_seed_and_the_schedules_rate(tied):
     assert not np.allclose(got.trainable.E, trainable.E)  # the steps did train
     np.testing.assert_allclose(got_totals, want_totals, rtol=1e-5)
     assert int(optimizer_step_count(got.opt_state)) == 4
+
+
+def test_alpha_falls_per_worker_as_gensims_corpus_file_mode_or_linearly():
+    from jaxgram.step import learning_rate_schedule
+
+    config = dataclasses.replace(SMALL, epochs=4, alpha=0.025, min_alpha=0.001, workers=2)
+    per_worker, linear = (learning_rate_schedule(dataclasses.replace(config, alpha_schedule=name), 400)
+                          for name in ("per_worker", "linear"))
+
+    def at(schedule, count):
+        return float(schedule(jnp.int32(count)))
+
+    for epoch in range(4):
+        start = 100 * epoch
+        assert at(per_worker, start) == pytest.approx(at(linear, start))  # every epoch starts where linear is
+        # ... then falls half as fast: each of 2 workers counts only the words of its own share.
+        assert at(per_worker, start + 80) == pytest.approx(at(linear, start + 40))
+        assert at(per_worker, start + 99) > at(linear, start + 60)
+    assert at(linear, 400) == pytest.approx(0.001) and at(per_worker, 0) == pytest.approx(0.025)
+    one_worker = learning_rate_schedule(dataclasses.replace(config, workers=1), 400)
+    assert all(at(one_worker, c) == pytest.approx(at(linear, c)) for c in (0, 99, 150, 399))
 
 
 def test_kernel_choice_follows_the_config_and_refuses_what_cannot_apply():
