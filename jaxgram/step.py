@@ -16,14 +16,14 @@
   differentiate the full tables (dense update).
 - On CPU, sparse SGD negative sampling runs as one fused C++ call instead (jaxgram.fused,
   `kernel` = "fused" or "auto"), which trains as word2vec.c and gensim do: pair by pair,
-  each pair an SGD step on losses.ns_pair_loss with its own K negatives, within each of the
-  batch's `streams` interleaved shares of the corpus. The batched step above computes every
-  gradient of a step from the tables as they were at its start and shares a centre's
-  negatives; that is what an accelerator needs, and it trains the same objective, but on
-  the five books it agreed with gensim measurably less (overlap@10 0.391 against 0.408 for
-  the pair-by-pair kernel; README, "Agreement with gensim"). Both follow the same optax
-  learning-rate schedule. The batched step is the path for every other optimiser,
-  objective, mesh and accelerator.
+  each pair an SGD step on losses.ns_pair_loss with its own K negatives, each of the batch's
+  `streams` interleaved shares of the corpus on its own worker thread. The batched step
+  above computes every gradient of a step from the tables as they were at its start and
+  shares a centre's negatives; that is what an accelerator needs, and it trains the same
+  objective, but on the five books it agreed with gensim measurably less (overlap@10 0.391,
+  against 0.408 for the pair-by-pair kernel on the same schedule; README, "Agreement with
+  gensim"). Both follow the same optax learning-rate schedule. The batched step is the path
+  for every other optimiser, objective, mesh and accelerator.
 """
 
 from __future__ import annotations
