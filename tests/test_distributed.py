@@ -152,7 +152,9 @@ def test_two_and_four_devices_train_the_five_books_as_well_as_one(five_book_corp
     # Since training takes the corpus in order (data.training_groups), one device ends at 2.5388
     # (seed 1) and four at 2.5438-2.5440 (seed 3): a synchronous step of 4 x 170 centres over
     # passages of text costs 0.005 of loss, so the loss check allows 0.0075 (lost updates cost more).
-    config = {"dim": 32, "epochs": 2}
+    # Calibrated with alpha falling linearly; gensim's per-worker schedule keeps alpha higher, which
+    # widens that cost of a synchronous step (0.009 measured), so this check of devices keeps linear.
+    config = {"dim": 32, "epochs": 2, "alpha_schedule": "linear"}
     runs = train_in_child(five_book_corpus, tmp_path, 4, one={**config, "seed": 1, "devices": 1},
                           two={**config, "seed": 2, "devices": 2}, four={**config, "seed": 3, "devices": 4})
     for name in ("two", "four"):
