@@ -12,7 +12,10 @@ from jaxgram.fileio import recorded_sha256, sha256_file
 from jaxgram.outputs import OUTPUT_FILES
 from jaxgram.toy import toy_sentences
 
-SMALL = TrainConfig(dim=16, window=3, negative=4, epochs=3, min_count=1, sample=1e-2, batch_size=64, seed=3)
+# One worker: several tests compare two runs bitwise, and with more workers the fused kernel's
+# threads race on shared rows as gensim's do (two runs of one seed then agree only statistically).
+SMALL = TrainConfig(dim=16, window=3, negative=4, epochs=3, min_count=1, sample=1e-2, batch_size=64, seed=3,
+                    workers=1)
 
 
 @pytest.fixture(scope="module")
