@@ -14,7 +14,7 @@ from jaxgram.validation import check_fields, check_type, coerce, field_types
 
 OBJECTIVES = ("ns", "softmax")
 OPTIMIZERS = ("sgd", "adam", "adagrad")
-INITS = ("word2vec", "glorot")
+INITS = ("word2vec", "gensim", "glorot")
 # How alpha falls from alpha to min_alpha. "per_worker": as in gensim's corpus_file mode, where
 # each of the `workers` threads walks its own share of the corpus and sets alpha from its own
 # progress, so within an epoch alpha falls 1/workers of that epoch's way and catches up when the

@@ -18,7 +18,7 @@ def test_defaults_are_valid_and_round_trip():
 @pytest.mark.parametrize("field, value, allowed", [
     ("dim", 0, ">= 1"), ("window", 0, ">= 1"), ("epochs", 0, ">= 1"), ("negative", 0, ">= 1"),
     ("alpha", 0.0, "> 0"), ("alpha", -1.0, "> 0"), ("objective", "cbow", "ns, softmax"),
-    ("optimizer", "rmsprop", "sgd, adam, adagrad"), ("init", "zeros", "word2vec, glorot"),
+    ("optimizer", "rmsprop", "sgd, adam, adagrad"), ("init", "zeros", "word2vec, gensim, glorot"),
     ("sample", 1.5, "[0, 1)"), ("min_count", 0, ">= 1"), ("max_vocab_size", 1, ">= 2"),
     ("alpha", math.inf, "finite"), ("alpha", math.nan, "> 0"),
 ])

@@ -42,7 +42,7 @@ GENSIM_TWIN = {
 }
 JAXGRAM_ONLY = {
     "optimizer": "gensim trains with plain SGD and its linear learning-rate decay only",
-    "init": "gensim always starts from word2vec's initialisation",
+    "init": "gensim 4 always starts from its own uniform(-1, 1)/D, which init='gensim' reproduces",
     "tied": "gensim always keeps separate input and output tables",
     "batch_size": "gensim updates pair by pair (its batch_words only sizes the jobs handed to threads)",
     "devices": "gensim runs on CPU threads of one process, not over a device mesh",

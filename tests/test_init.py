@@ -14,6 +14,16 @@ def test_word2vec_init_follows_word2vec_and_the_dostoevsky_article():
     assert not W.any()
 
 
+def test_gensim_init_is_gensim_4s_twice_as_wide_range():
+    params = init_params(jax.random.PRNGKey(0), 500, 40, "gensim")
+    E, W = np.asarray(params.E), np.asarray(params.W)
+    assert np.abs(E).max() <= 1.0 / 40 and np.abs(E).max() > 0.95 / 40
+    assert abs(E.mean()) < 2e-3 and not W.any()
+    # The same draws as word2vec's, scaled: one key gives the same pattern under either scheme.
+    word2vec = np.asarray(init_params(jax.random.PRNGKey(0), 500, 40, "word2vec").E)
+    np.testing.assert_allclose(E, 2 * word2vec, rtol=1e-6)
+
+
 def test_glorot_init_scale_and_keys():
     params = init_params(jax.random.PRNGKey(0), 500, 40, "glorot")
     limit = np.sqrt(6 / (500 + 40))
@@ -23,7 +33,7 @@ def test_glorot_init_scale_and_keys():
     np.testing.assert_array_equal(params.E, init_params(jax.random.PRNGKey(0), 500, 40, "glorot").E)
 
 
-@pytest.mark.parametrize("scheme", ["word2vec", "glorot"])
+@pytest.mark.parametrize("scheme", ["word2vec", "gensim", "glorot"])
 def test_host_tables_equal_the_device_ones_bitwise(scheme):
     from jaxgram.init import host_init_params
 
