@@ -58,8 +58,12 @@ def baseline_note(config: TrainConfig) -> str:
     return note + (f". {SOFTMAX_NOTE}." if config.objective == "softmax" else ".")
 
 
-def train_gensim(corpus_path, config: TrainConfig, progress: bool = False):
-    """Train gensim's Word2Vec on a LineSentence file; returns the model."""
+def train_gensim(corpus_path, config: TrainConfig, progress: bool = False, iterable: bool = False):
+    """Train gensim's Word2Vec on a LineSentence file; returns the model.
+
+    By default through corpus_file, gensim's fast multi-worker reader of LineSentence files (each
+    worker walks its own share and lowers alpha by its own progress); `iterable`: as a LineSentence
+    iterable instead (one reader feeding the workers, word2vec's linear alpha)."""
     from gensim.models import Word2Vec
     from gensim.models.callbacks import CallbackAny2Vec
 
@@ -78,5 +82,8 @@ def train_gensim(corpus_path, config: TrainConfig, progress: bool = False):
         def on_train_end(self, model):
             self.bar.close()
 
-    # corpus_file is gensim's fast multi-worker reader of LineSentence files.
+    if iterable:
+        from gensim.models.word2vec import LineSentence
+
+        return Word2Vec(LineSentence(str(corpus_path)), callbacks=[EpochBar()], **gensim_kwargs(config))
     return Word2Vec(corpus_file=str(corpus_path), callbacks=[EpochBar()], **gensim_kwargs(config))

@@ -7,6 +7,7 @@ Linux carries the parent's ru_maxrss over fork + exec, which would confound the 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -19,7 +20,9 @@ from jaxgram import errors
 from jaxgram.config import TrainConfig
 from jaxgram.fileio import atomic_write_json
 
-TRAINERS = ("jaxgram", "gensim")
+# gensim_iterable: gensim's Word2Vec fed a LineSentence iterable (one reader, word2vec's linear
+# alpha) instead of corpus_file (the baseline): how much gensim agrees with itself across modes.
+TRAINERS = ("jaxgram", "gensim", "gensim_iterable")
 STATS_FILE = "stats.json"
 ERROR_FILE = "error.json"
 
@@ -50,11 +53,11 @@ def _train_jaxgram(corpus: Path, config: TrainConfig, out: Path, progress: bool)
             "train_loop_seconds": result.wall_seconds, "loss_per_epoch": result.loss_per_epoch, "peak_rss_mib": peak}
 
 
-def _train_gensim(corpus: Path, config: TrainConfig, out: Path, progress: bool) -> dict:
+def _train_gensim(corpus: Path, config: TrainConfig, out: Path, progress: bool, iterable: bool = False) -> dict:
     from eval.baseline import gensim_kwargs, train_gensim
     from jaxgram.embeddings import Embeddings
 
-    model = train_gensim(corpus, config, progress=progress)
+    model = train_gensim(corpus, config, progress=progress, iterable=iterable)
     Embeddings(model.wv.index_to_key, model.wv.vectors).save_word2vec_format(out / "vectors.bin", binary=True)
     atomic_write_json(out / "gensim_kwargs.json", gensim_kwargs(config))
     return {"corpus_words": int(model.corpus_total_words), "vocab_size": len(model.wv),
@@ -67,7 +70,8 @@ def run_in_this_process(trainer: str, corpus, config: TrainConfig, out, progress
     out.mkdir(parents=True, exist_ok=True)
     rss_before = peak_rss_mib()
     began = time.perf_counter()
-    body = {"jaxgram": _train_jaxgram, "gensim": _train_gensim}[trainer]
+    body = {"jaxgram": _train_jaxgram, "gensim": _train_gensim,
+            "gensim_iterable": functools.partial(_train_gensim, iterable=True)}[trainer]
     stats = body(Path(corpus), config, out, progress)
     wall = time.perf_counter() - began
     stats.update({

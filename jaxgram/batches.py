@@ -9,9 +9,8 @@ and the centre groups of each epoch, generated on a host thread while the device
 - Pairs for epoch e come from NumPy's generator seeded with (seed, e), drawn from chunk to
   chunk in file order, so an epoch is reproducible from (seed, epoch) alone: a resumed run
   replays exactly what an uninterrupted one does.
-- Each call runs `steps_per_call` steps of `batch_size` centres on each of `replicas`
-  devices; a chunk's last call is padded with masked rows, so every call has one shape and
-  the step compiles once.
+- Each call runs `steps_per_call` steps of `batch_size` centres; a chunk's last call is
+  padded with masked rows, so every call has one shape and the step compiles once.
 """
 
 from __future__ import annotations
@@ -25,14 +24,15 @@ import numpy as np
 
 from jaxgram.config import TrainConfig, resolved_batch_size, resolved_workers
 from jaxgram.data import CentreGroups, corpus_chunks, split_sentences, training_groups
+from jaxgram.errors import ConfigError
 
-# Steps per jit call; with replicas also the steps between two merges of their tables.
+# Steps per jit call.
 STEPS_PER_CALL = 64
 
 
 def items_per_step(config: TrainConfig, platform: str = "cpu") -> int:
-    """Centres per step (per device on a mesh): about batch_size pairs' worth of them
-    (batch_size None: the platform's default, config.BATCH_PAIRS).
+    """Centres per step (per device on a mesh) the config asks for: about batch_size pairs' worth of
+    them (batch_size None: the platform's default, config.BATCH_PAIRS).
 
     Full softmax takes batch_size // 2 centres: its step is one [centres, V] product,
     which on 2 CPU cores ran 1.6x faster per centre with 512 rows than with 170, at the
@@ -41,15 +41,58 @@ def items_per_step(config: TrainConfig, platform: str = "cpu") -> int:
     pairs = resolved_batch_size(config, platform)
     if config.objective == "softmax":
         return max(1, pairs // 2)
-    contexts_per_centre = config.window + 1 if config.shrink_window else 2 * config.window
-    return max(1, pairs // contexts_per_centre)
+    return max(1, pairs // contexts_per_centre(config))
+
+
+def contexts_per_centre(config: TrainConfig) -> int:
+    """A centre's context words on average: window + 1 when windows shrink (word2vec's reach b is
+    uniform on 1..window, and a centre has 2b), 2 * window when they do not."""
+    return config.window + 1 if config.shrink_window else 2 * config.window
+
+
+# The XLA step trains one centre of each of B streams side by side (step.lockstep_ns_sgd), so in
+# each context slot the busiest output row (W's row of the most frequent word, as a centre kept by
+# subsampling or as one of K negatives) takes about B * busiest_row_share hits at once, whose changes
+# add up. On the five books (V = 8,122, busiest row 0.0895 hits per stream; seed 1, 5 epochs) 2,048
+# and 4,096 streams (183 and 367 hits) met the agreement rule against gensim, and 8,192 (733) fell
+# just short of it, 16,384 well short (docs: README "Agreement with gensim"). A step stays within:
+MAX_ROW_HITS = 400
+
+
+def busiest_row_share(counts: np.ndarray, keep_prob: np.ndarray, noise_probs: np.ndarray, negative: int) -> float:
+    """Expected hits of the busiest W row per lockstep stream and slot: the word's share of the centres
+    subsampling keeps, plus K times its share of the noise distribution."""
+    kept = np.asarray(counts, np.float64) * keep_prob
+    return float(np.max(kept / kept.sum() + negative * np.asarray(noise_probs, np.float64)))
+
+
+def widest_lockstep(counts: np.ndarray, keep_prob: np.ndarray, noise_probs: np.ndarray, negative: int) -> int:
+    """The most streams (centres per step, all devices together) the XLA step takes on this vocabulary."""
+    return max(1, int(MAX_ROW_HITS / busiest_row_share(counts, keep_prob, noise_probs, negative)))
+
+
+def centres_per_step(config: TrainConfig, platform: str = "cpu", devices: int = 1, widest: int | None = None) -> int:
+    """Centres per step per device: items_per_step, kept within `widest` (widest_lockstep) across the
+    `devices` when the step is the lockstep one (None: no bound). A default that would pass it is
+    narrowed to fit; a batch_size the user chose is refused, naming the widest that fits."""
+    wanted = items_per_step(config, platform)
+    if widest is None or wanted * devices <= widest:
+        return wanted
+    if config.batch_size is None:
+        return max(1, widest // devices)
+    fits = max(1, widest // devices) * contexts_per_centre(config)
+    per_device = " per device" if devices > 1 else ""
+    raise ConfigError(
+        f"batch_size={config.batch_size} is too wide for this vocabulary: the XLA step would train "
+        f"{wanted * devices} centres side by side, and its most frequent word's row would take about "
+        f"{MAX_ROW_HITS * wanted * devices / widest:.0f} updates at once (at most {MAX_ROW_HITS}); the widest that "
+        f"fits is batch_size={fits}{per_device}")
 
 
 @dataclass(frozen=True)
 class BatchPlan:
-    """The shape of every call: [replicas, steps_per_call, batch_size] centres (replicas=1: no replica axis)."""
+    """The shape of every call: [steps_per_call, batch_size] centres."""
 
-    replicas: int
     steps_per_call: int
     batch_size: int
     steps_per_epoch: int
@@ -61,27 +104,25 @@ class BatchPlan:
 
     @property
     def per_call(self) -> int:
-        return self.replicas * self.steps_per_call * self.batch_size
+        return self.steps_per_call * self.batch_size
 
     @property
     def shape(self) -> tuple[int, ...]:
-        steps = (self.steps_per_call, self.batch_size)
-        return steps if self.replicas == 1 else (self.replicas, *steps)
+        return (self.steps_per_call, self.batch_size)
 
 
-def plan_batches(config: TrainConfig, centres_per_epoch: int, replicas: int, devices_per_step: int,
-                 platform: str = "cpu") -> BatchPlan:
-    """The plan for an epoch of about `centres_per_epoch` centres.
+def plan_batches(config: TrainConfig, centres_per_epoch: int, step_centres: int) -> BatchPlan:
+    """The plan for an epoch of about `centres_per_epoch` centres, `step_centres` a step (all devices).
 
     The learning-rate schedule needs the run's length up front; epochs differ by a few
     centres (random subsampling and windows), so one estimate stands for all (optax clamps
     at the end).
     """
-    batch_size = items_per_step(config, platform) * devices_per_step
-    rounds = math.ceil(centres_per_epoch / (batch_size * replicas))
+    batch_size = step_centres
+    rounds = math.ceil(centres_per_epoch / batch_size)
     steps_per_call = min(STEPS_PER_CALL, rounds)
     steps_per_epoch = math.ceil(rounds / steps_per_call) * steps_per_call
-    return BatchPlan(replicas, steps_per_call, batch_size, steps_per_epoch, config.epochs)
+    return BatchPlan(steps_per_call, batch_size, steps_per_epoch, config.epochs)
 
 
 def padded(plan: BatchPlan, centers: np.ndarray, contexts: np.ndarray):
@@ -111,22 +152,14 @@ def pair_count(contexts: np.ndarray) -> int:
     return int(np.count_nonzero(contexts >= 0)) if contexts.ndim == 2 else len(contexts)
 
 
-# At most this many consecutive centres of one share in a step of the batched (XLA) step: the
-# CPU default's (170 centres a step over 2 workers' shares). On the five books, steps of 2,048
-# centres from 2 shares (1,024 consecutive centres updated from one snapshot) scored analogy
-# 0.085, from 16 shares 0.088, from 64 shares 0.102 (one seed each): long runs of one passage
-# in a step cost quality.
-CONSECUTIVE_CENTRES = 85
-
-
-def training_streams(config: TrainConfig, centres_per_step: int, kernel: str = "xla") -> int:
-    """How many contiguous shares of the corpus a step's centres come from: one per CPU worker, as
-    gensim's and word2vec.c's threads each walk their own share. The fused kernel trains each share
-    pair by pair, as they do; the batched step takes more when a step is large (an accelerator's,
-    a mesh's) so that no step holds more than CONSECUTIVE_CENTRES of one share."""
+def training_streams(config: TrainConfig, step_centres: int, kernel: str = "xla") -> int:
+    """How many contiguous shares of the corpus a step's centres come from. The fused kernel: one per
+    CPU worker, each walked pair by pair on its thread, as gensim's and word2vec.c's threads walk
+    theirs. The XLA step: one per centre of the step, which it trains side by side
+    (step.lockstep_ns_sgd), so each share is again walked in corpus order, a centre per step."""
     if kernel == "fused":
         return resolved_workers(config)
-    return max(resolved_workers(config), centres_per_step // CONSECUTIVE_CENTRES)
+    return step_centres
 
 
 @dataclass(frozen=True)
@@ -149,11 +182,11 @@ class EpochSource:
                                   rng, self.streams)
 
 
-def epoch_source(read, length: int, keep_prob: np.ndarray, config: TrainConfig, platform: str,
-                 devices_per_step: int, kernel: str = "xla") -> EpochSource:
-    """The EpochSource of a run over an encoded corpus of `length` tokens on `platform`, trained
-    by `kernel` (step.resolve_kernel)."""
-    streams = training_streams(config, items_per_step(config, platform) * devices_per_step, kernel)
+def epoch_source(read, length: int, keep_prob: np.ndarray, config: TrainConfig, step_centres: int,
+                 kernel: str = "xla") -> EpochSource:
+    """The EpochSource of a run over an encoded corpus of `length` tokens, `step_centres` a step (all
+    devices), trained by `kernel` (step.resolve_kernel)."""
+    streams = training_streams(config, step_centres, kernel)
     return EpochSource(read, corpus_chunks(read, length, config.chunk_tokens), keep_prob, config, streams)
 
 

@@ -74,7 +74,7 @@ def register(subparsers) -> None:
     defaults = TrainConfig()
     for name, kind in _TRAIN_OPTIONS.items():
         train.add_argument(*_option_names(name), dest=name, action=_KeepSpelling, default=None,
-                           metavar=_METAVARS.get(kind), help=f"default: {getattr(defaults, name)}")
+                           metavar=_METAVARS.get(kind), help=_option_help(name, getattr(defaults, name)))
     for name in _TRAIN_FLAGS:
         train.add_argument(*_option_names(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
                            help=f"default: {getattr(defaults, name)}")
@@ -83,7 +83,7 @@ def register(subparsers) -> None:
                             "else $XDG_CACHE_HOME/jaxgram/xla or ~/.cache/jaxgram/xla)")
     train.add_argument("--devices", type=_device_count, default=None, metavar="N|all",
                        help="synchronous data parallelism over N devices (batch-size is per device); "
-                            "default: one process's CPU cores as Hogwild replicas, or one GPU")
+                            "default: one device (one GPU, or the CPU, where the fused kernel runs --workers threads)")
     cluster = train.add_argument_group("multi-process (one process per host; see README)")
     cluster.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0's coordination service")
     cluster.add_argument("--num-processes", type=int, metavar="N", help="processes in the run")
@@ -115,6 +115,31 @@ def register(subparsers) -> None:
     toy = subparsers.add_parser("toy", help="the toy geometry experiment: two seeds, same geometry (offline, seconds)")
     toy.add_argument("--seeds", type=int, nargs=2, default=(1, 2))
     toy.set_defaults(func=_toy)
+
+
+def _option_help(name: str, default) -> str:
+    """--help for a TrainConfig option: what it does where that is not plain, its allowed values, its default."""
+    from jaxgram import config
+
+    choices = {"objective": config.OBJECTIVES, "optimizer": config.OPTIMIZERS, "init": config.INITS,
+               "kernel": config.KERNELS, "alpha_schedule": config.ALPHA_SCHEDULES}
+    parts = [_OPTION_HELP[name]] if name in _OPTION_HELP else []
+    if name in choices:
+        parts.append(f"one of {', '.join(choices[name])}")
+    return "; ".join([*parts, f"default: {default}"])
+
+
+_OPTION_HELP = {
+    "kernel": "who runs sparse SGD negative sampling: fused (one C++ call, CPU; --workers threads race as gensim's "
+              "do, bitwise reproducible with 1 worker), xla (the pure JAX step, every GPU and mesh run: one centre of "
+              "each of batch-size/(window+1) streams side by side, pair by pair; bitwise reproducible on CPU, on GPU "
+              "only with XLA's deterministic flag), auto (fused where it applies, else xla)",
+    "alpha_schedule": "per_worker: gensim corpus_file's (alpha falls with each worker's share); linear: word2vec's; "
+                      "auto: per_worker for the fused kernel, linear for xla",
+    "batch_size": "pairs per step; the default is 1024 on CPU and 12288 on an accelerator, narrowed for the xla step "
+                  "to the widest this vocabulary allows (logged); a wider value is refused; None: that default",
+    "workers": "CPU threads of the fused kernel (gensim's workers); None: the usable cores, at most 2",
+}
 
 
 def _vectors_option(parser) -> None:

@@ -19,8 +19,9 @@ INITS = ("word2vec", "gensim", "glorot")
 # each of the `workers` threads walks its own share of the corpus and sets alpha from its own
 # progress, so within an epoch alpha falls 1/workers of that epoch's way and catches up when the
 # next epoch starts. "linear": with the progress of all workers together, as word2vec.c and
-# gensim's iterable mode do. One worker: the two are the same.
-ALPHA_SCHEDULES = ("per_worker", "linear")
+# gensim's iterable mode do. One worker: the two are the same. "auto": per_worker for the fused
+# kernel, whose worker threads are what it models, linear for the XLA step (accelerators, meshes).
+ALPHA_SCHEDULES = ("auto", "per_worker", "linear")
 # How the sparse SGD step of negative sampling runs: "fused" (one C++ call, CPU), "xla" (the
 # pure JAX step), or "auto" (fused where it applies and is built, else xla).
 KERNELS = ("auto", "xla", "fused")
@@ -53,7 +54,7 @@ class TrainConfig:
     sample: float = 1e-3
     alpha: float = 0.025
     min_alpha: float = 0.0001
-    alpha_schedule: str = "per_worker"
+    alpha_schedule: str = "auto"
     optimizer: str = "sgd"
     init: str = "word2vec"
     tied: bool = False
@@ -185,6 +186,13 @@ def default_workers() -> int:
 def resolved_workers(config: TrainConfig) -> int:
     """The worker count a run uses: `config.workers`, or default_workers() when it is None."""
     return config.workers if config.workers is not None else default_workers()
+
+
+def resolved_alpha_schedule(config: TrainConfig, kernel: str) -> str:
+    """"per_worker" or "linear": the schedule a run whose step is `kernel` ("fused" or "xla") follows."""
+    if config.alpha_schedule == "auto":
+        return "per_worker" if kernel == "fused" else "linear"
+    return config.alpha_schedule
 
 
 def resolved_batch_size(config: TrainConfig, platform: str = "cpu") -> int:

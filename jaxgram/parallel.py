@@ -1,11 +1,7 @@
 """The ways to compile a step into `run_many(carry, centers, contexts, mask)`: many steps per call.
 
-- `compile_steps`: one device; `lax.scan` over the call's steps (inputs [steps, batch, ...]).
-- `compile_replicated`: CPU workers. Sparse SGD runs data-parallel replicas, one per CPU
-  device (`TrainConfig.workers` of them), each on its own share of the call's batches; at
-  the end of the call their table changes are summed (Hogwild-style, like gensim's workers,
-  but merged once per call, in a fixed order, so a seed reproduces bitwise). XLA's CPU
-  scatter is single-threaded, so this is what uses more than one core.
+- `compile_steps`: one device (the default: one accelerator, or one CPU device whose fused
+  kernel runs the `workers` threads); `lax.scan` over the call's steps (inputs [steps, batch, ...]).
 - `compile_sharded`: synchronous data parallelism on a mesh (`devices` = N or "all", and any
   multi-process run) with JAX's own sharding: each step's batch (`batch_size` pairs per
   device) split across a one-axis Mesh, E and W replicated or, with `shard_tables`,
@@ -27,7 +23,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxgram import distributed
 from jaxgram.config import ALL_DEVICES, TrainConfig
 from jaxgram.distributed import DATA_AXIS, global_array, to_host
-from jaxgram.errors import ConfigError
 from jaxgram.step import Carry
 
 
@@ -48,44 +43,10 @@ def compile_steps(step_for):
     return run_many
 
 
-def compile_replicated(step_for, devices):
-    """run_many over data-parallel replicas, one per device; inputs [replicas, steps, batch, ...].
-
-    Every replica starts the call from the same tables and key block row; at the end the
-    replicas' table changes are summed into one set of tables again.
-    """
-    mesh = Mesh(np.asarray(devices), ("replica",))
-    split, whole = PartitionSpec("replica"), PartitionSpec()
-    carry_spec = Carry(whole, whole, split)
-
-    def run(carry, centers, contexts, mask, noise_ids):
-        start = carry.trainable
-        # Inside the call each replica's tables drift apart ("varying" across the mesh).
-        local = Carry(jax.lax.pcast(start, ("replica",), to="varying"), carry.opt_state, carry.key[0])
-        carry, totals = jax.lax.scan(step_for(noise_ids), local, (centers[0], contexts[0], mask[0]))
-        merged = jax.tree_util.tree_map(lambda before, after: before + jax.lax.psum(after - before, "replica"),
-                                        start, carry.trainable)
-        return carry._replace(trainable=merged, key=carry.key[None]), jax.lax.psum(totals, "replica")
-
-    return jax.jit(jax.shard_map(run, mesh=mesh, in_specs=(carry_spec, split, split, split, whole),
-                                 out_specs=(carry_spec, whole)), donate_argnums=0)
-
-
 def training_devices(config: TrainConfig, kernel: str = "xla") -> list:
-    """The devices train() replicates over: `workers` CPU devices (default: all local ones) for
-    sparse SGD negative sampling with the XLA step; the first device for everything else (the
-    fused kernel runs its workers as threads of one call)."""
-    devices = jax.local_devices()
-    if config.optimizer != "sgd" or config.objective != "ns" or kernel == "fused":
-        return devices[:1]
-    if config.workers is None or devices[0].platform != "cpu":
-        return devices
-    if config.workers > len(devices):
-        raise ConfigError(
-            f"workers={config.workers} is not allowed: JAX has {len(devices)} CPU device(s); call "
-            f"jaxgram.configure_cpu_workers({config.workers}) before any JAX computation (the CLI does), "
-            f"or set JAX_NUM_CPU_DEVICES={config.workers}")
-    return devices[:config.workers]
+    """The devices train() uses outside a mesh: the first local one (one accelerator, or one CPU
+    device whose fused kernel runs `workers` threads). More take `devices` (a mesh)."""
+    return jax.local_devices()[:1]
 
 
 # -- synchronous data parallelism on a mesh --------------------------------------------------------

@@ -67,7 +67,7 @@ class LossMeter:
         plan, done = self.plan, self.done
         self.bar.update(plan.steps_per_call)
         seconds = max(time.perf_counter() - self.began, 1e-9)
-        self.bar.set_postfix(epoch=self.epoch + 1, loss=f"{self.loss_sum / max(done * plan.batch_size * plan.replicas, 1):.4f}",
+        self.bar.set_postfix(epoch=self.epoch + 1, loss=f"{self.loss_sum / max(done * plan.batch_size, 1):.4f}",
                              lr=f"{float(self.schedule(self.step0 + done)):.5f}",
                              words_s=f"{self.raw_words * done / plan.steps_per_epoch / seconds:.0f}", refresh=False)
 

@@ -1,29 +1,26 @@
-"""One training step: gather the rows a batch touches, the objective, its gradient, the optax update.
+"""One training step: the objective, its gradient and the optax update, for every path.
 
-- Objective = SUM of the per-group losses over the batch (jaxgram.losses returns one loss
-  per centre group and leaves the reduction to the caller), not the mean: word2vec's alpha
-  is a per-pair step size, and a mean would divide it by the batch size.
-- Training data come in centre groups: one row per centre with its (up to 2·window)
-  context ids. Full softmax shares one softmax per centre, so the V logits are computed
-  once per centre (losses.batched_softmax_group_loss). Negative sampling follows word2vec's
-  skip-gram (each context's input row predicts the centre's output row) with the K
-  negatives shared by one centre's contexts (Ji et al. 2016, losses.ns_group_loss): per
-  centre one gather/scatter of its context rows of E and of 1+K rows of W, and the scores
-  are one small matrix product.
-- For SGD (the default) the gradient is taken with respect to the gathered rows and the
-  optax update is scattered back into those rows only, so an NS step costs O(B·(C+K)·D),
-  not O(V·D). Adam and Adagrad keep per-entry state for the whole table, so they
-  differentiate the full tables (dense update).
-- On CPU, sparse SGD negative sampling runs as one fused C++ call instead (jaxgram.fused,
-  `kernel` = "fused" or "auto"), which trains as word2vec.c and gensim do: pair by pair,
-  each pair an SGD step on losses.ns_pair_loss with its own K negatives, each of the batch's
-  `streams` interleaved shares of the corpus on its own worker thread. The batched step
-  above computes every gradient of a step from the tables as they were at its start and
-  shares a centre's negatives; that is what an accelerator needs, and it trains the same
-  objective, but on the five books it agreed with gensim measurably less (overlap@10 0.391,
-  against 0.408 for the pair-by-pair kernel on the same schedule; README, "Agreement with
-  gensim"). Both follow the same optax learning-rate schedule. The batched step is the path
-  for every other optimiser, objective, mesh and accelerator.
+- Sparse SGD negative sampling (the default model: gensim's) trains pair by pair, as
+  word2vec.c and gensim do: each (context, centre) pair is one SGD step on
+  losses.ns_rows_loss with its own K negatives, taken on the tables as the pairs before it
+  left them. Two implementations:
+  - the XLA step (`kernel` "xla"; every accelerator and mesh): a step holds one centre from
+    each of B streams (contiguous shares of the corpus), and lockstep_ns_sgd trains them
+    side by side, one context slot of every stream at a time (jax.grad of the pair loss,
+    vmap over streams, lax.scan over slots); colliding rows' changes add up, as racing
+    threads' do.
+  - on CPU the fused C++ kernel (jaxgram.fused, `kernel` "fused" or "auto"): each of
+    `streams` shares walked pair by pair on its own worker thread.
+  Both take the step's learning rate from the optax schedule.
+- Adam and Adagrad keep per-entry state for the whole tables, so they differentiate the full
+  tables (dense update) of one batch: the contexts' input rows predict the centre's output
+  row, with K negatives shared by one centre's contexts (Ji et al. 2016, losses.ns_group_loss).
+- Full softmax shares one softmax per centre, so the V logits are computed once per centre
+  (losses.batched_softmax_group_loss); with SGD the gradient is taken with respect to the
+  gathered centre rows and scattered back into them only.
+- A batch's objective is the SUM of its per-group losses (jaxgram.losses returns one loss per
+  centre group and leaves the reduction to the caller), not the mean: word2vec's alpha is a
+  per-pair step size, and a mean would divide it by the batch size.
 """
 
 from __future__ import annotations
@@ -36,9 +33,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxgram import fused
-from jaxgram.config import TrainConfig, resolved_workers
+from jaxgram.config import TrainConfig, resolved_alpha_schedule, resolved_workers
 from jaxgram.errors import ConfigError
-from jaxgram.losses import Params, batched_softmax_group_loss, ns_group_loss
+from jaxgram.losses import Params, batched_softmax_group_loss, ns_group_loss, ns_rows_loss
 
 log = logging.getLogger("jaxgram")
 
@@ -77,31 +74,27 @@ def rows_objective(rows, objective: str, contexts, mask):
     return total, total
 
 
-def scatter_rows(trainable: Params, updates, objective: str, inputs, outputs) -> Params:
-    """Add the row updates back into the tables they were gathered from."""
+def scatter_rows(trainable: Params, updates, inputs) -> Params:
+    """Add full softmax's updates back: rows of E at the centres `inputs`, and the whole output table."""
     E, W = trainable.E, trainable.W
-    tied = W is None
     E = E.at[inputs].add(updates[0])
-    if objective == "ns":
-        if tied:
-            return Params(E.at[outputs].add(updates[1]), None)
-        return Params(E, W.at[outputs].add(updates[1]))
-    if tied:
+    if W is None:
         return Params(E + updates[1], None)
     return Params(E, W + updates[1])
 
 
-def learning_rate_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
+def learning_rate_schedule(config: TrainConfig, total_steps: int, kernel: str = "xla") -> optax.Schedule:
     """alpha falling to min_alpha over the run's `total_steps` (`config.epochs` epochs of equal steps).
 
     "linear": with the run's progress, as word2vec.c does. "per_worker": with one worker's
     progress, as gensim's corpus_file mode does, where each of the `workers` threads counts only
     the words of its own share: in epoch e, after a fraction f of its steps, alpha is where a
-    linear schedule is at e + f / workers epochs (config.ALPHA_SCHEDULES).
+    linear schedule is at e + f / workers epochs. Which one a run takes: config.resolved_alpha_schedule
+    for its `kernel`.
     """
     total_steps = max(total_steps, 1)
     workers = resolved_workers(config)
-    if config.alpha_schedule == "linear" or workers == 1:
+    if resolved_alpha_schedule(config, kernel) == "linear" or workers == 1:
         return optax.linear_schedule(config.alpha, config.min_alpha, total_steps)
     steps_per_epoch = max(total_steps // config.epochs, 1)
     fall = config.alpha - config.min_alpha
@@ -115,13 +108,13 @@ def learning_rate_schedule(config: TrainConfig, total_steps: int) -> optax.Sched
     return schedule
 
 
-def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTransformation:
-    schedule = learning_rate_schedule(config, total_steps)
+def make_optimizer(config: TrainConfig, total_steps: int, kernel: str = "xla") -> optax.GradientTransformation:
+    schedule = learning_rate_schedule(config, total_steps, kernel)
     return {"sgd": optax.sgd, "adam": optax.adam, "adagrad": optax.adagrad}[config.optimizer](schedule)
 
 
 def negative_sampler(noise_ids: jax.Array, negative: int):
-    """sample(key, centers) -> [B, K] noise ids, K per centre, from a power-of-two noise table.
+    """sample(key, shape) -> [*shape, K] noise ids, from a power-of-two noise table.
 
     The top log2(size) bits of a uint32 index the table: one draw costs a shift and a gather.
     """
@@ -130,8 +123,8 @@ def negative_sampler(noise_ids: jax.Array, negative: int):
         raise ValueError(f"the noise table must have a power-of-two size, got {table_size}")
     shift = 33 - table_size.bit_length()
 
-    def sample(key, centers):
-        bits = jax.random.bits(key, (centers.shape[0], negative), jnp.uint32)
+    def sample(key, shape: tuple[int, ...]):
+        bits = jax.random.bits(key, (*shape, negative), jnp.uint32)
         return noise_ids[bits >> shift]
 
     return sample
@@ -158,12 +151,18 @@ def resolve_kernel(config: TrainConfig, platform: str, on_mesh: bool) -> str:
     return "fused"
 
 
+def trains_in_lockstep(config: TrainConfig, kernel: str) -> bool:
+    """Whether make_step's step for this config and kernel is lockstep_ns_sgd (sparse SGD NS on XLA)."""
+    return kernel == "xla" and config.objective == "ns" and config.optimizer == "sgd"
+
+
 def make_step(config: TrainConfig, optimizer: optax.GradientTransformation, noise_ids: jax.Array,
               sparse: bool | None = None, rows_sharding=None, kernel: str = "xla", streams: int = 1):
     """step(carry, (centers, contexts, mask)) -> (carry, summed loss): one optax update.
 
     `sparse` (default: only for SGD, whose update is stateless per entry) updates just the
-    gathered rows; the result equals the dense update, which tests check. `rows_sharding`
+    rows a step touches: for negative sampling pair by pair (lockstep_ns_sgd); for full
+    softmax the gathered rows, which equals the dense update, as tests check. `rows_sharding`
     (a layout hint for a mesh, no effect on the values) is where the sparse row updates are
     gathered before they are scattered into the tables: replicated, every device receives
     the batch's B·(C+K+1)·D updates, instead of XLA summing a whole V·D table per step.
@@ -185,11 +184,17 @@ def make_step(config: TrainConfig, optimizer: optax.GradientTransformation, nois
             trainable, opt_state, total = _fused_update(optimizer, carry, (centers, contexts, mask), seed, noise_ids,
                                                         config.negative, streams, resolved_workers(config))
             return Carry(trainable, opt_state, key), total
+        if objective == "ns" and sparse:
+            # K negatives for every pair: [C, B, K], one slot of all streams at a time.
+            negatives = sample_negatives(sample_key, (contexts.shape[1], centers.shape[0]))
+            trainable, opt_state, total = _lockstep_update(optimizer, carry, (centers, contexts, negatives),
+                                                           rows_sharding)
+            return Carry(trainable, opt_state, key), total
         if objective == "ns":
-            # As in word2vec, the contexts' input rows predict the centre's output row; the
-            # K negatives are shared by one centre's contexts. Empty slots (-1) read and
-            # write E's last row with zero weight.
-            negatives = sample_negatives(sample_key, centers)
+            # Dense optimisers (Adam, Adagrad) take one gradient of the whole batch: the contexts'
+            # input rows predict the centre's output row, with K negatives shared by one centre's
+            # contexts. Empty slots (-1) read E's last row with zero weight.
+            negatives = sample_negatives(sample_key, centers.shape)
             inputs, outputs = contexts, jnp.concatenate([centers[:, None], negatives], axis=1)
         else:
             inputs, outputs = centers, contexts
@@ -208,13 +213,59 @@ def _sparse_update(optimizer, carry: Carry, objective: str, batch, rows_sharding
     updates, opt_state = _optimizer_update(optimizer, grads, carry.opt_state)
     if rows_sharding is not None:
         updates, inputs, outputs = jax.lax.with_sharding_constraint((updates, inputs, outputs), rows_sharding)
-    return scatter_rows(carry.trainable, updates, objective, inputs, outputs), opt_state, total
+    return scatter_rows(carry.trainable, updates, inputs), opt_state, total
+
+
+def lockstep_ns_sgd(tables: Params, centers, contexts, negatives, lr, rows_sharding=None):
+    """word2vec's pair-by-pair SGD of negative sampling, B streams in lockstep: (tables, summed loss).
+
+    `tables` as the carry holds them (W None: tied); centers [B] (one per stream), contexts [B, C]
+    (-1 = empty slot), negatives [C, B, K]. For each context slot in turn, every stream's pair
+    (context -> centre, with its own K negatives) takes one SGD step on losses.ns_rows_loss with
+    the tables as the slots before it left them. The B pairs of a slot are computed side by side
+    and their row changes added, so two streams that hit one row in the same slot both land (as
+    gensim's threads race). What this keeps of word2vec, and a step from one snapshot lacks, is
+    self-correction: a row hit again sees its earlier updates, so repeated hits on a frequent word
+    shrink as its sigmoid saturates. Empty slots index one past the table (gathered as zeros,
+    their scatter dropped): no real row is touched.
+    """
+    vocab, tied = tables.E.shape[0], tables.W is None
+    pair_loss_and_grads = jax.vmap(jax.value_and_grad(ns_rows_loss, argnums=(0, 1, 2)))
+
+    def slot(tables: Params, slot_inputs):
+        inputs, negs = slot_inputs  # [B], [B, K]
+        present = inputs >= 0
+        inputs = jnp.where(present, inputs, vocab)
+        outputs = jnp.where(present[:, None], jnp.concatenate([centers[:, None], negs], axis=1), vocab)
+        E, W = tables.E, tables.E if tied else tables.W
+        e = E.at[inputs].get(mode="fill", fill_value=0)
+        w = W.at[outputs].get(mode="fill", fill_value=0)
+        losses, (de, dw_target, dw_negs) = pair_loss_and_grads(e, w[:, 0], w[:, 1:])
+        dw = jnp.concatenate([dw_target[:, None], dw_negs], axis=1)
+        if rows_sharding is not None:
+            de, dw, inputs, outputs = jax.lax.with_sharding_constraint((de, dw, inputs, outputs), rows_sharding)
+        E = E.at[inputs].add(-lr * de, mode="drop")
+        W = E if tied else W
+        W = W.at[outputs].add(-lr * dw, mode="drop")
+        tables = Params(W, None) if tied else Params(E, W)
+        return tables, jnp.sum(jnp.where(present, losses, 0.0))
+
+    tables, totals = jax.lax.scan(slot, tables, (contexts.T, negatives))
+    return tables, jnp.sum(totals)
+
+
+def _lockstep_update(optimizer, carry: Carry, batch, rows_sharding):
+    centers, contexts, negatives = batch
+    # optax's own SGD update of a scalar 1 is -lr for this step and advances its step count, so
+    # the pair-by-pair steps (here and in the fused kernel) follow the schedule a gradient step does.
+    negative_lr, opt_state = _optimizer_update(optimizer, jnp.ones((), jnp.float32), carry.opt_state)
+    trainable, total = lockstep_ns_sgd(carry.trainable, centers, contexts, negatives, -negative_lr,
+                                       rows_sharding)
+    return trainable, opt_state, total
 
 
 def _fused_update(optimizer, carry: Carry, batch, seed, noise_ids, negative: int, streams: int, workers: int):
     centers, contexts, mask = batch
-    # optax's own SGD update of a scalar 1 is -lr for this step and advances its step count,
-    # so the fused step follows exactly the schedule the pure step does.
     negative_lr, opt_state = _optimizer_update(optimizer, jnp.ones((), jnp.float32), carry.opt_state)
     E, W, losses = fused.ns_sgd_step(carry.trainable.E, carry.trainable.W, centers, contexts, noise_ids, seed, mask,
                                      -negative_lr, negative, streams, tied=carry.trainable.W is None, workers=workers)

@@ -77,8 +77,8 @@ def restore_state(folder, template: Carry, config: TrainConfig, vocab: Vocabular
     if E.shape != template.trainable.E.shape:
         raise DataError(f"checkpoint in {folder} holds E of shape {E.shape}, expected {template.trainable.E.shape}")
     if arrays["key"].shape != template.key.shape:
-        raise DataError(f"checkpoint in {folder} was written by a run with {_replica_count(arrays['key'])} replica(s); "
-                        f"this one has {_replica_count(template.key)} (devices: {jax.local_device_count()})")
+        raise DataError(f"checkpoint in {folder} holds a random key of shape {arrays['key'].shape}, expected "
+                        f"{template.key.shape} (written by an older jaxgram that trained several CPU replicas?)")
     carry = Carry(Params(E, W), jax.tree_util.tree_unflatten(treedef, opt_leaves), jnp.asarray(arrays["key"]))
     history = History(int(meta["epochs_done"]), list(meta["loss_per_epoch"]), list(meta["pairs_per_epoch"]))
     return carry, history
@@ -113,6 +113,3 @@ def _check_epochs(folder, meta: dict, config: TrainConfig) -> None:
         log.warning("resuming a run of epochs=%s with epochs=%i: the epochs after the %i trained take the learning "
                     "rates of a %i-epoch run", planned, config.epochs, done, config.epochs)
 
-
-def _replica_count(key) -> int:
-    return 1 if np.ndim(key) == 1 else int(np.shape(key)[0])

@@ -23,7 +23,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgram import checkpoint, distributed, rundir
-from jaxgram.batches import EPOCH_END, BatchPlan, EpochSource, call_stream, epoch_source, plan_batches, prefetched
+from jaxgram.batches import (
+    EPOCH_END,
+    BatchPlan,
+    EpochSource,
+    call_stream,
+    centres_per_step,
+    contexts_per_centre,
+    epoch_source,
+    plan_batches,
+    prefetched,
+    widest_lockstep,
+)
 from jaxgram.config import TrainConfig, resolved_workers
 from jaxgram.data import keep_probabilities, noise_distribution, noise_table
 from jaxgram.distributed import global_array, is_primary
@@ -32,7 +43,7 @@ from jaxgram.errors import ConfigError, DataError, TrainingDiverged
 from jaxgram.init import host_init_params, init_params
 from jaxgram.losses import Params
 from jaxgram.outputs import TrainResult, write_outputs
-from jaxgram.parallel import MeshLayout, compile_replicated, compile_sharded, compile_steps, training_devices, training_mesh
+from jaxgram.parallel import MeshLayout, compile_sharded, compile_steps, training_mesh
 from jaxgram.progress import LossMeter, log_downsampling, log_training_end, log_training_start, progress_bar, step_count
 from jaxgram.step import (
     Carry,
@@ -41,6 +52,7 @@ from jaxgram.step import (
     make_step,
     model_params,
     resolve_kernel,
+    trains_in_lockstep,
 )
 from jaxgram.train_state import History, restore_state, save_state
 from jaxgram.vocab import (
@@ -136,7 +148,9 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     platform = jax.local_devices()[0].platform
     devices_per_step = mesh.size if mesh is not None else 1
     kernel = resolve_kernel(config, platform, on_mesh=mesh is not None)
-    source = epoch_source(encoded.read, len(encoded), keep_prob, config, platform, devices_per_step, kernel)
+    noise_probs = noise_distribution(vocab.counts, config.ns_exponent)
+    step_centres = _step_centres(config, platform, devices_per_step, kernel, keep_prob, noise_probs, vocab)
+    source = epoch_source(encoded.read, len(encoded), keep_prob, config, step_centres, kernel)
     epoch0 = source.groups(0)
     first = next(epoch0)
     if len(first) == 0:
@@ -144,21 +158,22 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
                           "needs sentences of at least 2 in-vocabulary words")
     # A corpus of several chunks estimates an epoch's centres by the expected count of kept tokens.
     centres = len(first) if len(source.chunks) == 1 else max(1, int(np.sum(vocab.counts * keep_prob)))
-    replicas = 1 if mesh is not None else len(training_devices(config, kernel))
-    plan = plan_batches(config, centres, replicas, devices_per_step, platform)
-    optimizer = make_optimizer(config, plan.total_steps)
+    plan = plan_batches(config, centres, step_centres)
+    optimizer = make_optimizer(config, plan.total_steps, kernel)
     init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    carry = _initial_state(config, init_key, train_key, len(vocab), optimizer, replicas, mesh)
+    carry = _initial_state(config, init_key, train_key, len(vocab), optimizer, mesh)
     carry, history = _resume_or_start(run, carry, resume)
-    # The fused kernel runs its workers as threads of one call; the XLA step, as replicas or mesh devices.
-    workers = mesh.size if mesh is not None else resolved_workers(config) if kernel == "fused" else replicas
+    # The fused kernel runs its workers as threads of one call; the XLA step runs on one device or a mesh.
+    workers = mesh.size if mesh is not None else resolved_workers(config) if kernel == "fused" else 1
     log_training_start(config, len(vocab), workers, kernel if mesh is None else f"{kernel} on a mesh")
-    noise_ids = noise_table(noise_distribution(vocab.counts, config.ns_exponent))
+    noise_ids = noise_table(noise_probs)
     run_many, layout, carry = _compile(config, optimizer, noise_ids, carry, mesh, kernel, source.streams)
     started = ([first], epoch0) if history.epochs_done == 0 else None
     del first  # the stream holds it now, and lets go of it once used
     start_epoch = history.epochs_done
-    carry, wall = _run_epochs(run, carry, history, plan, run_many, layout, source, encoded.raw_words, started)
+    schedule = learning_rate_schedule(config, plan.total_steps, kernel)  # for the progress bar's lr
+    carry, wall = _run_epochs(run, carry, history, plan, schedule, run_many, layout, source, encoded.raw_words,
+                              started)
     final = model_params((carry if layout is None else layout.fetch(carry)).trainable)
     final = Params(np.asarray(final.E), np.asarray(final.W))
     # The result's initial tables are drawn again from the same key when first asked for, rather
@@ -167,14 +182,25 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     return _result(run, final, initial, history, encoded.raw_words, wall, config.epochs - start_epoch)
 
 
-def _initial_state(config: TrainConfig, init_key, train_key, vocab_size: int, optimizer, replicas: int, mesh) -> Carry:
+def _step_centres(config: TrainConfig, platform: str, devices: int, kernel: str, keep_prob: np.ndarray,
+                  noise_probs: np.ndarray, vocab: Vocabulary) -> int:
+    """Centres per step, all devices together; the XLA step's width is bounded by the vocabulary (and logged)."""
+    if not trains_in_lockstep(config, kernel):
+        return centres_per_step(config, platform, devices) * devices
+    widest = widest_lockstep(vocab.counts, keep_prob, noise_probs, config.negative)
+    centres = centres_per_step(config, platform, devices, widest) * devices
+    log.info("XLA step: %i centres per step side by side (%i per device), about %i pairs; this vocabulary allows "
+             "at most %i", centres, centres // devices, centres * contexts_per_centre(config), widest)
+    return centres
+
+
+def _initial_state(config: TrainConfig, init_key, train_key, vocab_size: int, optimizer, mesh) -> Carry:
     """The carry the first step takes."""
     # On a mesh the tables start on the host CPU, so no single accelerator ever holds them whole.
     with jax.default_device(jax.local_devices(backend="cpu")[0]) if mesh is not None else contextlib.nullcontext():
         initial = init_params(init_key, vocab_size, config.dim, config.init)
         trainable = Params(initial.E, None if config.tied else initial.W)
-        keys = train_key if replicas == 1 else jax.random.split(train_key, replicas)
-        return Carry(trainable, optimizer.init(trainable), keys)
+        return Carry(trainable, optimizer.init(trainable), train_key)
 
 
 def _resume_or_start(run: _Run, carry: Carry, resume: bool) -> tuple[Carry, History]:
@@ -191,12 +217,10 @@ def _resume_or_start(run: _Run, carry: Carry, resume: bool) -> tuple[Carry, Hist
 
 
 def _compile(config: TrainConfig, optimizer, noise_ids: np.ndarray, carry: Carry, mesh, kernel: str, streams: int):
-    """(run_many, mesh layout or None, carry laid out for it): one device, CPU workers, or a mesh."""
+    """(run_many, mesh layout or None, carry laid out for it): one device, or a mesh."""
     if mesh is None:
-        devices = training_devices(config, kernel)
         step_for = functools.partial(make_step, config, optimizer, kernel=kernel, streams=streams)
-        run_many = compile_steps(step_for) if len(devices) == 1 else compile_replicated(step_for, devices)
-        return _with_noise(run_many, jnp.asarray(noise_ids)), None, carry
+        return _with_noise(compile_steps(step_for), jnp.asarray(noise_ids)), None, carry
     layout = MeshLayout(mesh, int(carry.trainable.E.shape[0]), config.shard_tables)
     carry = layout.place(carry)
     # Replicated tables take the batch's row updates whole (the partitioner would otherwise
@@ -212,11 +236,10 @@ def _with_noise(run_many, noise_ids):
     return lambda carry, centers, contexts, mask: run_many(carry, centers, contexts, mask, noise_ids)
 
 
-def _run_epochs(run: _Run, carry: Carry, history: History, plan: BatchPlan, run_many, layout, source: EpochSource,
-                raw_words: int, started) -> tuple[Carry, float]:
+def _run_epochs(run: _Run, carry: Carry, history: History, plan: BatchPlan, schedule, run_many, layout,
+                source: EpochSource, raw_words: int, started) -> tuple[Carry, float]:
     """Train the remaining epochs; returns the carry and the seconds spent in them."""
     config = run.config
-    schedule = learning_rate_schedule(config, plan.total_steps)  # for the progress bar's lr
     bar = progress_bar(run.progress and is_primary(), plan.total_steps, history.epochs_done * plan.steps_per_epoch)
     prefetch = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     upcoming = prefetched(call_stream(source, plan, history.epochs_done, started), prefetch)
@@ -261,11 +284,7 @@ def _run_epoch(carry: Carry, calls, run_many, meter: LossMeter) -> Carry:
 def _end_epoch(run: _Run, carry: Carry, layout, history: History, meter: LossMeter, seconds: float) -> None:
     """Refuse a diverged epoch; record it, checkpoint it, log it, and tell the caller."""
     epoch, epoch_loss = meter.epoch, meter.mean_loss()
-    if not math.isfinite(epoch_loss):
-        kept = run.checkpoints is not None and checkpoint.exists(run.checkpoints)
-        raise TrainingDiverged(f"loss became {epoch_loss} in epoch {epoch + 1}; try a lower alpha (now "
-                               f"{run.config.alpha})" + (f"; the last good checkpoint in {run.checkpoints} is intact"
-                                                         if kept else ""))
+    check_converging(epoch_loss, epoch, run.config, len(run.vocab), meter.plan.batch_size, run.checkpoints)
     history.record(epoch_loss, meter.pairs)
     if run.checkpoints is not None:
         saved = carry if layout is None else layout.fetch(carry)  # every process takes part in the gather
@@ -274,6 +293,34 @@ def _end_epoch(run: _Run, carry: Carry, layout, history: History, meter: LossMet
     meter.log_epoch_end(seconds)
     if run.on_epoch_end is not None:
         run.on_epoch_end(epoch + 1, epoch_loss)
+
+
+# An epoch's loss is a float32 sum of per-pair losses; a run that barely moves (alpha 1e-9, as a
+# test of gensim's pair count does) sits at the untrained loss up to this relative rounding.
+UNTRAINED_LOSS_ROUNDING = 1e-4
+
+
+def untrained_loss(config: TrainConfig, vocab_size: int) -> float:
+    """Loss per pair of a model that knows nothing: every score 0, so (1+K)·ln 2 for negative
+    sampling (word2vec's zero output table starts exactly there) and ln V for full softmax."""
+    return (1 + config.negative) * math.log(2) if config.objective == "ns" else math.log(vocab_size)
+
+
+def check_converging(epoch_loss: float, epoch: int, config: TrainConfig, vocab_size: int, centres_per_step: int,
+                     checkpoints: Path | None) -> None:
+    """Raise TrainingDiverged when an epoch's loss per pair is not finite or above untrained_loss
+    (beyond float32 rounding of the sums): the step has made the model worse than knowing nothing,
+    and more epochs will not undo it."""
+    limit = untrained_loss(config, vocab_size)
+    if math.isfinite(epoch_loss) and epoch_loss <= limit * (1 + UNTRAINED_LOSS_ROUNDING):
+        return
+    kept = checkpoints is not None and checkpoint.exists(checkpoints)
+    raise TrainingDiverged(
+        f"training diverged: loss per pair {epoch_loss:.4g} in epoch {epoch + 1}, above an untrained model's "
+        f"{limit:.4f}, at alpha={config.alpha} with {centres_per_step} centres per step (batch_size="
+        f"{config.batch_size if config.batch_size is not None else 'default'}); lower alpha or batch_size (--alpha, "
+        "--batch-size)"
+        + (f"; the last good epoch's checkpoint in {checkpoints} is intact" if kept else ""))
 
 
 def _result(run: _Run, final: Params, initial, history: History, raw_words: int, wall: float,

@@ -9,29 +9,53 @@ import pytest
 from jaxgram import TrainConfig
 from jaxgram.batches import (
     EPOCH_END,
+    MAX_ROW_HITS,
     STEPS_PER_CALL,
     EpochSource,
+    busiest_row_share,
     call_stream,
+    centres_per_step,
     chunk_calls,
     items_per_step,
     pair_count,
     plan_batches,
     prefetched,
     training_streams,
+    widest_lockstep,
 )
-from jaxgram.data import corpus_chunks, keep_probabilities
+from jaxgram.data import corpus_chunks, keep_probabilities, noise_distribution
+from jaxgram.errors import ConfigError
 
 CONFIG = TrainConfig(window=3, batch_size=64, seed=5, sample=0.0)
 
 
-def test_streams_are_the_workers_and_large_batched_steps_take_more():
+def test_streams_are_the_fused_workers_or_the_xla_steps_centres():
     two = dataclasses.replace(CONFIG, workers=2)
     # The fused kernel walks each share pair by pair, as gensim's workers do: one share per worker.
-    assert training_streams(two, centres_per_step=2048, kernel="fused") == 2
+    assert training_streams(two, step_centres=2048, kernel="fused") == 2
     assert training_streams(dataclasses.replace(two, workers=1), 170, kernel="fused") == 1
-    # The batched step holds at most CONSECUTIVE_CENTRES of one share in a step.
-    assert training_streams(two, centres_per_step=2048) == 2048 // 85
-    assert training_streams(two, centres_per_step=170) == 2
+    # The XLA step trains one centre of each share side by side: a share per centre of the step.
+    assert training_streams(two, step_centres=2048) == 2048
+    assert training_streams(two, step_centres=170) == 170
+
+
+def test_the_lockstep_width_is_bounded_by_the_busiest_row_of_the_vocabulary():
+    counts = np.array([1000, 500, 100, 10, 10])
+    keep_prob, noise = np.ones(5), noise_distribution(counts, 0.75)
+    share = busiest_row_share(counts, keep_prob, noise, negative=5)
+    assert share == pytest.approx(1000 / 1620 + 5 * noise[0])
+    widest = widest_lockstep(counts, keep_prob, noise, negative=5)
+    assert widest == int(MAX_ROW_HITS / share)
+    # A default is narrowed to the widest, split over the devices; a width the user chose is refused.
+    wide = dataclasses.replace(CONFIG, batch_size=None)
+    assert centres_per_step(wide, "gpu", devices=1, widest=widest) == widest
+    assert centres_per_step(wide, "gpu", devices=2, widest=widest) == widest // 2
+    assert centres_per_step(wide, "cpu", devices=1, widest=10_000) == items_per_step(wide, "cpu")
+    assert centres_per_step(CONFIG, "cpu", devices=1, widest=16) == 16
+    with pytest.raises(ConfigError, match=rf"batch_size=64 is too wide.*widest that fits is batch_size={15 * 4}$"):
+        centres_per_step(CONFIG, "cpu", devices=1, widest=15)
+    with pytest.raises(ConfigError, match=rf"widest that fits is batch_size={7 * 4} per device$"):
+        centres_per_step(CONFIG, "cpu", devices=2, widest=15)
 
 
 def test_a_step_takes_about_batch_size_pairs_worth_of_centres():
@@ -41,25 +65,23 @@ def test_a_step_takes_about_batch_size_pairs_worth_of_centres():
     assert items_per_step(dataclasses.replace(CONFIG, batch_size=1)) == 1
 
 
-@pytest.mark.parametrize("centres, replicas, devices", [(1, 1, 1), (1000, 1, 1), (100_000, 2, 1), (5000, 1, 4)])
-def test_the_plan_covers_an_epoch_in_calls_of_one_shape(centres, replicas, devices):
-    plan = plan_batches(CONFIG, centres, replicas, devices)
+@pytest.mark.parametrize("centres, devices", [(1, 1), (1000, 1), (100_000, 1), (5000, 4)])
+def test_the_plan_covers_an_epoch_in_calls_of_one_shape(centres, devices):
+    plan = plan_batches(CONFIG, centres, items_per_step(CONFIG) * devices)
     assert plan.batch_size == items_per_step(CONFIG) * devices
     assert 1 <= plan.steps_per_call <= STEPS_PER_CALL and plan.steps_per_epoch % plan.steps_per_call == 0
-    assert plan.steps_per_epoch * plan.batch_size * replicas >= centres
+    assert plan.steps_per_epoch * plan.batch_size >= centres
     # No more than one call of padding per epoch.
-    assert (plan.steps_per_epoch - plan.steps_per_call) * plan.batch_size * replicas < centres
+    assert (plan.steps_per_epoch - plan.steps_per_call) * plan.batch_size < centres
     assert plan.total_steps == plan.steps_per_epoch * CONFIG.epochs
-    assert plan.shape == ((plan.steps_per_call, plan.batch_size) if replicas == 1
-                          else (replicas, plan.steps_per_call, plan.batch_size))
+    assert plan.shape == (plan.steps_per_call, plan.batch_size)
 
 
-@pytest.mark.parametrize("replicas", [1, 2])
-def test_calls_hold_every_centre_once_in_order_and_mask_the_padding(replicas):
+def test_calls_hold_every_centre_once_in_order_and_mask_the_padding():
     source = _source(CONFIG, 10_000)
     groups = next(source.groups(0))
     everything = groups.block(0, len(groups))
-    plan = plan_batches(CONFIG, 300, replicas, 1)
+    plan = plan_batches(CONFIG, 300, items_per_step(CONFIG))
     calls = list(chunk_calls(plan, groups))
     assert all(c.shape == plan.shape and x.shape == (*plan.shape, 6) and m.shape == plan.shape for (c, x, m), _ in calls)
     kept = np.concatenate([m.reshape(-1) for (_, _, m), _ in calls]) > 0
@@ -99,7 +121,7 @@ def test_an_epoch_replays_from_seed_and_epoch_alone():
 
 def test_a_stream_that_started_epoch_zero_equals_a_fresh_one():
     source = _source(CONFIG, 700)
-    plan = plan_batches(CONFIG, 300, 1, 1)
+    plan = plan_batches(CONFIG, 300, items_per_step(CONFIG))
     epoch0 = source.groups(0)
     started = ([next(epoch0)], epoch0)
 

@@ -160,7 +160,7 @@ def test_train_help_lists_each_option_once_with_all_its_names(capsys):
     (["--dim", "10", "-size", "20"], "dim is given twice, as --dim 10 and as -size 20: give it once"),
     (["--workers", "2", "-threads", "2"], "workers is given twice, as --workers 2 and as -threads 2: give it once"),
     (["--dim", "0"], "dim=0 is not allowed: it must be >= 1"),  # our own name: no note
-    (["--alpha-schedule", "cosine"], "alpha_schedule='cosine' is not allowed: choose one of per_worker, linear"),
+    (["--alpha-schedule", "cosine"], "alpha_schedule='cosine' is not allowed: choose one of auto, per_worker, linear"),
 ])
 def test_bad_values_under_other_names_give_one_line_and_exit_2(tmp_path, capsys, argv, expected):
     corpus = tmp_path / "c.txt"
