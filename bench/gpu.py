@@ -1,8 +1,10 @@
 """`python -m bench.gpu`: jaxgram's steady-state training words/s on an accelerator (bench/gpu.sh runs it).
 
-measure   Train negative sampling (the default config with a GPU-sized batch: thousands of
-          centres per step) on the five books, when a corpus file is given, and on a seeded
-          synthetic Zipf corpus (bench.synthetic). Epoch ends are timed through train()'s
+measure   First a microbenchmark: the gather + scatter-add bandwidth of rows the XLA step
+          achieves, against a plain streaming copy on the same device. Then train negative
+          sampling with the XLA step (the default config at the width the trainer picks for the
+          device and the vocabulary, at D = 100 and D = 300) on the five books, when a corpus file
+          is given, and on a seeded synthetic Zipf corpus (bench.synthetic). Epoch ends are timed through train()'s
           on_epoch_end callback, so epoch 1 (which compiles the step) is kept apart: steady
           words/s = raw corpus words x (epochs - 1) / seconds of epochs 2.., and the compile
           estimate = epoch 1 - a steady epoch. Every part is written to OUT/gpu.json as soon
@@ -19,6 +21,7 @@ test suite does so the script cannot rot.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -36,28 +39,27 @@ FORMAT = 1
 RESULTS = "gpu.json"
 VECTORS = "books_vectors.bin"
 DEFAULT_CORPUS = Path("bench/gpu_corpus.txt")
-# name -> (synthetic tokens, target vocabulary, epochs, centres per step, books epochs)
-# 2,048 centres (12,288 pairs) a step: on CPU, the five books at the default alpha 0.025 and 5 epochs
-# scored as the default batch does (analogy 0.101, WordSim-353 0.159); 4,096 diverged in epoch 1 (the
-# objective sums over the batch, so a frequent word's row takes hundreds of updates a step).
-SIZES = {"full": (100_000_000, 100_000, 2, 2048, 5), "smoke": (20_000, 300, 2, 64, 2)}
-SMALLEST_RETRY = 256  # a diverged run is retried with half the centres, down to this
+# name -> (synthetic tokens, target vocabulary, epochs, centres per step, books epochs, dimensions).
+# Centres None: the trainer's default for the device, narrowed to the widest the vocabulary allows
+# (jaxgram.batches.step_width); both are recorded.
+SIZES = {"full": (100_000_000, 100_000, 2, None, 5, (100, 300)), "smoke": (20_000, 300, 2, 64, 2, (100,))}
 
 
-def gpu_config(epochs: int, centres: int, seed: int = 1):
-    """eval's default NS config with `centres` centres per step (batch_size counts pairs, about window + 1 per centre)."""
+def gpu_config(epochs: int, centres: int | None, dim: int = 100, seed: int = 1):
+    """eval's default NS config on the XLA step (the GPU's, and on CPU what a smoke run checks), with
+    `centres` centres per step (batch_size counts pairs, about window + 1 per centre; None: the default)."""
     from eval.config import load_config
 
     pipeline = load_config("default")
-    return pipeline.with_train(seed=seed, epochs=epochs, batch_size=centres * (pipeline.train.window + 1)).train
+    pairs = None if centres is None else centres * (pipeline.train.window + 1)
+    return pipeline.with_train(seed=seed, epochs=epochs, dim=dim, batch_size=pairs, kernel="xla").train
 
 
 def timed_train(corpus, config) -> tuple[dict, object]:
     """Train once; (figures, TrainResult): steady-state words/s with the first (compiling) epoch apart."""
     import jax
 
-    from jaxgram.batches import items_per_step
-    from jaxgram.config import resolved_batch_size
+    from jaxgram.batches import step_width
     from jaxgram.training import train
 
     if config.epochs < 2:
@@ -69,13 +71,14 @@ def timed_train(corpus, config) -> tuple[dict, object]:
     steady = marks[-1] - marks[0]
     steady_epoch = steady / (config.epochs - 1)
     first_epoch = result.wall_seconds - steady
+    centres, widest = step_width(config, result.vocab.counts, jax.default_backend())
     return {
         "corpus_words": result.corpus_words,
         "vocab_size": len(result.vocab),
         "dim": config.dim,
         "epochs": config.epochs,
-        "centres_per_step": items_per_step(config, jax.default_backend()),
-        "batch_size_pairs": resolved_batch_size(config, jax.default_backend()),
+        "centres_per_step": centres,
+        "widest_centres_for_vocabulary": widest,
         "call_seconds": call,
         "outside_loop_seconds": call - result.wall_seconds,  # vocabulary, encoding, initialisation
         "first_epoch_seconds": first_epoch,
@@ -155,8 +158,8 @@ def books_corpus(books, mirror, work: Path):
 
 
 def measure(args) -> dict:
-    """Both measurements, each written to OUT/gpu.json as soon as it is done (or failed)."""
-    tokens, vocab, synthetic_epochs, centres, books_epochs = SIZES["smoke" if args.smoke else "full"]
+    """The bandwidth check, then both trainings, each written to OUT/gpu.json as soon as it is done (or failed)."""
+    tokens, vocab, synthetic_epochs, centres, books_epochs, dims = SIZES["smoke" if args.smoke else "full"]
     tokens, vocab, centres = args.tokens or tokens, args.vocab or vocab, args.centres or centres
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -164,13 +167,16 @@ def measure(args) -> dict:
                "config": gpu_config(books_epochs, centres).to_dict(),
                "notes": "steady words/s = raw corpus words x (epochs - 1) / seconds of epochs 2.. (epoch 1 compiles); "
                         "compile estimate = first epoch - steady epoch; outside_loop = vocabulary, encoding, "
-                        "initialisation; a part that diverged is retried with half the centres per step",
-               "books": None, "synthetic": None}
+                        "initialisation; bandwidth: bytes the step's row gather + scatter-add moves per second, "
+                        "against a streaming copy's",
+               "bandwidth": None, "books": None, "synthetic": None}
     with tempfile.TemporaryDirectory(prefix="jaxgram-gpu-", dir=args.work) as scratch:
         work = Path(scratch)
-        # One part failing (no books, a divergence) must not cost the other its measurement.
-        for part, body in (("books", lambda: _books(args, work, books_epochs, centres, out)),
-                           ("synthetic", lambda: _synthetic(work, tokens, vocab, synthetic_epochs, centres))):
+        # One part failing (no books, a divergence) must not cost the others their measurement.
+        parts = (("bandwidth", lambda: row_bandwidth(vocab, dims[0], centres or 2048, args.smoke)),
+                 ("books", lambda: _books(args, work, books_epochs, centres, dims, out)),
+                 ("synthetic", lambda: _synthetic(work, tokens, vocab, synthetic_epochs, centres, dims)))
+        for part, body in parts:
             try:
                 results[part] = body()
             except JaxgramError as exc:
@@ -179,46 +185,81 @@ def measure(args) -> dict:
     return results
 
 
-def _books(args, work: Path, epochs: int, centres: int, out: Path) -> dict:
+def row_bandwidth(vocab: int, dim: int, centres: int, smoke: bool) -> dict:
+    """GB/s of one lockstep slot's row traffic (gather (1 + 1 + K) rows per stream, scatter-add them
+    back, Zipf-like ids so frequent rows repeat as in training) against a streaming copy of a large
+    array: how much of the card's bandwidth the step's memory pattern reaches."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    rows = centres * 7  # one input row and 1 + K = 6 output rows per stream
+    weights = 1.0 / np.arange(1, vocab + 1) ** 0.75
+    ids = jnp.asarray(rng.choice(vocab, rows, p=weights / weights.sum()).astype(np.int32))
+    table = jnp.asarray(rng.normal(0, 0.01, (vocab, dim)).astype(np.float32))
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def gather_scatter(table, ids):
+        return table.at[ids].add(0.001 * table[ids])
+
+    big = jnp.ones((1 << (20 if smoke else 26),), jnp.float32)  # 4 MB smoke, 256 MB otherwise
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def copy(x):
+        return x * 1.0001
+
+    row_seconds, table = _best_seconds(gather_scatter, table, ids)
+    copy_seconds, _ = _best_seconds(copy, big)
+    row_gbs = rows * dim * 4 * 3 / row_seconds / 1e9  # gathered, then read and written by the scatter
+    copy_gbs = big.size * 4 * 2 / copy_seconds / 1e9
+    return {"vocab": vocab, "dim": dim, "rows_per_slot": rows, "slot_seconds": row_seconds,
+            "gather_scatter_gb_per_s": row_gbs, "copy_gb_per_s": copy_gbs, "fraction_of_copy": row_gbs / copy_gbs}
+
+
+def _best_seconds(fn, first, *rest, repeats: int = 20):
+    """Best wall seconds of fn(x, *rest) over `repeats` calls, each taking the previous result (donated)."""
+    import jax
+
+    value = jax.block_until_ready(fn(first, *rest))  # compile
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        value = jax.block_until_ready(fn(value, *rest))
+        best = min(best, time.perf_counter() - began)
+    return best, value
+
+
+def _books(args, work: Path, epochs: int, centres: int | None, dims, out: Path) -> dict:
     corpus, why = books_corpus(args.books, args.mirror, work)
     if corpus is None:
         return {"skipped": why}
-    figures, result = stable_train(corpus, epochs, centres)
-    result.embeddings.save_word2vec_format(out / VECTORS, binary=True)
+    runs = []
+    for dim in dims:
+        figures, result = timed_train(corpus, gpu_config(epochs, centres, dim))
+        runs.append(figures)
+        if dim == dims[0]:  # the default config's D: scored back on CPU
+            result.embeddings.save_word2vec_format(out / VECTORS, binary=True)
     # as bench.run.corpus_record, without importing bench.run (and the CPU baseline behind it)
     record = {"file": corpus.name, "bytes": corpus.stat().st_size, "sha256": sha256_file(corpus)}
-    return {**figures, "corpus": record, "vectors": VECTORS, "peak_device_mib": peak_device_mib()}
+    return {"runs": runs, "corpus": record, "vectors": VECTORS, "vectors_dim": dims[0],
+            "peak_device_mib": peak_device_mib()}
 
 
-def _synthetic(work: Path, tokens: int, vocab: int, epochs: int, centres: int) -> dict:
+def _synthetic(work: Path, tokens: int, vocab: int, epochs: int, centres: int | None, dims) -> dict:
     from bench.synthetic import write_corpus
 
     path = work / "synthetic.txt"
     began = time.perf_counter()
     spec = write_corpus(path, tokens, vocab, seed=0)
     generated = time.perf_counter() - began
-    figures, result = stable_train(path, epochs, centres)
+    runs = []
+    for dim in dims:
+        figures, result = timed_train(path, gpu_config(epochs, centres, dim))
+        runs.append(figures)
     path.unlink()
-    return {**figures, "corpus": spec.to_dict(), "generate_seconds": generated,
+    return {"runs": runs, "corpus": spec.to_dict(), "generate_seconds": generated,
             "host_groups_words_per_second": host_groups_rate(result.vocab.counts, result.config),
             "peak_device_mib": peak_device_mib()}
-
-
-def stable_train(corpus, epochs: int, centres: int) -> tuple[dict, object]:
-    """timed_train, retried with half the centres per step after a divergence; the figures list each one."""
-    from jaxgram.errors import TrainingDiverged
-
-    diverged = []
-    while True:
-        try:
-            figures, result = timed_train(corpus, gpu_config(epochs, centres))
-        except TrainingDiverged as exc:
-            diverged.append({"centres_per_step": centres, "message": str(exc)})
-            if centres // 2 < SMALLEST_RETRY:
-                raise
-            centres //= 2
-            continue
-        return {**figures, "diverged": diverged}, result
 
 
 def prepare(args) -> int:
@@ -252,7 +293,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--smoke", action="store_true", help="tiny sizes: a check that runs in seconds on CPU")
     run.add_argument("--tokens", type=int, help="synthetic corpus tokens (default: 100M; smoke: 20k)")
     run.add_argument("--vocab", type=int, help="synthetic target vocabulary (default: 100k; smoke: 300)")
-    run.add_argument("--centres", type=int, help="centres per step (default: 2048; smoke: 64)")
+    run.add_argument("--centres", type=int,
+                     help="centres per step (default: the trainer's for the device and vocabulary; smoke: 64)")
     run.add_argument("--work", help="folder for the synthetic corpus (default: TMPDIR)")
     make = commands.add_parser("prepare", help="(CPU) write the five-book corpus file gpu.sh uses")
     make.add_argument("--mirror", default="../shared/gutenberg")
@@ -268,7 +310,7 @@ def main(argv=None) -> int:
         if args.command == "measure":
             results = measure(args)
             print(json.dumps(results, indent=2))
-            return 1 if any("failed" in (results[part] or {}) for part in ("books", "synthetic")) else 0
+            return 1 if any("failed" in (results[part] or {}) for part in ("bandwidth", "books", "synthetic")) else 0
         return prepare(args) if args.command == "prepare" else score(args)
     except (JaxgramError, ValueError) as exc:
         print(f"python -m bench.gpu: error: {exc}", file=sys.stderr)

@@ -11,7 +11,11 @@
 # with `python -m bench.gpu prepare`), else from a Gutenberg mirror (../shared/gutenberg or
 # shared/gutenberg) if this machine can ingest (requests, bs4),
 # else are skipped (said so in gpu.json). The synthetic corpus (100M tokens) needs only NumPy.
-# Knobs: GPU_CENTRES (centres per step, default 2048), GPU_TOKENS, GPU_VOCAB, GPU_TIMEOUT (s).
+# Knobs: GPU_CENTRES (centres per step, default: the trainer's for the device and vocabulary),
+# GPU_TOKENS, GPU_VOCAB, GPU_TIMEOUT (s).
+# jaxlib 0.10.2 to 0.11.0 on NVIDIA GPUs compile an f32 scatter-add with repeated indices to a
+# compare-and-swap loop (~500x slower; jax-ml/jax#38806): with those versions this script adds
+# XLA's workaround to XLA_FLAGS, and says so in gpu.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?set OUT to the folder for the results}"
@@ -44,10 +48,20 @@ for ((i = 0; i < ${#knobs[@]}; i += 2)); do
     fi
 done
 
+versions=$("$PY" -c 'import jax, jaxlib; print(jax.__version__, jaxlib.__version__, jax.default_backend())')
+read -r jax_version jaxlib_version backend <<<"$versions"
+if [[ "$backend" == gpu ]] && "$PY" -c '
+import sys
+release = tuple(int(part) for part in sys.argv[1].split(".")[:3])
+sys.exit(0 if (0, 10, 2) <= release <= (0, 11, 0) else 1)' "$jaxlib_version"; then
+    export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_backend_extra_options=-nvptx-allow-ftz-atomics"
+fi
+
 {
     echo "== $(date -u +%FT%TZ) bench/gpu.sh ${args[*]}"
+    echo "jax $jax_version, jaxlib $jaxlib_version, backend $backend; XLA_FLAGS=${XLA_FLAGS:-}"
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-    "$PY" -c 'import jax; print("jax", jax.__version__, jax.devices())'
+    "$PY" -c 'import jax; print("devices", jax.devices())'
 } 2>&1 | tee "$OUT/gpu.log"
 
 # A hard stop below the lease: gpu.json keeps every part finished before it.

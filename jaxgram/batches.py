@@ -17,14 +17,24 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from jaxgram.config import TrainConfig, resolved_batch_size, resolved_workers
-from jaxgram.data import CentreGroups, corpus_chunks, split_sentences, training_groups
+from jaxgram.data import (
+    CentreGroups,
+    corpus_chunks,
+    keep_probabilities,
+    noise_distribution,
+    split_sentences,
+    training_groups,
+)
 from jaxgram.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 # Steps per jit call.
 STEPS_PER_CALL = 64
@@ -69,6 +79,20 @@ def busiest_row_share(counts: np.ndarray, keep_prob: np.ndarray, noise_probs: np
 def widest_lockstep(counts: np.ndarray, keep_prob: np.ndarray, noise_probs: np.ndarray, negative: int) -> int:
     """The most streams (centres per step, all devices together) the XLA step takes on this vocabulary."""
     return max(1, int(MAX_ROW_HITS / busiest_row_share(counts, keep_prob, noise_probs, negative)))
+
+
+def step_width(config: TrainConfig, counts: np.ndarray, platform: str = "cpu", devices: int = 1,
+               lockstep: bool = True) -> tuple[int, int | None]:
+    """(centres per step, all devices together; the widest the lockstep step allows on this vocabulary, or
+    None when the step is not the lockstep one): what train() runs with, for `counts` of its vocabulary."""
+    if not lockstep:
+        return centres_per_step(config, platform, devices) * devices, None
+    keep_prob = keep_probabilities(counts, config.sample)
+    widest = widest_lockstep(counts, keep_prob, noise_distribution(counts, config.ns_exponent), config.negative)
+    centres = centres_per_step(config, platform, devices, widest) * devices
+    log.info("XLA step: %i centres per step side by side (%i per device), about %i pairs; this vocabulary allows "
+             "at most %i", centres, centres // devices, centres * contexts_per_centre(config), widest)
+    return centres, widest
 
 
 def centres_per_step(config: TrainConfig, platform: str = "cpu", devices: int = 1, widest: int | None = None) -> int:

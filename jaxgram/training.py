@@ -28,18 +28,17 @@ from jaxgram.batches import (
     BatchPlan,
     EpochSource,
     call_stream,
-    centres_per_step,
-    contexts_per_centre,
     epoch_source,
     plan_batches,
     prefetched,
-    widest_lockstep,
+    step_width,
 )
 from jaxgram.config import TrainConfig, resolved_workers
+from jaxgram.convergence import check_converging
 from jaxgram.data import keep_probabilities, noise_distribution, noise_table
 from jaxgram.distributed import global_array, is_primary
 from jaxgram.embeddings import Embeddings
-from jaxgram.errors import ConfigError, DataError, TrainingDiverged
+from jaxgram.errors import ConfigError, DataError
 from jaxgram.init import host_init_params, init_params
 from jaxgram.losses import Params
 from jaxgram.outputs import TrainResult, write_outputs
@@ -148,8 +147,7 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     platform = jax.local_devices()[0].platform
     devices_per_step = mesh.size if mesh is not None else 1
     kernel = resolve_kernel(config, platform, on_mesh=mesh is not None)
-    noise_probs = noise_distribution(vocab.counts, config.ns_exponent)
-    step_centres = _step_centres(config, platform, devices_per_step, kernel, keep_prob, noise_probs, vocab)
+    step_centres, _ = step_width(config, vocab.counts, platform, devices_per_step, trains_in_lockstep(config, kernel))
     source = epoch_source(encoded.read, len(encoded), keep_prob, config, step_centres, kernel)
     epoch0 = source.groups(0)
     first = next(epoch0)
@@ -166,7 +164,7 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     # The fused kernel runs its workers as threads of one call; the XLA step runs on one device or a mesh.
     workers = mesh.size if mesh is not None else resolved_workers(config) if kernel == "fused" else 1
     log_training_start(config, len(vocab), workers, kernel if mesh is None else f"{kernel} on a mesh")
-    noise_ids = noise_table(noise_probs)
+    noise_ids = noise_table(noise_distribution(vocab.counts, config.ns_exponent))
     run_many, layout, carry = _compile(config, optimizer, noise_ids, carry, mesh, kernel, source.streams)
     started = ([first], epoch0) if history.epochs_done == 0 else None
     del first  # the stream holds it now, and lets go of it once used
@@ -180,18 +178,6 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     # than copied now: training never holds a spare copy of both tables.
     initial = functools.partial(host_init_params, init_key, len(vocab), config.dim, config.init)
     return _result(run, final, initial, history, encoded.raw_words, wall, config.epochs - start_epoch)
-
-
-def _step_centres(config: TrainConfig, platform: str, devices: int, kernel: str, keep_prob: np.ndarray,
-                  noise_probs: np.ndarray, vocab: Vocabulary) -> int:
-    """Centres per step, all devices together; the XLA step's width is bounded by the vocabulary (and logged)."""
-    if not trains_in_lockstep(config, kernel):
-        return centres_per_step(config, platform, devices) * devices
-    widest = widest_lockstep(vocab.counts, keep_prob, noise_probs, config.negative)
-    centres = centres_per_step(config, platform, devices, widest) * devices
-    log.info("XLA step: %i centres per step side by side (%i per device), about %i pairs; this vocabulary allows "
-             "at most %i", centres, centres // devices, centres * contexts_per_centre(config), widest)
-    return centres
 
 
 def _initial_state(config: TrainConfig, init_key, train_key, vocab_size: int, optimizer, mesh) -> Carry:
@@ -293,34 +279,6 @@ def _end_epoch(run: _Run, carry: Carry, layout, history: History, meter: LossMet
     meter.log_epoch_end(seconds)
     if run.on_epoch_end is not None:
         run.on_epoch_end(epoch + 1, epoch_loss)
-
-
-# An epoch's loss is a float32 sum of per-pair losses; a run that barely moves (alpha 1e-9, as a
-# test of gensim's pair count does) sits at the untrained loss up to this relative rounding.
-UNTRAINED_LOSS_ROUNDING = 1e-4
-
-
-def untrained_loss(config: TrainConfig, vocab_size: int) -> float:
-    """Loss per pair of a model that knows nothing: every score 0, so (1+K)·ln 2 for negative
-    sampling (word2vec's zero output table starts exactly there) and ln V for full softmax."""
-    return (1 + config.negative) * math.log(2) if config.objective == "ns" else math.log(vocab_size)
-
-
-def check_converging(epoch_loss: float, epoch: int, config: TrainConfig, vocab_size: int, centres_per_step: int,
-                     checkpoints: Path | None) -> None:
-    """Raise TrainingDiverged when an epoch's loss per pair is not finite or above untrained_loss
-    (beyond float32 rounding of the sums): the step has made the model worse than knowing nothing,
-    and more epochs will not undo it."""
-    limit = untrained_loss(config, vocab_size)
-    if math.isfinite(epoch_loss) and epoch_loss <= limit * (1 + UNTRAINED_LOSS_ROUNDING):
-        return
-    kept = checkpoints is not None and checkpoint.exists(checkpoints)
-    raise TrainingDiverged(
-        f"training diverged: loss per pair {epoch_loss:.4g} in epoch {epoch + 1}, above an untrained model's "
-        f"{limit:.4f}, at alpha={config.alpha} with {centres_per_step} centres per step (batch_size="
-        f"{config.batch_size if config.batch_size is not None else 'default'}); lower alpha or batch_size (--alpha, "
-        "--batch-size)"
-        + (f"; the last good epoch's checkpoint in {checkpoints} is intact" if kept else ""))
 
 
 def _result(run: _Run, final: Params, initial, history: History, raw_words: int, wall: float,

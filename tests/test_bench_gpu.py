@@ -35,10 +35,15 @@ def test_gpu_script_smoke_mode_runs_on_cpu(books, tmp_path):
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     results = json.loads((out / "gpu.json").read_text())
     assert results["smoke"] is True and results["machine"]["backend"] == "cpu"
-    assert results["config"]["objective"] == "ns" and results["config"]["batch_size"] == 64 * 6
+    config = results["config"]
+    assert config["objective"] == "ns" and config["batch_size"] == 64 * 6 and config["kernel"] == "xla"
+    bandwidth = results["bandwidth"]
+    assert bandwidth["gather_scatter_gb_per_s"] > 0 and bandwidth["copy_gb_per_s"] > 0
+    assert bandwidth["fraction_of_copy"] == pytest.approx(bandwidth["gather_scatter_gb_per_s"] / bandwidth["copy_gb_per_s"])
     for part, words in (("books", 400 * 12), ("synthetic", 20_000)):
-        figures = results[part]
-        assert figures["corpus_words"] == words and figures["epochs"] == 2 and figures["diverged"] == []
+        (figures,) = results[part]["runs"]  # smoke: D = 100 only
+        assert figures["corpus_words"] == words and figures["epochs"] == 2 and figures["dim"] == 100
+        assert figures["centres_per_step"] == 64 and figures["widest_centres_for_vocabulary"] >= 64
         assert 0 < figures["steady_epoch_seconds"] < figures["call_seconds"]
         assert figures["first_epoch_seconds"] + figures["steady_epoch_seconds"] + figures["outside_loop_seconds"] \
             == pytest.approx(figures["call_seconds"], rel=0.05, abs=0.05)
@@ -46,7 +51,7 @@ def test_gpu_script_smoke_mode_runs_on_cpu(books, tmp_path):
     assert results["books"]["corpus"]["file"] == "books.txt" and results["synthetic"]["corpus"]["tokens"] == 20_000
     assert results["synthetic"]["host_groups_words_per_second"] > 0
     vectors = Embeddings.load_word2vec_format(out / gpu.VECTORS, binary=True)
-    assert len(vectors) == results["books"]["vocab_size"] == 15 and vectors.vector_size == 100
+    assert len(vectors) == results["books"]["runs"][0]["vocab_size"] == 15 and vectors.vector_size == 100
     assert '"steady_words_per_second"' in completed.stdout and (out / "gpu.log").is_file()
     assert not list(tmp_path.glob("jaxgram-gpu-*"))  # the synthetic corpus went with its scratch folder
 
@@ -70,5 +75,5 @@ def test_a_failing_part_is_recorded_and_the_other_still_measured(tmp_path, capsy
                        "--work", str(tmp_path)])
     results = json.loads((tmp_path / "out" / "gpu.json").read_text())
     assert status == 1 and results["books"]["failed"].startswith("ConfigError")
-    assert results["synthetic"]["steady_words_per_second"] > 0
+    assert results["synthetic"]["runs"][0]["steady_words_per_second"] > 0 and "failed" not in results["bandwidth"]
     assert json.loads(capsys.readouterr().out) == results
