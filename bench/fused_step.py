@@ -2,8 +2,9 @@
 
 Both run as the trainer runs them: jitted, `--steps` steps per call under lax.scan, the
 tables in the scan carry and donated, on one CPU device. The XLA step is the trainer's
-batched sparse "ns" step (gather the rows, jax.grad of losses.ns_group_loss, scatter-add
--lr·grad, K negatives per centre drawn beforehand); the fused step is
+step.lockstep_ns_sgd (one centre of each of B streams side by side, a context slot at a time:
+gather the rows, jax.grad of losses.ns_rows_loss, scatter-add -lr·grad; K negatives per pair
+drawn beforehand); the fused step is
 jaxgram.fused.ns_sgd_step (word2vec's pair-by-pair SGD, K negatives per pair drawn in the
 kernel from a noise table, `--streams` streams on `--workers` threads). Batches look like
 training's: word2vec's shrinking window (about 40% of the context slots empty), ids drawn
@@ -23,19 +24,14 @@ import numpy as np
 
 from jaxgram import fused
 from jaxgram.data import noise_table
-from jaxgram.losses import ns_group_loss
+from jaxgram.losses import Params
+from jaxgram.step import lockstep_ns_sgd
 
 
 def xla_step(E, W, batch, lr):
-    centers, contexts, negatives, _, mask = batch
-    outputs = jnp.concatenate([centers[:, None], negatives], axis=1)
-
-    def objective(rows):
-        losses = jax.vmap(ns_group_loss)(rows[0], contexts >= 0, rows[1][:, 0], rows[1][:, 1:]) * mask
-        return jnp.sum(losses), losses
-
-    grads, losses = jax.grad(objective, has_aux=True)((E[contexts], W[outputs]))
-    return E.at[contexts].add(-lr * grads[0]), W.at[outputs].add(-lr * grads[1]), losses
+    centers, contexts, negatives, _, _ = batch
+    tables, total = lockstep_ns_sgd(Params(E, W), centers, contexts, negatives, lr)
+    return tables.E, tables.W, total
 
 
 def fused_step(noise_ids, negative: int, streams: int, workers: int):
@@ -53,14 +49,15 @@ def unigram_weights(vocab: int) -> np.ndarray:
 
 
 def make_batches(rng, vocab: int, steps: int, batch: int, window: int, negative: int):
-    """[steps, ...] centres, contexts (shrinking window, -1 = empty), negatives, seeds, mask."""
+    """[steps, ...] centres, contexts (shrinking window, -1 = empty), negatives (K per pair: [steps, C, B, K]),
+    seeds, mask."""
     weights = unigram_weights(vocab)
     centers = rng.choice(vocab, (steps, batch), p=weights).astype(np.int32)
     contexts = rng.choice(vocab, (steps, batch, 2 * window), p=weights).astype(np.int32)
     reach = rng.integers(1, window + 1, (steps, batch, 1))  # word2vec: window - U[0, window)
     offset = np.abs(np.arange(2 * window) - window + 0.5) + 0.5  # slot distances 5..1, 1..5
     contexts[offset > reach] = -1
-    negatives = rng.choice(vocab, (steps, batch, negative), p=weights).astype(np.int32)
+    negatives = rng.choice(vocab, (steps, 2 * window, batch, negative), p=weights).astype(np.int32)
     seeds = rng.integers(0, 2**32, (steps, 2), dtype=np.uint64).astype(np.uint32)
     mask = np.ones((steps, batch), np.float32)
     return tuple(jnp.asarray(part) for part in (centers, contexts, negatives, seeds, mask))

@@ -211,6 +211,22 @@ def test_alpha_falls_per_worker_as_gensims_corpus_file_mode_or_linearly():
     assert all(at(one_worker, c) == pytest.approx(at(linear, c)) for c in (0, 99, 150, 399))
 
 
+def test_auto_schedule_is_per_worker_for_the_fused_kernel_and_linear_for_the_xla_step():
+    # gensim corpus_file's per-worker alpha models the fused kernel's CPU threads; the XLA step (every
+    # accelerator and mesh) has no such threads and takes word2vec's linear schedule.
+    from jaxgram.step import learning_rate_schedule
+
+    config = dataclasses.replace(SMALL, epochs=4, workers=2)
+    assert config.alpha_schedule == "auto"
+    auto = {kernel: learning_rate_schedule(config, 400, kernel) for kernel in ("fused", "xla")}
+    named = {name: learning_rate_schedule(dataclasses.replace(config, alpha_schedule=name), 400, "xla")
+             for name in ("per_worker", "linear")}
+    counts = (0, 80, 99, 150, 399)
+    assert [float(auto["fused"](c)) for c in counts] == pytest.approx([float(named["per_worker"](c)) for c in counts])
+    assert [float(auto["xla"](c)) for c in counts] == pytest.approx([float(named["linear"](c)) for c in counts])
+    assert float(auto["fused"](80)) > float(auto["xla"](80)) + 1e-3
+
+
 def test_kernel_choice_follows_the_config_and_refuses_what_cannot_apply():
     from jaxgram import fused
     from jaxgram.errors import ConfigError
