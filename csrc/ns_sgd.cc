@@ -212,13 +212,16 @@ void DrawNegatives(const Step& s, int64_t stream, std::vector<int32_t>& negative
   int32_t* next = negatives.data();
   ForCentres(s, stream, [&](int64_t b) {
     const int64_t count = PresentPairs(s, b) * s.negative;
+    // The buffer first holds each draw's table slot, unsigned: a table of 2^32 entries (32 noise
+    // bits) has slots an int32 cannot hold.
+    uint32_t* slots = reinterpret_cast<uint32_t*>(next);
     for (int64_t i = 0; i < count; ++i) {
       const uint64_t bits = random.Next();
-      next[i] = s.noise_bits == 0 ? 0 : static_cast<int32_t>(bits >> (64 - s.noise_bits));
-      Prefetch(s.noise + next[i], sizeof(int32_t));
+      slots[i] = s.noise_bits == 0 ? 0u : static_cast<uint32_t>(bits >> (64 - s.noise_bits));
+      Prefetch(s.noise + slots[i], sizeof(int32_t));
     }
     for (int64_t i = 0; i < count; ++i) {
-      next[i] = s.noise[next[i]];
+      next[i] = s.noise[slots[i]];
       if ((next[i] < 0 || next[i] >= s.rows_w) && bad_id < 0) bad_id = next[i];
     }
     next += count;

@@ -41,8 +41,8 @@ STEPS_PER_CALL = 64
 
 
 def items_per_step(config: TrainConfig, platform: str = "cpu") -> int:
-    """Centres per step (per device on a mesh) the config asks for: about batch_size pairs' worth of
-    them (batch_size None: the platform's default, config.BATCH_PAIRS).
+    """Centres per step the config asks for: about batch_size pairs' worth of them (batch_size None:
+    the platform's default, config.BATCH_PAIRS).
 
     Full softmax takes batch_size // 2 centres: its step is one [centres, V] product,
     which on 2 CPU cores ran 1.6x faster per centre with 512 rows than with 170, at the
@@ -96,14 +96,17 @@ def step_width(config: TrainConfig, counts: np.ndarray, platform: str = "cpu", d
 
 
 def centres_per_step(config: TrainConfig, platform: str = "cpu", devices: int = 1, widest: int | None = None) -> int:
-    """Centres per step per device: items_per_step, kept within `widest` (widest_lockstep) across the
-    `devices` when the step is the lockstep one (None: no bound). A default that would pass it is
-    narrowed to fit; a batch_size the user chose is refused, naming the widest that fits."""
+    """Centres per step per device, all `devices` together kept within `widest` (widest_lockstep) when
+    the step is the lockstep one (None: no bound). batch_size None: the platform's default step for
+    the whole mesh, narrowed to fit, split across the devices (so that --devices N trains the step one
+    device would). A batch_size given is per device; all devices' together past `widest` are
+    refused, naming the widest that fits."""
     wanted = items_per_step(config, platform)
+    if config.batch_size is None:
+        whole = wanted if widest is None else min(wanted, widest)
+        return max(1, whole // devices)
     if widest is None or wanted * devices <= widest:
         return wanted
-    if config.batch_size is None:
-        return max(1, widest // devices)
     fits = max(1, widest // devices) * contexts_per_centre(config)
     per_device = " per device" if devices > 1 else ""
     raise ConfigError(

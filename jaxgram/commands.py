@@ -82,7 +82,8 @@ def register(subparsers) -> None:
                        help="folder for JAX's persistent compilation cache, or off (default: $JAXGRAM_COMPILATION_CACHE, "
                             "else $XDG_CACHE_HOME/jaxgram/xla or ~/.cache/jaxgram/xla)")
     train.add_argument("--devices", type=_device_count, default=None, metavar="N|all",
-                       help="synchronous data parallelism over N devices (batch-size is per device); "
+                       help="synchronous data parallelism over N devices (a --batch-size given is per device; the "
+                            "default step is split across them); "
                             "default: one device (one GPU, or the CPU, where the fused kernel runs --workers threads)")
     cluster = train.add_argument_group("multi-process (one process per host; see README)")
     cluster.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0's coordination service")

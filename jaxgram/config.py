@@ -62,9 +62,9 @@ class TrainConfig:
     # SUM over the batch, so each pair gets word2vec's per-pair learning rate whatever the size.
     batch_size: int | None = None
     seed: int = 1
-    # None: the single-process default (on several CPU devices, sparse SGD runs Hogwild-style
-    # replicas). N or "all": synchronous data parallelism over a mesh of that many devices
-    # (all processes' devices when jax.distributed is initialised); batch_size is then per device.
+    # None: one device. N or "all": synchronous data parallelism over a mesh of that many devices
+    # (all processes' devices when jax.distributed is initialised); a batch_size given is then per
+    # device, and the default (batch_size None) is the platform's step split across the devices.
     devices: int | str | None = None
     # Row-shard E and W (and any per-entry optimiser state) across the mesh instead of
     # replicating them, so a table larger than one device's memory fits. Needs `devices`.

@@ -46,11 +46,13 @@ def test_the_lockstep_width_is_bounded_by_the_busiest_row_of_the_vocabulary():
     assert share == pytest.approx(1000 / 1620 + 5 * noise[0])
     widest = widest_lockstep(counts, keep_prob, noise, negative=5)
     assert widest == int(MAX_ROW_HITS / share)
-    # A default is narrowed to the widest, split over the devices; a width the user chose is refused.
+    # A default is narrowed to the widest and split over the devices; a width the user chose is per
+    # device, and refused when all devices' together pass the widest.
     wide = dataclasses.replace(CONFIG, batch_size=None)
     assert centres_per_step(wide, "gpu", devices=1, widest=widest) == widest
     assert centres_per_step(wide, "gpu", devices=2, widest=widest) == widest // 2
     assert centres_per_step(wide, "cpu", devices=1, widest=10_000) == items_per_step(wide, "cpu")
+    assert centres_per_step(wide, "cpu", devices=2) == items_per_step(wide, "cpu") // 2  # one step, split
     assert centres_per_step(CONFIG, "cpu", devices=1, widest=16) == 16
     with pytest.raises(ConfigError, match=rf"batch_size=64 is too wide.*widest that fits is batch_size={15 * 4}$"):
         centres_per_step(CONFIG, "cpu", devices=1, widest=15)

@@ -212,3 +212,19 @@ def test_resume_keeps_the_runs_options_and_extends_it_with_more_epochs(tmp_path)
     assert not np.array_equal(np.load(out / "E.npy"), finished)
     # An option given again that differs from the run's is still refused in one line.
     assert main([*common, "--resume", "--dim", "8"]) == 2
+
+
+def test_a_step_wider_than_the_vocabulary_allows_is_refused_in_one_line_naming_the_widest(tmp_path, capsys):
+    # The toy corpus's busiest word takes a large share of every slot: 100,000 pairs a step would hit
+    # its row thousands of times at once. Refused before training, with the width that fits.
+    corpus = tmp_path / "toy.txt"
+    corpus.write_text("".join(" ".join(sentence) + "\n" for sentence in toy_sentences()))
+    out = tmp_path / "o"
+    argv = ["train", "--corpus", str(corpus), "--out", str(out), "--min-count", "1", "--kernel", "xla"]
+    assert main([*argv, "--batch-size", "100000", "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    widest = int(error.rpartition("batch_size=")[2])
+    assert error.startswith("jaxgram train: error: batch_size=100000 is too wide for this vocabulary") and \
+        error.count("\n") == 1 and 0 < widest < 100_000
+    assert not (out / "vectors.bin").exists()
+    assert main([*argv, "--batch-size", str(widest), "--epochs", "1", "--no-progress"]) == 0  # the width it names trains

@@ -55,8 +55,10 @@ def corpus(zipf_corpus) -> Path:
 def runs(corpus, tmp_path_factory) -> dict[str, Path]:
     """An uninterrupted run, and a run killed with SIGKILL in epoch 2 then resumed, same seed.
 
-    Both run at once (the uninterrupted one is only a reference), which also slows the
-    killed one down: that only makes the kill more certain to land inside epoch 2.
+    The kill is placed on an event, not a delay: the moment epoch 1's checkpoint is committed the
+    child is frozen (SIGSTOP), so however fast the machine, it is stopped after epoch 1 and before
+    epoch 2's checkpoint, and then killed. Both runs go at once (the uninterrupted one is only a
+    reference).
     """
     root = tmp_path_factory.mktemp("train-runs")
     whole, cut = root / "whole", root / "cut"
@@ -68,12 +70,12 @@ def runs(corpus, tmp_path_factory) -> dict[str, Path]:
         while not manifest.exists():
             assert killed.poll() is None, killed.communicate()
             assert time.monotonic() < deadline, "no checkpoint after 120 s"
-            time.sleep(0.02)
-        time.sleep(0.15)  # epoch 2 is under way (an epoch takes about a second)
+            time.sleep(0.005)
+        killed.send_signal(signal.SIGSTOP)  # frozen in epoch 2: its checkpoint cannot come now
         killed.send_signal(signal.SIGKILL)
         assert finish(killed)[0] == -signal.SIGKILL
         # The kill must have landed inside epoch 2: epoch 1's checkpoint is still the committed one.
-        assert json.loads(manifest.read_text())["epochs_done"] == 1, "the kill came too late; the epoch is too short"
+        assert json.loads(manifest.read_text())["epochs_done"] == 1, "epoch 2 ended between its start and the SIGSTOP"
         assert not (cut / "vectors.bin").exists()
         status, _, stderr = finish(jaxgram_cli("train", "--corpus", str(corpus), "--out", str(cut), "--resume",
                                                *TRAIN_ARGS))

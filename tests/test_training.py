@@ -112,6 +112,17 @@ def test_training_logs_what_gensim_logs_with_the_right_numbers(corpus_file, capl
     assert end.args[2] == pytest.approx(result.wall_seconds)
 
 
+def test_the_xla_step_logs_the_width_it_took_and_the_widest_the_vocabulary_allows(corpus_file, caplog):
+    from jaxgram.batches import step_width
+
+    caplog.set_level(logging.INFO)
+    config = dataclasses.replace(SMALL, kernel="xla", batch_size=None)  # the CPU default: 1,024 pairs
+    result = train(corpus_file, config, progress=False)
+    (width,) = _records(caplog, "XLA step")
+    centres, widest = step_width(config, result.vocab.counts)
+    assert width.args[0] == centres == 1024 // 4 and width.args[-1] == widest >= centres
+
+
 def test_resume_with_more_epochs_continues_a_finished_run(corpus_file, tmp_path, caplog):
     caplog.set_level(logging.INFO)
     whole = train(corpus_file, SMALL, progress=False)  # an uninterrupted 3-epoch run: the rates to follow
