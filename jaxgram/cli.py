@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jaxgram",
         description="Skip-gram word embeddings in JAX: scrape, train, evaluate against gensim.",
     )
+    from jaxgram import __version__
+
+    parser.add_argument("--version", action="version", version=f"jaxgram {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMAND_MODULES:
         # No fallback: a module that fails to import is a broken install, and skipping it

@@ -29,6 +29,25 @@ _WORD2VEC_C_NAMES = {
 }
 
 
+# word2vec.c switches jaxgram takes only at the value that means what it does:
+# flag -> (that value, what jaxgram does, what it offers instead of the other value).
+_WORD2VEC_C_SWITCHES = {
+    "-cbow": (0, "skip-gram", "jaxgram trains skip-gram only (word2vec.c's -cbow 0); it has no CBOW"),
+    "-hs": (0, "negative sampling", "jaxgram has no hierarchical softmax: it trains negative sampling (-hs 0, "
+                                    "the default) or the full softmax (--objective softmax)"),
+    "-binary": (1, "vectors.bin is word2vec's binary format",
+                "jaxgram writes word2vec's binary format to vectors.bin and its text format to vectors.txt, both "
+                "every run: leave out -binary"),
+}
+
+
+def _check_word2vec_c_switches(args) -> None:
+    for flag, (value, _, instead) in _WORD2VEC_C_SWITCHES.items():
+        given = getattr(args, flag.lstrip("-"), None)
+        if given is not None and given != value:
+            raise ConfigError(f"{flag} {given} is not allowed: {instead}")
+
+
 class _Given(NamedTuple):
     text: str
     option: str  # the name it was given under: --dim, --vector-size or -size
@@ -78,6 +97,9 @@ def register(subparsers) -> None:
     for name in _TRAIN_FLAGS:
         train.add_argument(*_option_names(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
                            help=f"default: {getattr(defaults, name)}")
+    for flag, means in _WORD2VEC_C_SWITCHES.items():
+        train.add_argument(flag, dest=flag.lstrip("-"), type=int, default=None, metavar="0|1",
+                           help=f"word2vec.c's {flag}: only {means[0]} is jaxgram's ({means[1]})")
     train.add_argument("--compilation-cache", metavar="DIR|off", default=None,
                        help="folder for JAX's persistent compilation cache, or off (default: $JAXGRAM_COMPILATION_CACHE, "
                             "else $XDG_CACHE_HOME/jaxgram/xla or ~/.cache/jaxgram/xla)")
@@ -127,6 +149,8 @@ def _option_help(name: str, default) -> str:
     parts = [_OPTION_HELP[name]] if name in _OPTION_HELP else []
     if name in choices:
         parts.append(f"one of {', '.join(choices[name])}")
+    if name == "workers" and default is None:  # what None resolves to on this machine
+        default = f"{config.default_workers()} here"
     return "; ".join([*parts, f"default: {default}"])
 
 
@@ -139,7 +163,7 @@ _OPTION_HELP = {
                       "auto: per_worker for the fused kernel, linear for xla",
     "batch_size": "pairs per step; the default is 1024 on CPU and 12288 on an accelerator, narrowed for the xla step "
                   "to the widest this vocabulary allows (logged); a wider value is refused; None: that default",
-    "workers": "CPU threads of the fused kernel (gensim's workers); None: the usable cores, at most 2",
+    "workers": "CPU threads of the fused kernel (gensim's workers): the usable cores, at most 2, unless given",
 }
 
 
@@ -169,7 +193,11 @@ def _resumed_config(args) -> dict:
     from jaxgram.train_state import saved_config
     from jaxgram.training import CHECKPOINT_DIR
 
-    return saved_config(Path(args.out) / CHECKPOINT_DIR) or {}
+    saved = saved_config(Path(args.out) / CHECKPOINT_DIR)
+    if saved is None:
+        raise ConfigError(f"--resume found no checkpoint in {Path(args.out) / CHECKPOINT_DIR}: nothing to continue; "
+                          "leave out --resume to start training")
+    return saved
 
 
 def _value(name: str, typed: list[_Given], kind: type):
@@ -197,6 +225,7 @@ def _train(args) -> int:
     from jaxgram import distributed
     from jaxgram.compilation_cache import enable_compilation_cache
 
+    _check_word2vec_c_switches(args)
     config = config_from_args(args)
     distributed.configure_cpu_workers(config.workers)  # all three before any JAX computation
     enable_compilation_cache(args.compilation_cache)

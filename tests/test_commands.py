@@ -172,7 +172,7 @@ def test_bad_values_under_other_names_give_one_line_and_exit_2(tmp_path, capsys,
 
 @pytest.mark.parametrize("argv", [
     ["-s", "50"], ["-si", "50"], ["-i", "3"], ["-w", "5"], ["-t", "c.txt"], ["-min", "2"],  # not abbreviations
-    ["-hs", "0"], ["-cbow", "0"], ["-binary", "1"], ["-output", "vectors.bin"],  # word2vec.c options jaxgram lacks
+    ["-output", "vectors.bin"], ["-debug", "2"],  # word2vec.c options jaxgram lacks
     ["-min_count", "2"], ["-vector-size", "50"], ["--size", "50"],  # other programs' spellings, half-converted
 ])
 def test_option_names_match_only_in_full_and_word2vec_c_only_where_mapped(tmp_path, capsys, argv):
@@ -228,3 +228,45 @@ def test_a_step_wider_than_the_vocabulary_allows_is_refused_in_one_line_naming_t
         error.count("\n") == 1 and 0 < widest < 100_000
     assert not (out / "vectors.bin").exists()
     assert main([*argv, "--batch-size", str(widest), "--epochs", "1", "--no-progress"]) == 0  # the width it names trains
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["-cbow", "1"], "-cbow 1 is not allowed: jaxgram trains skip-gram only"),
+    (["-hs", "1"], "-hs 1 is not allowed: jaxgram has no hierarchical softmax"),
+    (["-binary", "0"], "-binary 0 is not allowed: jaxgram writes word2vec's binary format to vectors.bin"),
+])
+def test_word2vec_c_switches_jaxgram_lacks_get_one_line_saying_what_it_does(tmp_path, capsys, argv, expected):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a b c\n")
+    assert main(["train", "-train", str(corpus), "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"jaxgram train: error: {expected}") and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_word2vec_c_switches_at_jaxgrams_own_values_train(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("".join(" ".join(s) + "\n" for s in toy_sentences()), encoding="utf-8")
+    assert main(["train", "-train", str(corpus), "--out", str(tmp_path / "o"), "-cbow", "0", "-hs", "0", "-binary", "1",
+                 "-min-count", "1", "-iter", "1", "--no-progress"]) == 0
+    assert (tmp_path / "o" / "vectors.bin").exists()
+
+
+def test_resume_without_a_checkpoint_is_refused_in_one_line(tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a b c\n")
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert main(["train", "--corpus", str(corpus), "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"jaxgram train: error: --resume found no checkpoint in {out / 'checkpoint'}: nothing to continue; "
+                   "leave out --resume to start training\n")
+    assert list(out.iterdir()) == []
+
+
+def test_version(capsys):
+    import jaxgram
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"jaxgram {jaxgram.__version__}\n"
