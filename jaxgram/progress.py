@@ -33,19 +33,21 @@ class LossMeter:
         self.bar, self.epoch, self.plan, self.schedule = bar, epoch, plan, schedule
         self.raw_words, self.began, self.step0 = raw_words, began, step0
         self.pending, self.loss_sum, self.done = [], 0.0, 0
-        self.pairs, self.effective_words = 0, 0
+        self.pairs, self.settled_pairs, self.effective_words = 0, 0, 0
 
     def add(self, totals, pairs: int, centres: int) -> None:
         """One call's summed loss (still on the device), and the pairs and centres it trained."""
         self.pairs += pairs
         self.effective_words += centres
-        self.pending.append(totals)
+        self.pending.append((totals, pairs))
         self.settle(1)
 
     def settle(self, keep: int) -> None:
         while len(self.pending) > keep:
-            value = float(np.sum(to_host(self.pending.pop(0)).astype(np.float64)))
+            totals, pairs = self.pending.pop(0)
+            value = float(np.sum(to_host(totals).astype(np.float64)))
             self.loss_sum += value
+            self.settled_pairs += pairs
             self.done += self.plan.steps_per_call
             self._show()
             if not math.isfinite(value):
@@ -67,7 +69,8 @@ class LossMeter:
         plan, done = self.plan, self.done
         self.bar.update(plan.steps_per_call)
         seconds = max(time.perf_counter() - self.began, 1e-9)
-        self.bar.set_postfix(epoch=self.epoch + 1, loss=f"{self.loss_sum / max(done * plan.batch_size, 1):.4f}",
+        # Loss per training pair so far, as loss.json records each epoch's.
+        self.bar.set_postfix(epoch=self.epoch + 1, loss=f"{self.loss_sum / max(self.settled_pairs, 1):.4f}",
                              lr=f"{float(self.schedule(self.step0 + done)):.5f}",
                              words_s=f"{self.raw_words * done / plan.steps_per_epoch / seconds:.0f}", refresh=False)
 

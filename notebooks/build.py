@@ -12,6 +12,7 @@ and checks that each .ipynb holds exactly the cells of its script.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -27,8 +28,23 @@ SMALL_ENV = "JAXGRAM_NOTEBOOK_SMALL"
 OUT_ENV = "JAXGRAM_NOTEBOOK_OUT"
 MIRROR_ENV = "JAXGRAM_MIRROR"
 PARAMETER_ENV = (SMALL_ENV, OUT_ENV, MIRROR_ENV)
+# The code the notebooks run: a notebook's committed outputs are true of the code it was executed with,
+# whose fingerprint --execute records in the notebook's metadata (a test compares it with today's).
+CODE_FOLDERS = ("jaxgram", "csrc", "eval", "ingest")
+CODE_SUFFIXES = (".py", ".cc", ".h", ".toml")
+FINGERPRINT_KEY = "jaxgram_code_sha256"
 METADATA = {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
             "language_info": {"name": "python"}}
+
+
+def code_fingerprint(root: Path = NOTEBOOK_DIR.parent) -> str:
+    """sha256 of the source files of CODE_FOLDERS, each by its path and its bytes."""
+    digest = hashlib.sha256()
+    files = sorted(path for folder in CODE_FOLDERS for path in (root / folder).rglob("*")
+                   if path.suffix in CODE_SUFFIXES and "__pycache__" not in path.parts and path.is_file())
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def path_of(name: str) -> Path:
@@ -60,6 +76,8 @@ def keep_outputs(notebook: nbformat.NotebookNode, committed: nbformat.NotebookNo
     for target, source in zip(new, old):
         target.outputs, target.execution_count = source.outputs, source.execution_count
     notebook.metadata["language_info"] = committed.metadata.get("language_info", METADATA["language_info"])
+    if FINGERPRINT_KEY in committed.metadata:
+        notebook.metadata[FINGERPRINT_KEY] = committed.metadata[FINGERPRINT_KEY]
     return True
 
 
@@ -91,6 +109,7 @@ def main(argv=None) -> int:
         if args.execute:
             began = time.perf_counter()
             execute(notebook, full_environment())
+            notebook.metadata[FINGERPRINT_KEY] = code_fingerprint()
             print(f"{name}: executed in {time.perf_counter() - began:.0f} s", file=sys.stderr)
         elif path.is_file() and not keep_outputs(notebook, nbformat.read(path, as_version=4)):
             print(f"{name}: code cells changed, written without outputs: run with --execute {name}", file=sys.stderr)

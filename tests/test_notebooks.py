@@ -138,3 +138,12 @@ def test_committed_notebook_holds_a_full_run(name):
     # Outputs of the reading run: not the test suite's quick run, no paths private to one machine, no warnings.
     for unwanted in ("/tmp/", "127.0.0.1", str(REPO_ROOT), "Warning"):
         assert unwanted not in text, f"{name}.ipynb outputs contain {unwanted!r}"
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_committed_outputs_come_from_todays_code(name):
+    # A notebook shows figures of the code it ran; once jaxgram/, csrc/, eval/ or ingest/ change, its
+    # committed outputs may no longer be true, so they must be executed again.
+    committed = nbformat.read(build.path_of(name), as_version=4)
+    assert committed.metadata.get(build.FINGERPRINT_KEY) == build.code_fingerprint(), \
+        f"{name}.ipynb was executed with other code: run `python notebooks/build.py --execute`"

@@ -1,56 +1,34 @@
-"""jaxgram.progress: the log records a run emits, and the rule that the library never decides where they go."""
+"""What a run shows: the progress bar's loss is loss.json's loss per training pair."""
 
-import ast
-import logging
-from pathlib import Path
+import time
 
 import numpy as np
+import pytest
 
-from jaxgram.data import keep_probabilities
-from jaxgram.progress import log_downsampling, log_training_end
-
-LIBRARY = Path(__file__).resolve().parents[1] / "jaxgram"
-# Calls that decide where records go or which are shown: the application's business, not a library's.
-HANDLER_CONFIGURATION = {"basicConfig", "dictConfig", "fileConfig", "addHandler", "setLevel", "disable"}
-# The `jaxgram` command is an application: its modules may show the records (a --verbose flag, say).
-COMMAND_LINE = {"cli.py", "commands.py", "__main__.py"}
+from jaxgram.batches import BatchPlan
+from jaxgram.progress import LossMeter
 
 
-def test_downsampling_summary_counts_the_thinned_words_and_the_expected_corpus(caplog):
-    caplog.set_level(logging.INFO, logger="jaxgram")
-    counts = np.array([1000, 100, 10, 1], np.int64)
-    keep = keep_probabilities(counts, 0.01)
-    log_downsampling(counts, keep, 0.01)
-    thinned, left = caplog.records
-    assert thinned.getMessage() == "sample=0.01 downsamples 2 most-common words"
-    expected = 1000 * keep[0] + 100 * keep[1] + 10 + 1
-    assert left.args == (round(expected), 100 * expected / 1111, 1111)
-    assert {r.name for r in caplog.records} == {"jaxgram.progress"}
+class _Bar:
+    """Keeps what the meter last showed (tqdm's own drawing is not under test)."""
+
+    def __init__(self):
+        self.postfix, self.steps = {}, 0
+
+    def update(self, steps):
+        self.steps += steps
+
+    def set_postfix(self, refresh=True, **shown):
+        self.postfix = shown
 
 
-def test_training_end_line_is_gensims(caplog):
-    caplog.set_level(logging.INFO, logger="jaxgram")
-    log_training_end(2000, 1500, 2.0)
-    assert caplog.records[0].getMessage() == "training on 2000 raw words (1500 effective words) took 2.0s, 750 effective words/s"
-
-
-def _configuring_calls(path: Path) -> list[str]:
-    """`file:line call` for each call in `path` that configures logging, except adding a NullHandler."""
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in HANDLER_CONFIGURATION:
-            adds_null = node.func.attr == "addHandler" and "NullHandler" in ast.unparse(node)
-            if not adds_null:
-                found.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
-    return found
-
-
-def test_the_library_leaves_logging_configuration_to_the_application(tmp_path):
-    calls = [call for path in sorted(LIBRARY.glob("*.py")) if path.name not in COMMAND_LINE
-             for call in _configuring_calls(path)]
-    assert calls == []
-    # The check finds what it forbids.
-    offender = tmp_path / "offender.py"
-    offender.write_text("import logging\nlogging.basicConfig(level=logging.INFO)\n"
-                        "logging.getLogger('jaxgram').addHandler(logging.NullHandler())\n")
-    assert _configuring_calls(offender) == ["offender.py:2 logging.basicConfig(level=logging.INFO)"]
+def test_the_bar_shows_the_loss_per_pair_that_loss_json_records():
+    bar = _Bar()
+    plan = BatchPlan(steps_per_call=2, batch_size=10, steps_per_epoch=4, epochs=1)
+    meter = LossMeter(bar, 0, plan, lambda count: 0.025, raw_words=100, began=time.perf_counter(), step0=0)
+    meter.add(np.array([30.0, 30.0], np.float32), pairs=20, centres=12)  # 60 over 20 pairs
+    meter.add(np.array([10.0, 10.0], np.float32), pairs=10, centres=7)   # 20 over 10 pairs
+    assert float(bar.postfix["loss"]) == pytest.approx(3.0)  # one call behind: the first call's 60 / 20
+    meter.settle(0)
+    assert meter.mean_loss() == pytest.approx(80 / 30)
+    assert bar.postfix["loss"] == f"{80 / 30:.4f}" and bar.steps == 4
