@@ -128,29 +128,10 @@ def window_pairs(ids: np.ndarray, sentence_ids: np.ndarray, window: int, shrink:
     return ids[rows], ids[positions]
 
 
-def window_groups(ids: np.ndarray, sentence_ids: np.ndarray, window: int, shrink: bool,
-                  rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(centers [n], contexts [n, 2w]): the same pairs as window_pairs, one row per centre.
-
-    Empty context slots hold -1; centres without any context are left out. The trainers use
-    this layout so a centre's work (its logits, or its negatives) is shared by its contexts.
-    """
-    groups = _centre_groups(ids, sentence_ids, window, shrink, rng)
-    return groups.block(0, len(groups))
-
-
-def epoch_pairs(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray, window: int, shrink: bool,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One epoch's training pairs: subsample, window, shuffle (so a batch mixes many sentences)."""
-    kept_ids, kept_sentences = subsample(ids, sentence_ids, keep_prob, rng)
-    centers, contexts = window_pairs(kept_ids, kept_sentences, window, shrink, rng)
-    order = rng.permutation(len(centers)).astype(np.int32)
-    return centers[order], contexts[order]
-
-
 def epoch_groups(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray, window: int, shrink: bool,
                  rng: np.random.Generator, streams: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """One epoch of centre groups (see window_groups), built as the trainer builds them (training_groups)."""
+    """One epoch of centre groups, (centers [n], contexts [n, 2w]) with -1 in empty slots, built as the
+    trainer builds them (training_groups)."""
     groups = training_groups(ids, sentence_ids, keep_prob, window, shrink, rng, streams)
     return groups.block(0, len(groups))
 

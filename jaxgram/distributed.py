@@ -6,7 +6,7 @@
 - `Cluster` + `initialize`: `jax.distributed.initialize` from explicit flags
   (--coordinator HOST:PORT --num-processes N --process-id I) or JAX's cluster
   auto-detection (Slurm, Open MPI, TPU pods). CPU collectives go through gloo.
-- `training_mesh`: the one-axis `Mesh` synchronous training runs on (`devices` = N or "all";
+- `device_mesh`: the one-axis `Mesh` synchronous training runs on (`devices` = N or "all";
   with several processes it always spans every process's devices).
 - `global_array` / `to_host`: every process holds the same host data (the epoch's groups
   come from the seed); each feeds only the shards of its own devices, and reads results
@@ -158,7 +158,7 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
-def training_mesh(devices) -> Mesh:
+def device_mesh(devices) -> Mesh:
     """A one-axis mesh over `devices` (N or "all") of all processes' devices, in JAX's global order."""
     available = jax.devices()
     if devices == ALL_DEVICES:

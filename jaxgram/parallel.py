@@ -56,7 +56,7 @@ def training_mesh(config: TrainConfig) -> Mesh | None:
     """The mesh of the synchronous path (`devices` set, or several processes); None: the default path."""
     if config.devices is None and jax.process_count() == 1:
         return None
-    return distributed.training_mesh(ALL_DEVICES if config.devices is None else config.devices)
+    return distributed.device_mesh(ALL_DEVICES if config.devices is None else config.devices)
 
 
 @dataclass(frozen=True)
