@@ -97,7 +97,6 @@ def machine_info(config: TrainConfig) -> dict:
 
     from jaxgram.config import resolved_workers
     from jaxgram.distributed import configure_cpu_workers
-    from jaxgram.parallel import training_devices
     from jaxgram.step import resolve_kernel
 
     configure_cpu_workers(config.workers)  # the CPU devices the jaxgram child will have too
@@ -109,8 +108,9 @@ def machine_info(config: TrainConfig) -> dict:
                              cpu_model)
     except OSError:
         pass
-    kernel = resolve_kernel(config, jax.local_devices()[0].platform, on_mesh=False)
-    devices = training_devices(config, kernel)
+    device = jax.local_devices()[0]
+    kernel = resolve_kernel(config, device.platform, on_mesh=config.devices is not None)
+    devices = len(jax.devices()) if config.devices == "all" else config.devices or 1
     return {
         "cpu": cpu_model,
         "cores": usable_cores(),
@@ -118,8 +118,8 @@ def machine_info(config: TrainConfig) -> dict:
         "python": platform.python_version(),
         "jax": jax.__version__,
         "gensim": gensim.__version__,
-        "device": f"{devices[0].platform}: {getattr(devices[0], 'device_kind', devices[0].platform)}",
-        "jaxgram_replicas": len(devices),
+        "device": f"{device.platform}: {getattr(device, 'device_kind', device.platform)}",
+        "jaxgram_devices": devices,
         "jaxgram_kernel": kernel,
         "jaxgram_workers": resolved_workers(config),
         "gensim_workers": gensim_kwargs(config)["workers"],
@@ -326,9 +326,10 @@ def _summarise(runs: dict, config: TrainConfig, config_name: str, corpus: dict, 
 def machine_line(machine: dict) -> str:
     """The machine a results file was measured on, in one line."""
     kernel = machine.get("jaxgram_kernel", "xla")  # results from before the fused kernel name none
-    workers = machine.get("jaxgram_workers", machine["jaxgram_replicas"])
+    devices = machine.get("jaxgram_devices", machine.get("jaxgram_replicas"))  # older results name replicas
+    workers = machine.get("jaxgram_workers", devices)
     return (f"machine: {machine['cpu']}, {machine['cores']} cores, jax {machine['jax']} on {machine['device']} "
-            f"({kernel} step, {workers} workers, {machine['jaxgram_replicas']} device(s)), gensim {machine['gensim']} "
+            f"({kernel} step, {workers} workers, {devices} device(s)), gensim {machine['gensim']} "
             f"with {machine['gensim_workers']} workers")
 
 

@@ -96,7 +96,7 @@ def configure_cpu_workers(workers: int | None = None) -> int:
     Also keeps malloc to one heap arena (see _one_malloc_arena): settings for the whole
     process, which is why they belong where it starts, not on import.
 
-    Sparse SGD trains one replica per CPU device (`TrainConfig.workers`). A count the user
+    One CPU device per worker, so that a CPU mesh (`devices`) has them. A count the user
     already chose (JAX_NUM_CPU_DEVICES, jax_num_cpu_devices, or XLA's
     --xla_force_host_platform_device_count) is kept unless `workers` is given. Returns the
     count JAX will have; once JAX has started it can no longer change, so asking for more

@@ -121,8 +121,8 @@ def _varying_axes(x) -> frozenset:
 
 
 def _match_varying(operands: list) -> list:
-    """Inside shard_map all operands of one call must vary over the same mesh axes (the
-    trainer's tables and batches vary per replica, its learning rate does not): widen
+    """Inside shard_map all operands of one call must vary over the same mesh axes (a caller's
+    tables and batches may vary per device where its learning rate does not): widen
     each to the union. Outside shard_map every set is empty and nothing changes."""
     import jax
 

@@ -212,7 +212,7 @@ SHARD_MAP_SCRIPT = textwrap.dedent("""
     lr = jnp.float32(0.25)  # the same on every replica, as the trainer's schedule is
 
     def replica(E, W, centers, contexts, seeds, mask, noise, lr):
-        # As training.compile_replicated: tables vary per replica inside the call.
+        # Tables that vary per device inside the call, as data-parallel copies of them would.
         E, W = jax.lax.pcast((E, W), ("replica",), to="varying")
         def body(tables, batch):
             E, W, losses = fused.ns_sgd_step(*tables, batch[0], batch[1], noise, batch[2], batch[3], lr,
