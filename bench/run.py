@@ -395,7 +395,9 @@ def agreement_lines(block) -> list[str]:
             f"- jaxgram vs gensim, same seed: {median_range('jaxgram_vs_gensim')}",
             f"- noise floor jaxgram, seed pairs: {median_range('jaxgram_floor')}",
             f"- noise floor gensim, seed pairs: {median_range('gensim_floor')}",
-            f"- bar, {block['bar']['rule']}: {_bar_verdict(block['bar'])}", *_cross_mode_lines(block.get("cross_mode"))]
+            f"- bar, {block['bar']['rule']}: {_bar_verdict(block['bar'])}"
+            + (" (the fused kernel's bar; the XLA step's is below)" if block.get("cross_mode") else ""),
+            *_cross_mode_lines(block.get("cross_mode"))]
 
 
 def _cross_mode_lines(block) -> list[str]:

@@ -188,6 +188,13 @@ def resolved_workers(config: TrainConfig) -> int:
     return config.workers if config.workers is not None else default_workers()
 
 
+def resolved_config(config: TrainConfig, kernel: str) -> TrainConfig:
+    """`config` as it ran with `kernel` ("fused" or "xla"): the worker count, kernel and schedule its
+    None and "auto" stood for (what a run's config.json records)."""
+    return dataclasses.replace(config, workers=resolved_workers(config), kernel=kernel,
+                               alpha_schedule=resolved_alpha_schedule(config, kernel))
+
+
 def resolved_alpha_schedule(config: TrainConfig, kernel: str) -> str:
     """"per_worker" or "linear": the schedule a run whose step is `kernel` ("fused" or "xla") follows."""
     if config.alpha_schedule == "auto":

@@ -33,7 +33,7 @@ from jaxgram.batches import (
     prefetched,
     step_width,
 )
-from jaxgram.config import TrainConfig, resolved_workers
+from jaxgram.config import TrainConfig, resolved_config, resolved_workers
 from jaxgram.convergence import check_converging
 from jaxgram.data import keep_probabilities, noise_distribution, noise_table
 from jaxgram.distributed import global_array, is_primary
@@ -177,7 +177,8 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     # The result's initial tables are drawn again from the same key when first asked for, rather
     # than copied now: training never holds a spare copy of both tables.
     initial = functools.partial(host_init_params, init_key, len(vocab), config.dim, config.init)
-    return _result(run, final, initial, history, encoded.raw_words, wall, config.epochs - start_epoch)
+    ran = resolved_config(config, kernel)
+    return _result(run, ran, final, initial, history, encoded.raw_words, wall, config.epochs - start_epoch)
 
 
 def _initial_state(config: TrainConfig, init_key, train_key, vocab_size: int, optimizer, mesh) -> Carry:
@@ -281,7 +282,7 @@ def _end_epoch(run: _Run, carry: Carry, layout, history: History, meter: LossMet
         run.on_epoch_end(epoch + 1, epoch_loss)
 
 
-def _result(run: _Run, final: Params, initial, history: History, raw_words: int, wall: float,
+def _result(run: _Run, ran: TrainConfig, final: Params, initial, history: History, raw_words: int, wall: float,
             epochs_run: int) -> TrainResult:
     return TrainResult(
         params=final,
@@ -293,5 +294,5 @@ def _result(run: _Run, final: Params, initial, history: History, raw_words: int,
         words_per_second=raw_words * epochs_run / wall if wall > 0 else 0.0,
         corpus_words=raw_words,
         pairs_per_epoch=history.pairs_per_epoch,
-        config=run.config,
+        config=ran,
     )

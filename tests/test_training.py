@@ -7,6 +7,7 @@ import pytest
 from gensim.models import KeyedVectors
 
 from jaxgram import TrainConfig, checkpoint, train
+from jaxgram.config import resolved_config, resolved_workers
 from jaxgram.errors import ConfigError, DataError, TrainingDiverged
 from jaxgram.fileio import recorded_sha256, sha256_file
 from jaxgram.outputs import OUTPUT_FILES
@@ -212,7 +213,10 @@ def test_train_writes_every_output(corpus_file, tmp_path):
         np.testing.assert_array_equal(loaded.vectors, E)
     np.testing.assert_array_equal(np.loadtxt(tmp_path / "vectors.tsv", delimiter="\t", dtype=np.float32), E)
     assert (tmp_path / "metadata.tsv").read_text().split("\n")[:-1] == list(result.vocab.words)
-    assert TrainConfig.from_dict(json.loads((tmp_path / "config.json").read_text())) == config
+    # config.json records the config as it ran: the worker count, kernel and schedule "auto" and None stood for.
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert (saved["workers"], saved["kernel"], saved["alpha_schedule"]) == (resolved_workers(config), "xla", "linear")
+    assert TrainConfig.from_dict(saved) == resolved_config(config, "xla") == result.config
     assert json.loads((tmp_path / "loss.json").read_text())["loss_per_epoch"] == result.loss_per_epoch
     vocab_lines = (tmp_path / "vocab.tsv").read_text().splitlines()
     assert vocab_lines[0].split("\t") == ["0", result.vocab.words[0], str(result.vocab.counts[0])]
