@@ -27,7 +27,9 @@ def register(subparsers) -> None:
 
     benchmark = subparsers.add_parser("benchmark", help="Google analogies, WordSim-353 and SimLex-999 for a vectors file")
     benchmark.add_argument("vectors", type=Path, help="word2vec file: .bin = binary, anything else = text")
-    benchmark.add_argument("--restrict-vocab", type=int, default=300000)
+    benchmark.add_argument("--restrict-vocab", type=int, default=300000,
+                           help="score only the N most frequent words, as gensim's restrict_vocab (default: 300000)")
+    benchmark.add_argument("--json", action="store_true", help="print every section's figures as JSON instead")
     benchmark.set_defaults(func=_benchmark)
 
 
@@ -57,11 +59,12 @@ def _report(args) -> int:
 
 
 def _benchmark(args) -> int:
-    from eval.benchmarks import run_benchmarks
+    from eval.benchmarks import benchmark_table, run_benchmarks
     from jaxgram.embeddings import Embeddings
 
     if not args.vectors.is_file():
         raise DataError(f"vectors file {args.vectors} does not exist")
     embeddings = Embeddings.load_word2vec_format(args.vectors, binary=args.vectors.suffix == ".bin")
-    print(json.dumps(run_benchmarks(embeddings, args.restrict_vocab), indent=2))
+    report = run_benchmarks(embeddings, args.restrict_vocab)
+    print(json.dumps(report, indent=2) if args.json else "\n".join(benchmark_table(report)))
     return 0

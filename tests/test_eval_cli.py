@@ -78,8 +78,21 @@ def test_benchmark_prints_json_for_a_vectors_file(tmp_path):
     vectors = np.random.default_rng(0).normal(size=(len(words), 4)).astype(np.float32)
     path = tmp_path / "v.txt"
     Embeddings(words, vectors).save_word2vec_format(path)
-    completed = _jaxgram("benchmark", str(path))
+    completed = _jaxgram("benchmark", str(path), "--json")
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout)
     assert result["analogies"]["3cosadd"]["total"]["evaluated"] > 0
     assert 0 <= result["similarity"]["wordsim353"]["oov_ratio"] < 1
+
+
+def test_benchmark_prints_a_short_table_and_warns_when_little_was_scored(tmp_path):
+    words = ["man", "woman", "king", "queen", "boy", "girl", "tiger", "cat"]
+    vectors = np.random.default_rng(0).normal(size=(len(words), 4)).astype(np.float32)
+    path = tmp_path / "v.txt"
+    Embeddings(words, vectors).save_word2vec_format(path)
+    completed = _jaxgram("benchmark", str(path))
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.splitlines()
+    assert len(lines) < 15 and lines[0].startswith("| benchmark | score |")
+    assert any(line.startswith("| wordsim353, Spearman |") for line in lines)
+    assert any(line.startswith("warning: wordsim353:") and "fewer than 30" in line for line in lines)
