@@ -291,9 +291,12 @@ def _summarise(runs: dict, config: TrainConfig, config_name: str, corpus: dict, 
 
     def rule(key):
         # jaxgram's mean may fall QUALITY_TOLERANCE below gensim's lowest seed
-        threshold = gensim_runs[key]["min"] - QUALITY_TOLERANCE[key]
-        return {"rule": f"jaxgram mean >= gensim min - {QUALITY_TOLERANCE[key]}", "threshold": threshold,
-                "holds": jax_runs[key]["mean"] >= threshold}
+        rule = f"jaxgram mean >= gensim min - {QUALITY_TOLERANCE[key]}"
+        ours, theirs = jax_runs[key]["mean"], gensim_runs[key]["min"]
+        if ours is None or theirs is None:  # nothing scored
+            return {"rule": rule, "threshold": None, "holds": None}
+        threshold = theirs - QUALITY_TOLERANCE[key]
+        return {"rule": rule, "threshold": threshold, "holds": ours >= threshold}
 
     softmax = None
     if flops is not None:
@@ -419,7 +422,8 @@ def quality_lines(results: dict) -> list[str]:
     rules = results.get("quality_rule")
     if not rules:
         return []
-    return [f"quality, {name}: {rule['rule']}: {_bar_verdict(rule)}" for name, rule in rules.items()]
+    return [f"quality, {name}: {rule['rule']}: "
+            + ("n/a (nothing scored)" if rule["holds"] is None else _bar_verdict(rule)) for name, rule in rules.items()]
 
 
 README_CONFIG_LABELS = {"default": "default: NS, D=100, 5 epochs", "dostoevsky": "dostoevsky: NS, D=32, 20 epochs",

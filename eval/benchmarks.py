@@ -45,9 +45,9 @@ class SectionScore:
         return self.correct + self.incorrect
 
     @property
-    def accuracy(self) -> float:
-        # gensim's rule: a section with nothing evaluated scores 0.0
-        return self.correct / self.evaluated if self.evaluated else 0.0
+    def accuracy(self) -> float | None:
+        # None where nothing was evaluated (gensim scores such a section 0.0, which reads as a result)
+        return self.correct / self.evaluated if self.evaluated else None
 
     def to_dict(self) -> dict:
         return {"correct": self.correct, "evaluated": self.evaluated, "oov_skipped": self.oov,
@@ -65,7 +65,7 @@ class AnalogyResult:
                             sum(s.incorrect for s in self.sections), sum(s.oov for s in self.sections))
 
     @property
-    def score(self) -> float:
+    def score(self) -> float | None:
         return self.total.accuracy
 
     def to_dict(self) -> dict:

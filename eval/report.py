@@ -58,7 +58,7 @@ def pct(value) -> str:
 
 def _accuracy(score: dict) -> str:
     if not score["evaluated"]:
-        return f"n/a (0/{score['questions']})"
+        return "n/a (0/0)"
     return f"{pct(score['accuracy'])} ({score['correct']}/{score['evaluated']})"
 
 

@@ -127,7 +127,9 @@ def test_unknown_words_are_counted_never_fatal():
     embeddings = Embeddings(["zzz", "yyy", "xxx"], np.eye(3, dtype=np.float32))
     result = evaluate_analogies(embeddings)
     total_questions = sum(len(q) for _, q in read_analogies(datapath(ANALOGY_FILE)))
-    assert result.total.oov == total_questions and result.score == 0.0
+    assert result.total.oov == total_questions and result.score is None  # nothing evaluated: no accuracy
+    assert all(section.accuracy is None for section in result.sections)
+    assert result.to_dict()["total"]["accuracy"] is None
     pairs = evaluate_word_pairs(embeddings, datapath(SIMILARITY_FILES["wordsim353"]))
     assert pairs.spearman is None and pairs.pairs_used == 0 and pairs.oov_ratio == 1.0
     report = run_benchmarks(embeddings)
