@@ -217,7 +217,9 @@ def test_train_writes_every_output(corpus_file, tmp_path):
     saved = json.loads((tmp_path / "config.json").read_text())
     assert (saved["workers"], saved["kernel"], saved["alpha_schedule"]) == (resolved_workers(config), "xla", "linear")
     assert TrainConfig.from_dict(saved) == resolved_config(config, "xla") == result.config
-    assert json.loads((tmp_path / "loss.json").read_text())["loss_per_epoch"] == result.loss_per_epoch
+    recorded = json.loads((tmp_path / "loss.json").read_text())
+    assert recorded["loss_per_epoch"] == result.loss_per_epoch
+    assert recorded["train_loop_seconds"] == result.wall_seconds and "wall_seconds" not in recorded
     vocab_lines = (tmp_path / "vocab.tsv").read_text().splitlines()
     assert vocab_lines[0].split("\t") == ["0", result.vocab.words[0], str(result.vocab.counts[0])]
 
