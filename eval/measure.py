@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from eval.baseline import gensim_kwargs
 from jaxgram import errors
 from jaxgram.config import TrainConfig
 from jaxgram.fileio import atomic_write_json
@@ -54,7 +55,7 @@ def _train_jaxgram(corpus: Path, config: TrainConfig, out: Path, progress: bool)
 
 
 def _train_gensim(corpus: Path, config: TrainConfig, out: Path, progress: bool, iterable: bool = False) -> dict:
-    from eval.baseline import gensim_kwargs, train_gensim
+    from eval.baseline import train_gensim
     from jaxgram.embeddings import Embeddings
 
     model = train_gensim(corpus, config, progress=progress, iterable=iterable)
@@ -82,7 +83,8 @@ def run_in_this_process(trainer: str, corpus, config: TrainConfig, out, progress
         "words_per_second": stats["corpus_words"] * config.epochs / wall if wall > 0 else 0.0,
         "peak_rss_mib": stats.get("peak_rss_mib", peak_rss_mib()),
         "rss_before_training_mib": rss_before,
-        "config": config.to_dict(),
+        # Each trainer's own settings: jaxgram's config, or the Word2Vec arguments gensim ran with.
+        "config": config.to_dict() if trainer == "jaxgram" else gensim_kwargs(config),
     })
     atomic_write_json(out / STATS_FILE, stats)
     return stats

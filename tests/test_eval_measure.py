@@ -23,6 +23,8 @@ def test_child_process_writes_vectors_and_stats(corpus, tmp_path, trainer):
     stats = run_trainer(trainer, corpus, SMALL, tmp_path / trainer, progress=False)
     assert stats == json.loads((tmp_path / trainer / "stats.json").read_text())
     assert stats["trainer"] == trainer
+    # Each trainer's own settings: gensim's are its Word2Vec arguments, with none of jaxgram's own.
+    assert ("kernel" in stats["config"]) == (trainer == "jaxgram") and ("sg" in stats["config"]) == (trainer != "jaxgram")
     assert stats["corpus_words"] == 400 * 12
     assert stats["vocab_size"] == 64
     assert stats["wall_seconds"] > 0 and stats["train_loop_seconds"] <= stats["wall_seconds"]
