@@ -136,8 +136,7 @@ def pca_figure(panels: dict, words):
         pca = pca_2d(embeddings, words)
         xy = np.asarray(pca["xy"]).reshape(-1, 2)
         axis.scatter(xy[:, 0], xy[:, 1], s=16)
-        for word, (x, y) in zip(pca["words"], xy):
-            axis.annotate(word, (x, y), fontsize=9, xytext=(3, 3), textcoords="offset points")
+        report.label_points(axis, pca["words"], xy[:, 0], xy[:, 1])
         explained = pca["explained"]
         axis.set_title(f"{title}\nPC1 {explained[0]:.0%}, PC2 {explained[1]:.0%} of the variance", fontsize=10)
         axis.grid(alpha=0.3)

@@ -93,35 +93,64 @@ def pca_figure(pca: dict) -> bytes:
         xs = [p[0] for p in panel["xy"]]
         ys = [p[1] for p in panel["xy"]]
         axis.scatter(xs, ys, s=18)
-        for word, x, y in zip(panel["words"], xs, ys):
-            axis.annotate(word, (x, y), fontsize=9, xytext=(3, 3), textcoords="offset points")
+        label_points(axis, panel["words"], xs, ys)
         explained = panel["explained"]
         axis.set_title(f"{title}\nPC1 {100 * explained[0]:.0f}%, PC2 {100 * explained[1]:.0f}% of variance", fontsize=10)
         axis.grid(alpha=0.3)
     return _png(figure)
 
 
+# Where a label may go beside its point, in points: above right first, then around it.
+_LABEL_OFFSETS = ((3, 3), (3, -11), (-3, 3), (-3, -11), (3, 12), (3, -20), (-3, 12), (-3, -20))
+
+
+def label_points(axis, words, xs, ys) -> None:
+    """Label each point with its word, each label at the first offset where it overlaps no label before it."""
+    renderer = axis.figure.canvas.get_renderer()
+    placed = []
+    for word, x, y in zip(words, xs, ys):
+        for dx, dy in _LABEL_OFFSETS:
+            label = axis.annotate(word, (x, y), fontsize=9, xytext=(dx, dy), textcoords="offset points",
+                                  ha="left" if dx > 0 else "right")
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            label.remove()
+        else:  # crowded all round: the first place, overlapping
+            label = axis.annotate(word, (x, y), fontsize=9, xytext=_LABEL_OFFSETS[0], textcoords="offset points")
+            box = label.get_window_extent(renderer)
+        placed.append(box)
+
+
 def heatmap_figure(heatmaps: dict) -> bytes:
     plt = _pyplot()
-    figure, axes = plt.subplots(1, len(MAIN), figsize=(6.5 * len(MAIN), 5.5))
+    figure, axes = plt.subplots(1, len(MAIN), figsize=(6.5 * len(MAIN), 5.5), layout="constrained")
+    # One scale for the panels, spanning their off-diagonal cosines (the diagonal is 1 by definition):
+    # on -1..1 the cosines of these words, mostly 0 to 0.6, would all look alike.
+    off_diagonal = [abs(value) for name in MAIN for i, row in enumerate(heatmaps[name]["cosines"])
+                    for j, value in enumerate(row) if i != j]
+    span = max(off_diagonal, default=1.0) or 1.0
     for axis, name in zip(axes, MAIN):
         panel = heatmaps[name]
         words = panel["words"]
-        image = axis.imshow(panel["cosines"] or [[0.0]], vmin=-1, vmax=1, cmap="RdBu_r")
+        image = axis.imshow(panel["cosines"] or [[0.0]], vmin=-span, vmax=span, cmap="RdBu_r")
         axis.set_xticks(range(len(words)), words, rotation=60, ha="right", fontsize=8)
         axis.set_yticks(range(len(words)), words, fontsize=8)
         for i, row in enumerate(panel["cosines"]):
             for j, value in enumerate(row):
                 axis.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6)
         axis.set_title(f"{name}: cosine similarity of the probe words", fontsize=10)
-        figure.colorbar(image, ax=axis, fraction=0.046)
+    figure.colorbar(image, ax=list(axes), shrink=0.8, label=f"cosine (scale ±{span:.2f}; the diagonal is 1)")
     return _png(figure)
 
 
 def loss_figure(losses: list[float]) -> bytes:
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     figure, axis = plt.subplots(figsize=(6, 3.5))
     axis.plot(range(1, len(losses) + 1), losses, marker="o")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     axis.set_xlabel("epoch")
     axis.set_ylabel("mean loss per pair")
     axis.set_title("jaxgram training loss")

@@ -95,3 +95,36 @@ def test_softmax_runs_say_what_they_are_compared_with(metrics, tmp_path):
     metrics = {**metrics, "baseline": {"note": baseline_note(softmax)}}
     write_report(metrics, tmp_path)
     assert "hierarchical-softmax" in (tmp_path / "report.md").read_text()
+
+
+def test_labels_of_crowded_points_do_not_cover_each_other():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from eval.report import label_points
+
+    figure, axis = plt.subplots(figsize=(5, 4))
+    xs, ys = [0.0, 0.001, 0.002, 1.0], [0.0, 0.001, 0.0, 1.0]  # three points on one spot
+    axis.scatter(xs, ys)
+    label_points(axis, ["murder", "crime", "blood", "church"], xs, ys)
+    renderer = figure.canvas.get_renderer()
+    boxes = [text.get_window_extent(renderer) for text in axis.texts]
+    assert [text.get_text() for text in axis.texts] == ["murder", "crime", "blood", "church"]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(figure)
+
+
+def test_heatmap_scale_spans_the_off_diagonal_cosines_and_loss_ticks_are_whole_epochs(monkeypatch):
+    from eval import report
+
+    drawn = {}
+    monkeypatch.setattr(report, "_png", lambda figure: drawn.setdefault("figure", figure) and b"")
+    cosines = [[1.0, 0.3, -0.1], [0.3, 1.0, 0.2], [-0.1, 0.2, 1.0]]
+    report.heatmap_figure({name: {"words": ["a", "b", "c"], "cosines": cosines} for name in report.MAIN})
+    images = [axis.images[0] for axis in drawn.pop("figure").axes if axis.images]
+    assert len(images) == len(report.MAIN) and all(image.get_clim() == (-0.3, 0.3) for image in images)
+    report.loss_figure([4.1, 3.0, 2.7, 2.6, 2.5])
+    ticks = [tick for tick in drawn["figure"].axes[0].get_xticks() if 1 <= tick <= 5]
+    assert ticks and all(float(tick).is_integer() for tick in ticks)
