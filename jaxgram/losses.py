@@ -20,7 +20,9 @@ import jax.numpy as jnp
 
 
 class Params(NamedTuple):
-    """E [V, D]: centre (input) vectors. W [V, D]: context (output) vectors, one row per word."""
+    """E [V, D]: input vectors (word2vec's syn0, the vectors kept as the embedding). W [V, D]: output vectors
+    (syn1neg), one row per word. The pair losses read E at their first word and W at the second; in
+    training, as in word2vec's skip-gram, the first is the context word and the second the centre."""
 
     E: jax.Array
     W: jax.Array
