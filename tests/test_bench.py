@@ -194,7 +194,8 @@ def test_results_name_the_corpus_by_file_size_and_sha256_not_by_path(tiny_corpus
 def test_committed_results_hold_no_machine_private_path():
     paths = sorted((ROOT / "bench" / "results").glob("*.json"))
     # synthetic.json (`python -m bench --synthetic`) joins them once the lead has measured it
-    assert [path.stem for path in paths if path.stem != "synthetic"] == ["default", "dostoevsky", "softmax"]
+    assert [path.stem for path in paths if path.stem != "synthetic"] == ["default", "dostoevsky", "softmax", "xla",
+                                                                         "xla_devices2"]
     for path in paths:
         results = json.loads(path.read_text())
         assert results["format"] == 2 and results["config_name"] == path.stem
