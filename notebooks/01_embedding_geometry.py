@@ -161,8 +161,8 @@ plt.show()
 # ## 7. Train the same model twice, from two random seeds
 #
 # `TOY_CONFIG` is the article's setup: full softmax, $D = 20$, window 2 (fixed, no subsampling), plain SGD.
-# Each run writes `jaxgram train`'s files (vectors, `E.npy`, `W.npy`, `vocab.tsv`, and the encoded corpus)
-# into the output folder.
+# Each run writes `jaxgram train`'s files into the output folder: the vectors, `E.npy`, `W.npy`, `vocab.tsv`,
+# `vocab.txt`, the encoded corpus, the checkpoint and the rest (the cell below lists them all).
 
 # %%
 import dataclasses

@@ -137,7 +137,8 @@ plot_pca(models, WORDS)
 # The committed outputs above are from the full run (20 epochs); a different seed or corpus moves the numbers a little.
 #
 # - **The article's failure does not show up here.** With one shared table, *crime* is not among the nearest words
-#   of *love* (those stay *suffer, loves, loved, happiness, ...*), and cos(love, crime) is *lower* than with two tables.
+#   of *love* (the table above lists them: words of its own family and of feeling, such as *loves* and *loved*), and
+#   cos(love, crime) is *lower* than with two tables.
 # - **Cosines are lower across the board with one table**, partly because two-table word2vec vectors share a common
 #   direction (a clearly positive mean cosine among frequent words) while the shared-table vectors do not (mean cosine
 #   about 0): the opposite of "every word looks similar". Ranks remove that offset: by rank, *crime* sits somewhat
@@ -145,7 +146,8 @@ plot_pca(models, WORDS)
 # - **What one table does cost is the fit.** Its loss stays far above the two-table loss. The score of a pair becomes
 #   the symmetric $E_c \cdot E_t$, so words that occur *next to each other* are pulled towards each other directly,
 #   instead of words that occur *in the same contexts* being pulled towards the same context vectors. The neighbours
-#   drift accordingly (school: *boarding, province, ...* rather than *gymnasium, university*), and the probe groups
+#   drift accordingly (compare *school*'s in the table above: with two tables places such as *gymnasium* and
+#   *university*, with one the words of its own sentences), and the probe groups
 #   (murder/crime/punishment/death, school/university/monastery) are looser.
 #
 # So two tables are the better choice here too, but for a different reason than the one the article gives; this
