@@ -103,6 +103,7 @@ class SimilarityResult:
     pearson: float | None
     pairs_used: int
     oov: int
+    spearman_pvalue: float | None = None  # how likely so strong a rank correlation is by chance, over these pairs
 
     @property
     def oov_ratio(self) -> float:
@@ -110,8 +111,8 @@ class SimilarityResult:
         return self.oov / total if total else 0.0
 
     def to_dict(self) -> dict:
-        return {"spearman": self.spearman, "pearson": self.pearson, "pairs_used": self.pairs_used,
-                "oov": self.oov, "oov_ratio": self.oov_ratio}
+        return {"spearman": self.spearman, "spearman_pvalue": self.spearman_pvalue, "pearson": self.pearson,
+                "pairs_used": self.pairs_used, "oov": self.oov, "oov_ratio": self.oov_ratio}
 
 
 def read_word_pairs(path) -> list[tuple[str, str, float]]:
@@ -144,14 +145,14 @@ def evaluate_word_pairs(embeddings, path, dataset: str = "", restrict_vocab: int
     pairs = read_word_pairs(path)
     vocab = embeddings.evaluation_vocab(restrict_vocab)
     used = sum(a in vocab and b in vocab for a, b, _ in pairs)
-    pearson = spearman = None
+    pearson = spearman = pvalue = None
     if used >= 2:  # a correlation needs two pairs
         with warnings.catch_warnings():
             # Constant scores on one side have no correlation: None below, not a warning.
             warnings.simplefilter("ignore", stats.ConstantInputWarning)
-            (pearson, _), (spearman, _), _ = embeddings.evaluate_word_pairs(path, restrict_vocab=restrict_vocab)
+            (pearson, _), (spearman, pvalue), _ = embeddings.evaluate_word_pairs(path, restrict_vocab=restrict_vocab)
     return SimilarityResult(dataset or Path(path).stem, _nan_to_none(spearman), _nan_to_none(pearson), used,
-                            len(pairs) - used)
+                            len(pairs) - used, _nan_to_none(pvalue))
 
 
 def run_benchmarks(embeddings, restrict_vocab: int = 300000) -> dict:
@@ -180,7 +181,7 @@ def benchmark_table(report: dict) -> list[str]:
             warnings_.append(f"warning: analogies ({method}): {total['evaluated']} questions scored, fewer than "
                              f"{FEW_SCORED}: the accuracy says little")
     for name, result in report["similarity"].items():
-        score = "n/a" if result["spearman"] is None else f"{result['spearman']:.3f}"
+        score = "n/a" if result["spearman"] is None else f"{result['spearman']:.3f} (p = {result['spearman_pvalue']:.2g})"
         rows.append(f"| {name}, Spearman | {score} | {result['pairs_used']:,} of "
                     f"{result['pairs_used'] + result['oov']:,} pairs |")
         if result["pairs_used"] < FEW_SCORED:

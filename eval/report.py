@@ -56,6 +56,12 @@ def pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
+def _pvalue(score: dict) -> str:
+    """The p-value of a word-pair Spearman (results from before it was recorded have none)."""
+    value = score.get("spearman_pvalue")
+    return "p n/a" if value is None else f"p = {value:.2g}"
+
+
 def _accuracy(score: dict) -> str:
     if not score["evaluated"]:
         return "n/a (0/0)"
@@ -178,8 +184,8 @@ def trainer_rows(metrics: dict) -> list[tuple[str, ...]]:
     rows.append(("Analogy questions skipped (OOV)", *(fmt(count) for count in skipped)))
     for name, label in (("wordsim353", "WordSim-353"), ("simlex999", "SimLex-999")):
         scores = [bench[n]["similarity"][name] for n in MAIN]
-        rows.append((f"{label} Spearman / Pearson",
-                     *(f"{fmt(s['spearman'])} / {fmt(s['pearson'])}" for s in scores)))
+        rows.append((f"{label} Spearman / Pearson (pairs scored, Spearman's p-value)",
+                     *(f"{fmt(s['spearman'])} / {fmt(s['pearson'])} ({s['pairs_used']}, {_pvalue(s)})" for s in scores)))
         rows.append((f"{label} pairs out of vocabulary", *(f"{pct(s['oov_ratio'])} ({s['oov']})" for s in scores)))
     return rows
 

@@ -181,6 +181,8 @@ def test_word_pairs_agree_with_gensim_evaluate_word_pairs(name):
     ours = evaluate_word_pairs(embeddings, datapath(SIMILARITY_FILES[name]))
     assert ours.pearson == pytest.approx(pearson[0], abs=1e-9)
     assert ours.spearman == pytest.approx(spearman[0], abs=1e-9)
+    assert ours.spearman_pvalue == pytest.approx(spearman[1], rel=1e-9) and 0 < ours.spearman_pvalue <= 1
+    assert ours.to_dict()["spearman_pvalue"] == ours.spearman_pvalue
     assert 100 * ours.oov_ratio == pytest.approx(oov_percent)
 
 
