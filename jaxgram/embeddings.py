@@ -1,9 +1,21 @@
-"""Read-only word vectors with gensim KeyedVectors' names and semantics, plus word2vec file formats.
+"""Trained or loaded word vectors: gensim's own KeyedVectors, with what jaxgram adds to it.
 
-Queries (most_similar, most_similar_cosmul, similar_by_vector, n_similarity, rank) follow
-gensim's arithmetic; the evaluations gensim computes itself (3CosAdd analogies, word-pair
-correlations) run gensim's own code on to_gensim(), and 3CosMul analogies, which gensim 4.4
-accepts but ignores, are computed here the way gensim evaluates 3CosAdd.
+`Embeddings` is a `gensim.models.KeyedVectors`: every query gensim has (similar_by_word,
+get_vector, distance(s), closer_than, get_mean_vector, get_normed_vectors, has_index_for, ...)
+is gensim's. What this module adds or changes, each for a reason:
+- construction from jaxgram's tables and a vocabulary (its counts become the words' counts);
+- an unknown word is an UnknownWordError (a KeyError) that lists close matches, so the CLI
+  says it in one line;
+- the queries that take `restrict_vocab` (most_similar, most_similar_cosmul, similar_by_vector)
+  are kept here: gensim 4.4's most_similar_cosmul ignores it, and a bad argument is a one-line
+  ConfigError naming what is allowed; 3CosMul analogies, which gensim 4.4 accepts but ignores,
+  are computed the way gensim evaluates 3CosAdd;
+- the word2vec formats with gensim's options (binary, no_header, limit, fvocab, `.gz`), read in
+  one pass that refuses a malformed file naming its line, refuses non-finite values, and checks
+  a SHA256SUMS record beside the file (training writes one); writing streams row by row and can
+  write TensorBoard's vectors.tsv in the same pass;
+- save/load in a NumPy archive read with allow_pickle=False: gensim's own save/load pickle, and
+  no jaxgram load path may run code.
 """
 
 from __future__ import annotations
@@ -11,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
+import gzip
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -18,9 +31,10 @@ from numbers import Integral
 from pathlib import Path
 
 import numpy as np
+from gensim.models import KeyedVectors
 
 from jaxgram.errors import ConfigError, DataError, JaxgramError
-from jaxgram.fileio import SHA256SUMS, atomic_open, recorded_sha256, sha256_bytes
+from jaxgram.fileio import SHA256SUMS, atomic_open, atomic_write_text, recorded_sha256, sha256_bytes
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +53,20 @@ class UnknownWordError(JaxgramError, KeyError):
         return str(self.args[0])
 
 
-class Embeddings:
-    """Vectors [V, D] (float32) plus their words, in id order (most frequent first), and optionally their counts."""
+class Embeddings(KeyedVectors):
+    """gensim's KeyedVectors over vectors [V, D] (float32, read-only) and their words, in id order (most
+    frequent first), and optionally their counts."""
 
     def __init__(self, index_to_key: Sequence[str], vectors, counts: Sequence[int | None] | None = None):
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(index_to_key):
             raise ValueError(f"vectors must have shape [{len(index_to_key)}, D], got {vectors.shape}")
+        super().__init__(vectors.shape[1], count=0, dtype=np.float32)
         self.index_to_key = list(index_to_key)
         self.key_to_index = {w: i for i, w in enumerate(self.index_to_key)}
         if len(self.key_to_index) != len(self.index_to_key):
             raise ValueError("index_to_key contains duplicate words")
+        self.next_index = len(self.index_to_key)
         self.vectors = vectors
         self.vectors.setflags(write=False)
         # Each word's corpus count (None for a word a vocabulary file did not list), or None when unknown.
@@ -83,32 +100,29 @@ class Embeddings:
             raise ValueError(f"which={which!r} is not allowed: choose E, W or mean")
         return cls(vocab.words, table, getattr(vocab, "counts", None))
 
-    def __len__(self) -> int:
-        return len(self.index_to_key)
-
-    def __contains__(self, word: str) -> bool:
-        return word in self.key_to_index
-
-    def __getitem__(self, word: str) -> np.ndarray:
-        return self.vectors[self._index(word)]
-
-    @property
-    def vector_size(self) -> int:
-        return self.vectors.shape[1]
+    def get_index(self, key, default=None) -> int:
+        """gensim's get_index (a word's row; an int in range is its own row), except that a word not in the
+        vocabulary is an UnknownWordError listing close matches. Every gensim lookup goes through here."""
+        index = self.key_to_index.get(key) if isinstance(key, str) else None
+        if index is not None:
+            return index
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool) and 0 <= key < len(self.index_to_key):
+            return int(key)
+        if default is not None:
+            return default
+        close = difflib.get_close_matches(str(key), self.index_to_key, n=5)
+        hint = f"; close matches: {', '.join(close)}" if close else "; no close matches"
+        raise UnknownWordError(f"word {key!r} is not in the vocabulary ({len(self)} words){hint}")
 
     def _index(self, word: str) -> int:
-        index = self.key_to_index.get(word)
-        if index is None:
-            close = difflib.get_close_matches(word, self.index_to_key, n=5)
-            hint = f"; close matches: {', '.join(close)}" if close else "; no close matches"
-            raise UnknownWordError(f"word {word!r} is not in the vocabulary ({len(self)} words){hint}")
-        return index
+        return self.get_index(word)
 
     def unit_vector(self, word: str) -> np.ndarray:
         return self._unit[self._index(word)]
 
-    def similarity(self, word_a: str, word_b: str) -> float:
-        return float(self.unit_vector(word_a) @ self.unit_vector(word_b))
+    def similarity(self, w1: str, w2: str) -> float:
+        """gensim's cosine of two words, as a Python float (JSON takes it)."""
+        return float(super().similarity(w1, w2))
 
     def get_vecattr(self, word: str, attr: str) -> int | None:
         """The word's corpus count for attr="count", as gensim's get_vecattr; None if the vocabulary file missed it."""
@@ -207,29 +221,15 @@ class Embeddings:
         return self.most_similar(positive=[vector], topn=topn, restrict_vocab=restrict_vocab)
 
     def n_similarity(self, ws1: Sequence[str], ws2: Sequence[str]) -> float:
-        """Cosine between the means of two word lists' vectors (raw, not unit), as gensim's n_similarity."""
+        """gensim's n_similarity (cosine between the means of two word lists' vectors), except that an empty
+        list is a ConfigError (gensim: ZeroDivisionError) and an unknown word an UnknownWordError (gensim
+        leaves it out of the mean without a word)."""
         lists = [_terms(ws1), _terms(ws2)]
         if not all(lists):
             raise ConfigError(f"n_similarity needs at least one word in each list, got {len(lists[0])} and {len(lists[1])}")
-        means = [np.mean([self[word] for word in words], axis=0) for words in lists]
-        return float(_unit_length(means[0]) @ _unit_length(means[1]))
-
-    def rank(self, key1: str, key2: str) -> int:
-        """1 + how many words (key1 aside) are closer to key1 than key2 is, as gensim's rank."""
-        first, second = self._index(key1), self._index(key2)
-        # gensim compares distances, 1 - cosine, in float32: cosines that round to one distance tie.
-        distances = 1 - self._cosines(self._unit[first], len(self))
-        closer = distances < distances[second]
-        closer[first] = False
-        return int(np.count_nonzero(closer)) + 1
-
-    def doesnt_match(self, words: Sequence[str]) -> str:
-        """The word furthest from the mean of the others' unit vectors (gensim's rule)."""
-        words = list(words)
-        if not words:
-            raise ConfigError("doesnt_match needs at least one word")
-        units = np.array([self.unit_vector(w) for w in words])
-        return words[int(np.argmin(units @ _unit_length(units.mean(axis=0))))]
+        for word in lists[0] + lists[1]:
+            self.get_index(word)
+        return float(super().n_similarity(*lists))
 
     # -- gensim's evaluations ------------------------------------------------------------
 
@@ -306,8 +306,10 @@ class Embeddings:
 
     # -- word2vec formats ------------------------------------------------------------
 
-    def save_word2vec_format(self, path: str | os.PathLike, binary: bool = False, also_tsv=None) -> None:
-        """word2vec's format: a `V D` header, then one word and its D floats per row.
+    def save_word2vec_format(self, fname: str | os.PathLike, fvocab: str | os.PathLike | None = None,
+                             binary: bool = False, *, also_tsv=None) -> None:
+        """word2vec's format: a `V D` header, then one word and its D floats per row (gensim's arguments:
+        `fvocab` also writes `word count` lines, for words with a count).
 
         `also_tsv`: a path that receives the same text floats, tab-separated and without words
         (TensorBoard's vectors.tsv), written in the same pass: formatting the floats is most of
@@ -315,8 +317,8 @@ class Embeddings:
         """
         if any(not w or any(ch.isspace() for ch in w) for w in self.index_to_key):
             raise ValueError("word2vec format cannot store empty words or words containing whitespace")
-        with atomic_open(path, "wb") as handle, (atomic_open(also_tsv, "wb") if also_tsv is not None
-                                                  else contextlib.nullcontext()) as tsv:
+        with atomic_open(fname, "wb") as handle, (atomic_open(also_tsv, "wb") if also_tsv is not None
+                                                   else contextlib.nullcontext()) as tsv:
             handle.write(f"{len(self)} {self.vector_size}\n".encode())
             for word, row in zip(self.index_to_key, self.vectors):
                 if binary:
@@ -327,40 +329,75 @@ class Embeddings:
                 handle.write(f"{word} {text}\n".encode())
                 if tsv is not None:
                     tsv.write((text.replace(" ", "\t") + "\n").encode("utf-8"))
+        if fvocab is not None:
+            if self.counts is None:
+                raise ConfigError("fvocab= writes each word's count, and these vectors have none")
+            atomic_write_text(fvocab, "".join(f"{word} {count}\n" for word, count in zip(self.index_to_key, self.counts)
+                                              if count is not None))
 
     @classmethod
-    def load_word2vec_format(cls, path: str | os.PathLike, binary: bool = False,
-                             fvocab: str | os.PathLike | None = None) -> Embeddings:
-        """Load a word2vec text or binary file; DataError names the path and line on malformed input.
+    def load_word2vec_format(cls, fname: str | os.PathLike, fvocab: str | os.PathLike | None = None,
+                             binary: bool = False, encoding: str = "utf8", unicode_errors: str = "strict",
+                             limit: int | None = None, datatype=np.float32, no_header: bool = False) -> Embeddings:
+        """Load a word2vec text or binary file, with gensim's arguments; DataError names the path and line on
+        malformed input.
 
         `fvocab`: a word2vec `-save-vocab` file, `word count` per line (training writes one,
-        vocab.txt, beside the vectors), for get_vecattr(word, "count") and to_gensim(). As in
-        gensim, a word it does not list has no count (None) and a word the vectors lack is ignored.
+        vocab.txt, beside the vectors), for get_vecattr(word, "count"). As in gensim, a word it
+        does not list has no count (None) and a word the vectors lack is ignored. `limit`: the
+        first N rows only. `no_header`: a text file without the `V D` line (GloVe's). A name
+        ending in `.gz` is read through gzip. Vectors are float32 (`datatype` may only say so).
 
         When a SHA256SUMS file beside a file records its sha256 (as `jaxgram train` writes),
         a file that does not match is refused as truncated or altered; a file without a
         record (from gensim, word2vec or anyone else) is loaded unchecked.
         """
-        path = Path(path)
+        path = Path(fname)
+        _check_positive("limit", limit, "every row")
+        if np.dtype(datatype) != np.float32:
+            raise ConfigError(f"datatype={np.dtype(datatype).name} is not allowed: jaxgram's vectors are float32")
+        if no_header and binary:
+            raise ConfigError("no_header=True is not allowed with binary=True: only text files (GloVe's) lack the header")
         data = _read_checked(path, "vectors file")
-        header_end = data.find(b"\n")
-        header = data[: header_end if header_end >= 0 else len(data)].split()
-        if len(header) != 2 or not all(h.isdigit() for h in header):
-            raise DataError(f"{path}: line 1 must be the header `VOCAB_SIZE DIM`, got {data[:60]!r}")
-        count, dim = int(header[0]), int(header[1])
-        if count < 1 or dim < 1:
-            raise DataError(f"{path}: line 1 declares {count} words of dimension {dim}; both must be >= 1")
+        if path.suffix == ".gz":
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError) as exc:
+                raise DataError(f"vectors file {path} is not a readable gzip file: {exc}") from None
+        count, dim, body, first_line = _header(path, data, no_header)
+        rows = count if limit is None else min(count, limit)
         reader = _read_binary_rows if binary else _read_text_rows
         with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused just below
-            words, vectors = reader(path, data[header_end + 1:], count, dim)
+            words, vectors = reader(path, body, count, dim, rows, first_line, encoding, unicode_errors)
         finite = np.isfinite(vectors).all(axis=1)
         if not finite.all():
             # NaN or inf would make every similarity NaN: refuse rather than rank garbage.
-            line = int(np.argmin(finite)) + 2
+            line = int(np.argmin(finite)) + first_line
             raise DataError(f"{path}: line {line} has a value that is not finite (NaN or infinity)")
         if len(set(words)) != len(words):
             raise DataError(f"{path}: the same word appears on more than one line")
         return cls(words, vectors, None if fvocab is None else _counts_from_fvocab(Path(fvocab), words))
+
+    def save(self, fname: str | os.PathLike) -> None:
+        """The words, vectors and counts in a NumPy archive (.npz), which load() reads back. Not gensim's
+        pickle: a pickle runs code when loaded."""
+        counts = np.full(len(self), -1, np.int64) if self.counts is None else \
+            np.array([-1 if c is None else c for c in self.counts], np.int64)
+        with atomic_open(fname, "wb") as handle:
+            np.savez(handle, words=np.array(self.index_to_key, dtype=str), vectors=self.vectors, counts=counts,
+                     has_counts=np.array(self.counts is not None))
+
+    @classmethod
+    def load(cls, fname: str | os.PathLike) -> Embeddings:
+        """Vectors save() wrote (allow_pickle=False: a file can hold only arrays, never code)."""
+        path = Path(fname)
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                words, vectors = archive["words"].tolist(), archive["vectors"]
+                counts = [None if c < 0 else int(c) for c in archive["counts"]] if archive["has_counts"] else None
+        except (OSError, ValueError, KeyError) as exc:
+            raise DataError(f"cannot load vectors {path}: not an archive Embeddings.save wrote ({exc})") from None
+        return cls(words, vectors, counts)
 
 
 def _terms(terms) -> list:
@@ -486,46 +523,68 @@ def _counts_from_fvocab(path: Path, words: list[str]) -> list[int | None]:
     return counts
 
 
-def _read_text_rows(path: Path, body: bytes, count: int, dim: int):
-    lines = body.split(b"\n")
+def _header(path: Path, data: bytes, no_header: bool) -> tuple[int, int, bytes, int]:
+    """(words, dimension, the rows' bytes, the line number of the first row) of a word2vec file."""
+    if no_header:  # GloVe: no `V D` line; every non-empty line is a row, the first gives the dimension
+        first = data[: data.find(b"\n") if b"\n" in data else len(data)].split()
+        if len(first) < 2:
+            raise DataError(f"{path}: line 1 must be a word and its values, got {data[:60]!r}")
+        return sum(1 for line in data.split(b"\n") if line.strip()), len(first) - 1, data, 1
+    header_end = data.find(b"\n")
+    header = data[: header_end if header_end >= 0 else len(data)].split()
+    if len(header) != 2 or not all(h.isdigit() for h in header):
+        raise DataError(f"{path}: line 1 must be the header `VOCAB_SIZE DIM`, got {data[:60]!r}")
+    count, dim = int(header[0]), int(header[1])
+    if count < 1 or dim < 1:
+        raise DataError(f"{path}: line 1 declares {count} words of dimension {dim}; both must be >= 1")
+    return count, dim, data[header_end + 1:], 2
+
+
+def _decoded(path: Path, word: bytes, number: int, encoding: str, errors: str) -> str:
+    try:
+        return word.decode(encoding, errors)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: the word on line {number} is not valid {encoding}") from None
+
+
+def _read_text_rows(path: Path, body: bytes, count: int, dim: int, rows: int, first_line: int, encoding: str,
+                    errors: str):
+    """The first `rows` of `count` text rows; all `count` must be there unless `rows` is fewer (limit)."""
+    lines = [line for line in body.split(b"\n") if line.strip()] if first_line == 1 else body.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    if len(lines) != count:
+    if len(lines) != count and not (rows < count and len(lines) >= rows):
         raise DataError(f"{path}: header (line 1) declares {count} words but the file has {len(lines)} rows")
-    words, vectors = [], np.empty((count, dim), dtype=np.float32)
-    for row, line in enumerate(lines):
-        number = row + 2
-        try:
-            fields = line.decode("utf-8").rstrip().split(" ")
-        except UnicodeDecodeError:
-            raise DataError(f"{path}: line {number} is not valid UTF-8") from None
+    words, vectors = [], np.empty((rows, dim), dtype=np.float32)
+    for row, line in enumerate(lines[:rows]):
+        number = row + first_line
+        fields = line.rstrip().split(b" ")
         if len(fields) != dim + 1:
             raise DataError(f"{path}: line {number} has {len(fields) - 1} values, expected {dim}")
         try:
             vectors[row] = np.array(fields[1:], dtype=np.float32)
         except ValueError:
             raise DataError(f"{path}: line {number} has a value that is not a number") from None
-        words.append(fields[0])
+        words.append(_decoded(path, fields[0], number, encoding, errors))
     return words, vectors
 
 
-def _read_binary_rows(path: Path, body: bytes, count: int, dim: int):
-    words, vectors = [], np.empty((count, dim), dtype=np.float32)
+def _read_binary_rows(path: Path, body: bytes, count: int, dim: int, rows: int, first_line: int, encoding: str,
+                      errors: str):
+    """The first `rows` of `count` binary rows (word, space, dim little-endian float32, newline)."""
+    words, vectors = [], np.empty((rows, dim), dtype=np.float32)
     position, width = 0, 4 * dim
-    for row in range(count):
-        number = row + 2  # header is line 1; each row ends with a newline
+    for row in range(rows):
+        number = row + first_line  # header is line 1; each row ends with a newline
         while position < len(body) and body[position:position + 1] == b"\n":
             position += 1
         space = body.find(b" ", position)
         if space < 0 or space + 1 + width > len(body):
             raise DataError(f"{path}: row {row + 1} (line {number}) is truncated; "
                             f"header declares {count} words of dimension {dim}")
-        try:
-            words.append(body[position:space].decode("utf-8"))
-        except UnicodeDecodeError:
-            raise DataError(f"{path}: the word on line {number} is not valid UTF-8") from None
+        words.append(_decoded(path, body[position:space], number, encoding, errors))
         vectors[row] = np.frombuffer(body, dtype="<f4", count=dim, offset=space + 1)
         position = space + 1 + width
-    if body[position:].strip(b"\n"):
+    if rows == count and body[position:].strip(b"\n"):
         raise DataError(f"{path}: data after the {count} rows the header declares")
     return words, vectors

@@ -323,3 +323,74 @@ def test_unknown_words_are_unknown_word_errors(embeddings, call):
 def test_bad_counts_are_refused(embeddings, counts, message):
     with pytest.raises(ConfigError, match=message):
         Embeddings(WORDS, embeddings.vectors, counts)
+
+
+# -- gensim's own KeyedVectors ------------------------------------------------------------------------
+
+
+def test_trained_and_loaded_vectors_are_gensims_keyedvectors(embeddings, tmp_path):
+    from jaxgram.vocab import build_vocabulary
+
+    vocab = build_vocabulary([WORDS], min_count=1)
+    params = Params(np.asarray(embeddings.vectors), np.zeros_like(embeddings.vectors))
+    embeddings.save_word2vec_format(tmp_path / "v.bin", binary=True)
+    for vectors in (Embeddings.from_params(params, vocab), Embeddings.load_word2vec_format(tmp_path / "v.bin", binary=True)):
+        assert isinstance(vectors, KeyedVectors) and isinstance(vectors, Embeddings)
+
+
+def test_gensims_own_queries_work_on_our_vectors(embeddings, gensim_twin):
+    _same_ranking(embeddings.similar_by_word("car", topn=3), gensim_twin.similar_by_word("car", topn=3))
+    np.testing.assert_array_equal(embeddings.get_vector("lion"), gensim_twin.get_vector("lion"))
+    np.testing.assert_allclose(embeddings.get_vector("lion", norm=True), gensim_twin.get_vector("lion", norm=True))
+    assert embeddings.distance("car", "boat") == pytest.approx(gensim_twin.distance("car", "boat"))
+    np.testing.assert_allclose(embeddings.distances("car", ["boat", "tree"]), gensim_twin.distances("car", ["boat", "tree"]))
+    assert embeddings.closer_than("car", "boat") == gensim_twin.closer_than("car", "boat")
+    np.testing.assert_allclose(embeddings.get_mean_vector(["car", "lion"]), gensim_twin.get_mean_vector(["car", "lion"]))
+    np.testing.assert_allclose(embeddings.get_normed_vectors(), gensim_twin.get_normed_vectors())
+    assert embeddings.has_index_for("river") and not embeddings.has_index_for("ocean")
+    np.testing.assert_array_equal(embeddings[["car", "tree"]], gensim_twin[["car", "tree"]])
+    with pytest.raises(UnknownWordError, match="'ocean' is not in the vocabulary"):
+        embeddings.get_vector("ocean")  # gensim's lookup, our one-line error (a KeyError still)
+
+
+def test_glove_files_without_a_header_load_with_no_header(embeddings, tmp_path):
+    path = tmp_path / "glove.txt"
+    embeddings.save_word2vec_format(path)
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[1:]))  # GloVe: no `V D` line
+    theirs = KeyedVectors.load_word2vec_format(str(path), no_header=True)
+    ours = Embeddings.load_word2vec_format(path, no_header=True)
+    assert ours.index_to_key == theirs.index_to_key == WORDS
+    np.testing.assert_array_equal(ours.vectors, theirs.vectors)
+    with pytest.raises(DataError, match="line 1 must be the header"):
+        Embeddings.load_word2vec_format(path)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_gz_files_load_and_limit_reads_the_first_rows(embeddings, tmp_path, binary):
+    import gzip
+
+    plain = tmp_path / ("v.bin" if binary else "v.txt")
+    embeddings.save_word2vec_format(plain, binary=binary)
+    packed = plain.with_name(plain.name + ".gz")
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    loaded = Embeddings.load_word2vec_format(packed, binary=binary)
+    np.testing.assert_array_equal(loaded.vectors, embeddings.vectors)
+    first = Embeddings.load_word2vec_format(packed, binary=binary, limit=4)
+    theirs = KeyedVectors.load_word2vec_format(str(packed), binary=binary, limit=4)
+    assert first.index_to_key == theirs.index_to_key == WORDS[:4]
+    np.testing.assert_array_equal(first.vectors, embeddings.vectors[:4])
+    with pytest.raises(ConfigError, match="limit=0 is not allowed"):
+        Embeddings.load_word2vec_format(packed, binary=binary, limit=0)
+
+
+def test_save_and_load_round_trip_without_pickle(embeddings, tmp_path):
+    counted = Embeddings(WORDS, embeddings.vectors, [10 * i if i != 3 else None for i in range(len(WORDS))])
+    counted.save(tmp_path / "vectors.npz")
+    loaded = Embeddings.load(tmp_path / "vectors.npz")
+    assert loaded.index_to_key == WORDS and loaded.get_vecattr("car", "count") == 0
+    assert loaded.get_vecattr("elephant", "count") is None and loaded.get_vecattr("river", "count") == 90
+    np.testing.assert_array_equal(loaded.vectors, embeddings.vectors)
+    # An archive holding a pickled object is refused, never unpickled.
+    np.savez(tmp_path / "evil.npz", words=np.array([object()], dtype=object), vectors=np.zeros((1, 2)))
+    with pytest.raises(DataError, match="evil.npz"):
+        Embeddings.load(tmp_path / "evil.npz")
