@@ -35,10 +35,16 @@ _WORD2VEC_C_SWITCHES = {
     "-cbow": (0, "skip-gram", "jaxgram trains skip-gram only (word2vec.c's -cbow 0); it has no CBOW"),
     "-hs": (0, "negative sampling", "jaxgram has no hierarchical softmax: it trains negative sampling (-hs 0, "
                                     "the default) or the full softmax (--objective softmax)"),
-    "-binary": (1, "vectors.bin is word2vec's binary format",
-                "jaxgram writes word2vec's binary format to vectors.bin and its text format to vectors.txt, both "
-                "every run: leave out -binary"),
 }
+
+
+def _save_formats(args):
+    """--save, or word2vec.c's -binary 1|0 for bin|txt; None when neither is given."""
+    if args.binary is None:
+        return args.save
+    if args.save is not None:
+        raise ConfigError(f"-binary {args.binary} and --save {args.save} both say what to write: give one")
+    return "bin" if args.binary else "txt"
 
 
 def _check_word2vec_c_switches(args) -> None:
@@ -83,7 +89,13 @@ def register(subparsers) -> None:
     train = subparsers.add_parser("train", help="train skip-gram vectors on a LineSentence corpus")
     train.add_argument(*_option_names("corpus"), dest="corpus", required=True,
                        help="text file: one sentence per line, tokens separated by spaces")
-    train.add_argument("--out", required=True, help="output folder (vectors, E.npy, W.npy, vocab, loss, checkpoints)")
+    train.add_argument("--out", required=True,
+                       help="output folder: the vectors (--save), vocab.txt, vocab.tsv, config.json, loss.json, checkpoint/")
+    train.add_argument("--save", metavar="FORMATS", default=None,
+                       help="what to write besides the vocabulary, config, loss and checkpoint, comma-separated: bin "
+                            "(vectors.bin, word2vec binary), txt (vectors.txt, word2vec text), tsv (TensorBoard's "
+                            "vectors.tsv, metadata.tsv, projector_config.pbtxt), npy (E.npy, W.npy), corpus (corpus.npy); "
+                            "default: bin")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--encoded-text", action="store_true",
@@ -100,6 +112,8 @@ def register(subparsers) -> None:
     for flag, means in _WORD2VEC_C_SWITCHES.items():
         train.add_argument(flag, dest=flag.lstrip("-"), type=int, default=None, metavar="0|1",
                            help=f"word2vec.c's {flag}: only {means[0]} is jaxgram's ({means[1]})")
+    train.add_argument("-binary", dest="binary", type=int, choices=(0, 1), default=None, metavar="0|1",
+                       help="word2vec.c's -binary: 1 writes vectors.bin (--save bin), 0 vectors.txt (--save txt)")
     train.add_argument("--compilation-cache", metavar="DIR|off", default=None,
                        help="folder for JAX's persistent compilation cache, or off (default: $JAXGRAM_COMPILATION_CACHE, "
                             "else $XDG_CACHE_HOME/jaxgram/xla or ~/.cache/jaxgram/xla)")
@@ -224,8 +238,10 @@ def cluster_from_args(args):
 def _train(args) -> int:
     from jaxgram import distributed
     from jaxgram.compilation_cache import enable_compilation_cache
+    from jaxgram.outputs import DEFAULT_SAVE, checked_save
 
     _check_word2vec_c_switches(args)
+    save = checked_save(_save_formats(args) or DEFAULT_SAVE)
     config = config_from_args(args)
     distributed.configure_cpu_workers(config.workers)  # all three before any JAX computation
     enable_compilation_cache(args.compilation_cache)
@@ -233,7 +249,7 @@ def _train(args) -> int:
     from jaxgram.training import train
 
     result = train(args.corpus, config, out=args.out, resume=args.resume, progress=not args.no_progress,
-                   encoded_text=args.encoded_text)
+                   encoded_text=args.encoded_text, save=save)
     wrote = f"wrote {args.out}" if distributed.is_primary() else "process 0 writes the outputs"
     print(f"trained {len(result.vocab)} words x {config.dim} dims, {config.epochs} epochs, "
           f"final loss {result.loss_per_epoch[-1]:.4f}, {result.words_per_second:,.0f} words/s; {wrote}")

@@ -324,8 +324,7 @@ class Embeddings(KeyedVectors):
                 if binary:
                     handle.write(word.encode("utf-8") + b" " + row.astype("<f4").tobytes() + b"\n")
                     continue
-                # 9 significant digits round-trip every float32 exactly.
-                text = " ".join(f"{v:.9g}" for v in row.tolist())
+                text = _text_row(row)
                 handle.write(f"{word} {text}\n".encode())
                 if tsv is not None:
                     tsv.write((text.replace(" ", "\t") + "\n").encode("utf-8"))
@@ -334,6 +333,12 @@ class Embeddings(KeyedVectors):
                 raise ConfigError("fvocab= writes each word's count, and these vectors have none")
             atomic_write_text(fvocab, "".join(f"{word} {count}\n" for word, count in zip(self.index_to_key, self.counts)
                                               if count is not None))
+
+    def save_projector_tsv(self, fname: str | os.PathLike) -> None:
+        """TensorBoard's vectors.tsv alone: the floats as save_word2vec_format writes them, tab-separated, no words."""
+        with atomic_open(fname, "wb") as handle:
+            for row in self.vectors:
+                handle.write((_text_row(row).replace(" ", "\t") + "\n").encode("utf-8"))
 
     @classmethod
     def load_word2vec_format(cls, fname: str | os.PathLike, fvocab: str | os.PathLike | None = None,
@@ -398,6 +403,11 @@ class Embeddings(KeyedVectors):
         except (OSError, ValueError, KeyError) as exc:
             raise DataError(f"cannot load vectors {path}: not an archive Embeddings.save wrote ({exc})") from None
         return cls(words, vectors, counts)
+
+
+def _text_row(row: np.ndarray) -> str:
+    """A row's floats as word2vec's text format writes them: 9 significant digits round-trip every float32."""
+    return " ".join(f"{v:.9g}" for v in row.tolist())
 
 
 def _terms(terms) -> list:

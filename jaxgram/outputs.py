@@ -13,6 +13,7 @@ import numpy as np
 
 from jaxgram.config import TrainConfig
 from jaxgram.embeddings import Embeddings
+from jaxgram.errors import ConfigError
 from jaxgram.fileio import SHA256SUMS, atomic_open, atomic_write_json, atomic_write_text, write_sha256sums
 from jaxgram.losses import Params
 from jaxgram.vocab import EncodedCorpus, EncodedFile, Vocabulary, save_encoded_npy, save_encoded_text
@@ -40,8 +41,36 @@ class TrainResult:
         return self.initial_tables()
 
 
-OUTPUT_FILES = ("E.npy", "W.npy", "vocab.tsv", "vocab.txt", "vectors.txt", "vectors.bin", "vectors.tsv", "metadata.tsv",
-                "projector_config.pbtxt", "config.json", "loss.json")
+# What a training folder holds. Always what the next step needs: the vocabulary (word2vec.c's
+# -save-vocab format, and vocab.tsv with ids), config.json and loss.json (and the checkpoint,
+# written while training). The rest on request, each format once, named as gensim and word2vec
+# users know them (`--save bin,txt`): the vectors in word2vec binary (the default) or text,
+# TensorBoard's projector set, the tables as .npy, and the encoded corpus.
+ALWAYS_FILES = ("vocab.txt", "vocab.tsv", "config.json", "loss.json")
+SAVE_FORMATS = {
+    "bin": ("vectors.bin",),
+    "txt": ("vectors.txt",),
+    "tsv": ("vectors.tsv", "metadata.tsv", "projector_config.pbtxt"),
+    "npy": ("E.npy", "W.npy"),
+    "corpus": ("corpus.npy",),
+}
+DEFAULT_SAVE = ("bin",)
+
+
+def checked_save(save) -> tuple[str, ...]:
+    """`save` as a tuple of SAVE_FORMATS names (a "bin,txt" string or a sequence); ConfigError otherwise."""
+    names = [part.strip() for part in save.split(",")] if isinstance(save, str) else list(save)
+    unknown = [name for name in names if name not in SAVE_FORMATS]
+    if unknown or not names:
+        raise ConfigError(f"save={save!r} is not allowed: choose one or more of {', '.join(SAVE_FORMATS)}, comma-separated "
+                          f"(default: {','.join(DEFAULT_SAVE)})")
+    return tuple(dict.fromkeys(names))
+
+
+def output_files(save=DEFAULT_SAVE) -> tuple[str, ...]:
+    """The files write_outputs writes for `save` (SHA256SUMS and the checkpoint aside)."""
+    return ALWAYS_FILES + tuple(name for fmt in checked_save(save) for name in SAVE_FORMATS[fmt])
+
 
 # TensorBoard's projector reads this file (a ProjectorConfig in protobuf text format) from the
 # log dir, and resolves relative paths against that folder: `tensorboard --logdir OUT` shows
@@ -67,26 +96,28 @@ def save_word2vec_vocab(path, vocab: Vocabulary) -> None:
 
 
 def write_outputs(out, result: TrainResult, encoded: EncodedCorpus | EncodedFile | None = None,
-                  encoded_text: bool = False) -> None:
-    """Everything `jaxgram train` promises in `out`, each file written atomically, then SHA256SUMS.
+                  save=DEFAULT_SAVE, encoded_text: bool = False) -> None:
+    """What `jaxgram train` writes to `out` for the `save` formats, each file written atomically, then SHA256SUMS.
 
     SHA256SUMS records every output's sha256 (loading vectors checks it). The old record goes
     first and the new one is written last, so a run stopped halfway leaves no record that
-    would vouch for, or condemn, a mix of old and new files.
+    would vouch for, or condemn, a mix of old and new files. Files of a format this run does not
+    save are removed: left from an earlier run, they would describe other vectors.
     """
     out = Path(out)
+    save = checked_save(save)
     out.mkdir(parents=True, exist_ok=True)
     (out / SHA256SUMS).unlink(missing_ok=True)
-    save_npy(out / "E.npy", result.params.E)
-    save_npy(out / "W.npy", result.params.W)
+    names = list(output_files(save))
+    for fmt, files in SAVE_FORMATS.items():
+        for name in files if fmt not in save else ():
+            (out / name).unlink(missing_ok=True)
     result.vocab.save(out / "vocab.tsv")
-    # TensorBoard projector: vectors.tsv (tab-separated floats, one row per word, formatted with
-    # vectors.txt's in one pass), words in metadata.tsv, and projector_config.pbtxt naming both.
-    result.embeddings.save_word2vec_format(out / "vectors.txt", binary=False, also_tsv=out / "vectors.tsv")
-    result.embeddings.save_word2vec_format(out / "vectors.bin", binary=True)
     save_word2vec_vocab(out / "vocab.txt", result.vocab)
-    atomic_write_text(out / "metadata.tsv", "".join(w + "\n" for w in result.vocab.words))
-    atomic_write_text(out / "projector_config.pbtxt", PROJECTOR_CONFIG)
+    _write_vectors(out, result, save)
+    if "npy" in save:
+        save_npy(out / "E.npy", result.params.E)
+        save_npy(out / "W.npy", result.params.W)
     atomic_write_json(out / "config.json", result.config.to_dict())
     atomic_write_json(out / "loss.json", {
         "loss_per_epoch": result.loss_per_epoch,
@@ -98,11 +129,28 @@ def write_outputs(out, result: TrainResult, encoded: EncodedCorpus | EncodedFile
         "train_loop_words_per_second": result.words_per_second,
         "corpus_words": result.corpus_words,
     })
-    names = list(OUTPUT_FILES)
-    if encoded is not None:
+    if encoded is not None and "corpus" in save:
         save_encoded_npy(out / "corpus.npy", encoded)
-        names.append("corpus.npy")
-        if encoded_text:
-            save_encoded_text(out / "corpus_encoded.txt", encoded)
-            names.append("corpus_encoded.txt")
+    elif "corpus" in save:
+        names.remove("corpus.npy")
+    (out / "corpus_encoded.txt").unlink(missing_ok=True)
+    if encoded is not None and encoded_text:
+        save_encoded_text(out / "corpus_encoded.txt", encoded)
+        names.append("corpus_encoded.txt")
     write_sha256sums(out, names)
+
+
+def _write_vectors(out: Path, result: TrainResult, save: tuple[str, ...]) -> None:
+    """The vectors in each format asked for; text and TensorBoard's tsv share one formatting pass."""
+    embeddings = result.embeddings
+    if "bin" in save:
+        embeddings.save_word2vec_format(out / "vectors.bin", binary=True)
+    if "txt" in save:
+        embeddings.save_word2vec_format(out / "vectors.txt", also_tsv=out / "vectors.tsv" if "tsv" in save else None)
+    elif "tsv" in save:
+        embeddings.save_projector_tsv(out / "vectors.tsv")
+    if "tsv" in save:
+        # TensorBoard projector: the floats in vectors.tsv, the words in metadata.tsv, and
+        # projector_config.pbtxt naming both.
+        atomic_write_text(out / "metadata.tsv", "".join(w + "\n" for w in result.vocab.words))
+        atomic_write_text(out / "projector_config.pbtxt", PROJECTOR_CONFIG)

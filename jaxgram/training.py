@@ -41,7 +41,7 @@ from jaxgram.embeddings import Embeddings
 from jaxgram.errors import ConfigError, DataError
 from jaxgram.init import host_init_params, init_params
 from jaxgram.losses import Params
-from jaxgram.outputs import TrainResult, write_outputs
+from jaxgram.outputs import DEFAULT_SAVE, TrainResult, checked_save, write_outputs
 from jaxgram.parallel import MeshLayout, compile_sharded, compile_steps, training_mesh
 from jaxgram.progress import LossMeter, log_downsampling, log_training_end, log_training_start, progress_bar, step_count
 from jaxgram.step import (
@@ -72,17 +72,16 @@ log = logging.getLogger(__name__)
 
 
 def train(corpus, config: TrainConfig | None = None, out=None, resume: bool = False, progress: bool = True,
-          on_epoch_end=None, encoded_text: bool = False) -> TrainResult:
+          on_epoch_end=None, encoded_text: bool = False, save=DEFAULT_SAVE) -> TrainResult:
     """Train skip-gram on `corpus` (LineSentence path or token lists); write outputs to `out` if given.
 
     `on_epoch_end(epochs_done, epoch_loss)` is called after each epoch's checkpoint is saved
     (like gensim's callbacks); an exception it raises stops training with that checkpoint kept.
-    With `out`, the encoded corpus is written as corpus.npy (int32, -1 between sentences), and
-    with `encoded_text` also as the Embedding Geometry article's corpus_encoded.txt. In a
-    multi-process run every process returns the same result and only process 0 writes `out`
-    (checkpoints included); --resume reads the checkpoint on every process, so `out` must be
-    on a shared filesystem. Sparse SGD uses `config.workers` CPU devices (default: all there
-    are); see jaxgram.configure_cpu_workers for how to have more than one.
+    With `out`, the files of the `save` formats (outputs.SAVE_FORMATS: "bin" by default, "txt",
+    "tsv", "npy", "corpus" for corpus.npy) and with `encoded_text` the Embedding Geometry
+    article's corpus_encoded.txt. In a multi-process run every process returns the same result
+    and only process 0 writes `out` (checkpoints included); --resume reads the checkpoint on
+    every process, so `out` must be on a shared filesystem.
 
     `resume` continues from out/checkpoint, finished runs included: `config` must be the
     checkpoint's but for `epochs`, which may be larger (train more, as calling gensim's train
@@ -94,6 +93,7 @@ def train(corpus, config: TrainConfig | None = None, out=None, resume: bool = Fa
     end); the library adds no handler: logging.basicConfig(level=logging.INFO) shows it.
     """
     config = (config or TrainConfig()).validate()
+    save = checked_save(save)
     mesh = training_mesh(config)
     # Process 0 alone writes `out`: it holds the folder for the run (a second run into it is
     # refused) and keeps the encoded corpus in it (out/.scratch), where a rerun replaces it;
@@ -107,7 +107,7 @@ def train(corpus, config: TrainConfig | None = None, out=None, resume: bool = Fa
         run = _Run(config, vocab, Path(out) / CHECKPOINT_DIR if out is not None else None, progress, on_epoch_end)
         result = _train_encoded(run, encoded, mesh, resume)
         if out is not None and is_primary():
-            write_outputs(out, result, encoded, encoded_text)
+            write_outputs(out, result, encoded, save, encoded_text)
     return result
 
 

@@ -161,8 +161,9 @@ plt.show()
 # ## 7. Train the same model twice, from two random seeds
 #
 # `TOY_CONFIG` is the article's setup: full softmax, $D = 20$, window 2 (fixed, no subsampling), plain SGD.
-# Each run writes `jaxgram train`'s files into the output folder: the vectors, `E.npy`, `W.npy`, `vocab.tsv`,
-# `vocab.txt`, the encoded corpus, the checkpoint and the rest (the cell below lists them all).
+# Each run writes `jaxgram train`'s files into the output folder: by default the binary vectors, the vocabulary,
+# config, loss and checkpoint; here also the text vectors, `E.npy` and `W.npy` and the encoded corpus, which the
+# article looks at (`save=`, `--save` on the command line; the cell below lists them all).
 
 # %%
 import dataclasses
@@ -172,7 +173,8 @@ from jaxgram import train
 runs = {}
 for seed in SEEDS:
     config = dataclasses.replace(TOY_CONFIG, seed=seed, epochs=EPOCHS)
-    runs[seed] = train(sentences, config, out=OUT / f"seed{seed}", encoded_text=True, progress=False)
+    runs[seed] = train(sentences, config, out=OUT / f"seed{seed}", save="bin,txt,npy,corpus", encoded_text=True,
+                       progress=False)
     losses = runs[seed].loss_per_epoch
     print(f"seed {seed}: mean loss per pair {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} epochs "
           f"({runs[seed].pairs_per_epoch[0]} pairs per epoch)")

@@ -16,7 +16,7 @@ def trained(tmp_path_factory):
     corpus.write_text("".join(" ".join(s) + "\n" for s in toy_sentences() * 5), encoding="utf-8")
     status = main(["train", "--corpus", str(corpus), "--out", str(folder / "run"), "--dim", "12", "--epochs", "2",
                    "--min-count", "1", "--window", "2", "--no-shrink-window", "--batch-size", "32", "--no-progress",
-                   "--encoded-text"])
+                   "--encoded-text", "--save", "bin,txt,npy,corpus"])
     assert status == 0
     return folder / "run"
 
@@ -197,7 +197,7 @@ def test_resume_keeps_the_runs_options_and_extends_it_with_more_epochs(tmp_path)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(" ".join(s) + "\n" for s in toy_sentences() * 3), encoding="utf-8")
     out = tmp_path / "run"
-    common = ["train", "--corpus", str(corpus), "--out", str(out), "--no-progress"]
+    common = ["train", "--corpus", str(corpus), "--out", str(out), "--no-progress", "--save", "bin,npy"]
     assert main([*common, "--dim", "6", "--epochs", "1", "--min-count", "1", "--batch-size", "16"]) == 0
     finished = np.load(out / "E.npy")
     # --resume alone: the checkpoint's options (dim 6, not the default 100), nothing left to train.
@@ -233,9 +233,10 @@ def test_a_step_wider_than_the_vocabulary_allows_is_refused_in_one_line_naming_t
 @pytest.mark.parametrize("argv, expected", [
     (["-cbow", "1"], "-cbow 1 is not allowed: jaxgram trains skip-gram only"),
     (["-hs", "1"], "-hs 1 is not allowed: jaxgram has no hierarchical softmax"),
-    (["-binary", "0"], "-binary 0 is not allowed: jaxgram writes word2vec's binary format to vectors.bin"),
+    (["-binary", "0", "--save", "bin"], "-binary 0 and --save bin both say what to write: give one"),
+    (["--save", "bin,zip"], "save='bin,zip' is not allowed: choose one or more of bin, txt, tsv, npy, corpus"),
 ])
-def test_word2vec_c_switches_jaxgram_lacks_get_one_line_saying_what_it_does(tmp_path, capsys, argv, expected):
+def test_word2vec_c_switches_jaxgram_lacks_or_that_contradict_get_one_line(tmp_path, capsys, argv, expected):
     corpus = tmp_path / "c.txt"
     corpus.write_text("a b c\n")
     assert main(["train", "-train", str(corpus), "--out", str(tmp_path / "o"), *argv]) == 2
@@ -247,9 +248,11 @@ def test_word2vec_c_switches_jaxgram_lacks_get_one_line_saying_what_it_does(tmp_
 def test_word2vec_c_switches_at_jaxgrams_own_values_train(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("".join(" ".join(s) + "\n" for s in toy_sentences()), encoding="utf-8")
-    assert main(["train", "-train", str(corpus), "--out", str(tmp_path / "o"), "-cbow", "0", "-hs", "0", "-binary", "1",
-                 "-min-count", "1", "-iter", "1", "--no-progress"]) == 0
-    assert (tmp_path / "o" / "vectors.bin").exists()
+    common = ["train", "-train", str(corpus), "-cbow", "0", "-hs", "0", "-min-count", "1", "-iter", "1", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "b"), "-binary", "1"]) == 0
+    assert (tmp_path / "b" / "vectors.bin").exists() and not (tmp_path / "b" / "vectors.txt").exists()
+    assert main([*common, "--out", str(tmp_path / "t"), "-binary", "0"]) == 0  # word2vec.c's text output
+    assert (tmp_path / "t" / "vectors.txt").exists() and not (tmp_path / "t" / "vectors.bin").exists()
 
 
 def test_resume_without_a_checkpoint_is_refused_in_one_line(tmp_path, capsys):

@@ -189,7 +189,8 @@ def test_two_processes_train_together_and_agree(toy_corpus, tmp_path):
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1", "JAX_PLATFORMS": "cpu"}
     flags = [f"--{name.replace('_', '-')}={value}" for name, value in SMALL.items()]
     first = subprocess.Popen([sys.executable, "-m", "jaxgram", "train", "--corpus", str(toy_corpus),
-                              "--out", str(tmp_path / "out0"), *flags, "--no-progress", "--coordinator", coordinator,
+                              "--out", str(tmp_path / "out0"), *flags, "--no-progress", "--save", "npy",
+                              "--coordinator", coordinator,
                               "--num-processes", "2", "--process-id", "0"],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     second = subprocess.Popen([sys.executable, "-c", textwrap.dedent(JOIN_AND_TRAIN), coordinator, str(toy_corpus),
@@ -236,7 +237,7 @@ BOUNDED = """
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")
     resident = status("VmRSS")
-    result = train(sys.argv[2], config, out=sys.argv[3], progress=False)
+    result = train(sys.argv[2], config, out=sys.argv[3], progress=False, save="bin,corpus")
     peak = status("VmHWM")
     print(result.corpus_words, result.pairs_per_epoch[0], peak - resident)
 """

@@ -228,7 +228,8 @@ def test_training_on_a_10_million_token_line_keeps_every_word(long_line, tmp_pat
     every token is counted and encoded, in sentences of at most 10,000."""
     out = tmp_path / "run"
     result = run_cli("train", "--corpus", str(long_line), "--out", str(out), "--dim", "8", "--epochs", "1",
-                     "--min-count", "1", "--sample", "1e-5", "--no-progress", limit_bytes=4 * 2**30)
+                     "--min-count", "1", "--sample", "1e-5", "--no-progress", "--save", "bin,corpus",
+                     limit_bytes=4 * 2**30)
     assert result.returncode == 0, result.stderr[-2000:]
     counts = {line.split("\t")[1]: int(line.split("\t")[2]) for line in (out / "vocab.tsv").read_text().splitlines()}
     assert sum(counts.values()) == LONG_LINE_TOKENS + 1 and counts["omega"] == 1

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.fault
 # An epoch of this corpus takes about a second, so a kill can land inside one.
 # One worker: with more, the fused kernel's threads race on shared rows as gensim's do, and a run
 # reproduces itself only statistically (gensim's rule as well).
-TRAIN_ARGS = ["--dim", "32", "--epochs", "3", "--min-count", "1", "--seed", "7", "--workers", "1", "--no-progress"]
+TRAIN_ARGS = ["--dim", "32", "--epochs", "3", "--min-count", "1", "--seed", "7", "--workers", "1", "--no-progress",
+              "--save", "bin,txt,npy"]
 
 
 def jaxgram_cli(*args: str) -> subprocess.Popen:

@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 
+from jaxgram.errors import ConfigError
 from jaxgram.fileio import SHA256SUMS, recorded_sha256, sha256_file
-from jaxgram.outputs import OUTPUT_FILES, save_npy, write_outputs
+from jaxgram.outputs import DEFAULT_SAVE, SAVE_FORMATS, checked_save, output_files, save_npy, write_outputs
 from jaxgram.toy import TOY_CONFIG, toy_sentences
 from jaxgram.training import train
+
+EVERY_FORMAT = tuple(fmt for fmt in SAVE_FORMATS if fmt != "corpus")  # corpus.npy needs train()'s encoded corpus
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +24,45 @@ def toy_result():
     return train(toy_sentences(), dataclasses.replace(TOY_CONFIG, epochs=1), progress=False)
 
 
+def test_by_default_a_folder_holds_the_binary_vectors_and_what_the_next_step_needs(toy_result, tmp_path):
+    write_outputs(tmp_path, toy_result)
+    assert DEFAULT_SAVE == ("bin",)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["vectors.bin", "vocab.txt", "vocab.tsv", "config.json", "loss.json", SHA256SUMS])
+
+
+@pytest.mark.parametrize("save, files", [
+    ("txt", {"vectors.txt"}), ("tsv", {"vectors.tsv", "metadata.tsv", "projector_config.pbtxt"}),
+    ("npy", {"E.npy", "W.npy"}), ("bin,txt", {"vectors.bin", "vectors.txt"}),
+])
+def test_each_format_is_written_on_request_and_once(toy_result, tmp_path, save, files):
+    write_outputs(tmp_path, toy_result, save=save)
+    assert {p.name for p in tmp_path.iterdir()} == files | {"vocab.txt", "vocab.tsv", "config.json", "loss.json", SHA256SUMS}
+    for name in files:
+        assert recorded_sha256(tmp_path / name) == sha256_file(tmp_path / name), name
+    # Files of a format a later run does not save go, so none is left describing other vectors.
+    write_outputs(tmp_path, toy_result)
+    assert not any((tmp_path / name).exists() for name in files - {"vectors.bin"})
+
+
+def test_tsv_alone_holds_the_floats_the_text_format_does(toy_result, tmp_path):
+    write_outputs(tmp_path / "both", toy_result, save="txt,tsv")
+    write_outputs(tmp_path / "alone", toy_result, save="tsv")
+    assert (tmp_path / "both" / "vectors.tsv").read_bytes() == (tmp_path / "alone" / "vectors.tsv").read_bytes()
+
+
+def test_unknown_formats_are_refused_naming_the_allowed_ones():
+    assert checked_save("bin, txt,bin") == ("bin", "txt")
+    with pytest.raises(ConfigError, match="save='bin,zip' is not allowed: choose one or more of bin, txt, tsv, npy"):
+        checked_save("bin,zip")
+    with pytest.raises(ConfigError, match="save=''"):
+        checked_save("")
+
+
 @pytest.mark.skipif(shutil.which("sha256sum") is None, reason="needs coreutils' sha256sum")
 def test_checksum_record_is_what_sha256sum_checks(toy_result, tmp_path):
-    write_outputs(tmp_path, toy_result)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*OUTPUT_FILES, SHA256SUMS])
+    write_outputs(tmp_path, toy_result, save=EVERY_FORMAT)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*output_files(EVERY_FORMAT), SHA256SUMS])
     assert subprocess.run(["sha256sum", "--check", "--quiet", SHA256SUMS], cwd=tmp_path).returncode == 0
     with open(tmp_path / "vectors.txt", "a", encoding="utf-8") as handle:
         handle.write(" ")
@@ -33,11 +71,11 @@ def test_checksum_record_is_what_sha256sum_checks(toy_result, tmp_path):
 
 
 def test_rewriting_outputs_replaces_the_record(toy_result, tmp_path):
-    write_outputs(tmp_path, toy_result)
+    write_outputs(tmp_path, toy_result, save=EVERY_FORMAT)
     (tmp_path / "E.npy").write_bytes(b"stale")
-    write_outputs(tmp_path, toy_result)
+    write_outputs(tmp_path, toy_result, save=EVERY_FORMAT)
     np.testing.assert_array_equal(np.load(tmp_path / "E.npy"), np.asarray(toy_result.params.E))
-    for name in OUTPUT_FILES:
+    for name in output_files(EVERY_FORMAT):
         assert recorded_sha256(tmp_path / name) == sha256_file(tmp_path / name), name
 
 
@@ -49,7 +87,7 @@ def test_save_npy_refuses_object_arrays_and_leaves_no_file(tmp_path):
 
 def test_vocab_txt_gives_gensim_each_words_count(toy_result, tmp_path):
     """vocab.txt is word2vec.c's -save-vocab file: `word count` per line, in the vectors' order."""
-    write_outputs(tmp_path, toy_result)
+    write_outputs(tmp_path, toy_result, save="txt")
     vocab = toy_result.vocab
     assert (tmp_path / "vocab.txt").read_text(encoding="utf-8").splitlines() == [
         f"{word} {count}" for word, count in zip(vocab.words, vocab.counts.tolist())]
@@ -98,7 +136,7 @@ def test_the_text_proto_parser_refuses_what_protobuf_refuses():
 
 
 def test_projector_config_points_tensorboard_at_the_vectors_and_words(toy_result, tmp_path):
-    write_outputs(tmp_path, toy_result)
+    write_outputs(tmp_path, toy_result, save="tsv")
     config = parse_text_proto((tmp_path / "projector_config.pbtxt").read_text(encoding="utf-8"))
     assert set(config) <= PROJECTOR_FIELDS
     (embedding,) = config["embeddings"]

@@ -10,7 +10,7 @@ from jaxgram import TrainConfig, checkpoint, train
 from jaxgram.config import resolved_config, resolved_workers
 from jaxgram.errors import ConfigError, DataError, TrainingDiverged
 from jaxgram.fileio import recorded_sha256, sha256_file
-from jaxgram.outputs import OUTPUT_FILES
+from jaxgram.outputs import SAVE_FORMATS, output_files
 from jaxgram.toy import toy_sentences
 
 # One worker: several tests compare two runs bitwise, and with more workers the fused kernel's
@@ -130,7 +130,7 @@ def test_resume_with_more_epochs_continues_a_finished_run(corpus_file, tmp_path,
     rates = _records(caplog, "EPOCH")[2].args[6:]
     finished = train(corpus_file, dataclasses.replace(SMALL, epochs=2), out=tmp_path, progress=False)
     caplog.clear()
-    continued = train(corpus_file, SMALL, out=tmp_path, resume=True, progress=False)
+    continued = train(corpus_file, SMALL, out=tmp_path, resume=True, progress=False, save="bin,npy")
     (epoch,) = _records(caplog, "EPOCH")
     assert epoch.args[0] == 3 and epoch.args[6:] == rates
     (warning,) = _records(caplog, "resuming a run of epochs=")
@@ -142,7 +142,7 @@ def test_resume_with_more_epochs_continues_a_finished_run(corpus_file, tmp_path,
     assert json.loads((tmp_path / "loss.json").read_text())["loss_per_epoch"] == continued.loss_per_epoch
     assert json.loads((tmp_path / "config.json").read_text())["epochs"] == 3
     assert checkpoint.load(tmp_path / "checkpoint").meta["epochs_done"] == 3
-    for name in OUTPUT_FILES:
+    for name in output_files("bin,npy"):
         assert recorded_sha256(tmp_path / name) == sha256_file(tmp_path / name), name
     # Resumed again with as many epochs as it holds, the run has nothing left to train.
     again = train(corpus_file, SMALL, out=tmp_path, resume=True, progress=False)
@@ -198,9 +198,9 @@ def test_tied_tables_and_other_optimizers_train(corpus_file):
         assert result.loss_per_epoch[-1] < result.loss_per_epoch[0]
 
 
-def test_train_writes_every_output(corpus_file, tmp_path):
+def test_train_writes_every_output_it_is_asked_for(corpus_file, tmp_path):
     config = dataclasses.replace(SMALL, objective="softmax", epochs=2)
-    result = train(corpus_file, config, out=tmp_path, progress=False)
+    result = train(corpus_file, config, out=tmp_path, progress=False, save=tuple(SAVE_FORMATS))
     names = {p.name for p in tmp_path.iterdir()}
     assert {"E.npy", "W.npy", "vocab.tsv", "vectors.txt", "vectors.bin", "vectors.tsv", "metadata.tsv",
             "config.json", "loss.json", "checkpoint", "corpus.npy"} <= names
@@ -277,3 +277,20 @@ def test_the_xla_step_trains_gensims_model_at_cpu_and_accelerator_widths(five_bo
     ours = compare(result.embeddings, gensim_modes["corpus_file"], overlap_words=500)["overlap_at_k"]
     theirs = compare(gensim_modes["iterable"], gensim_modes["corpus_file"], overlap_words=500)["overlap_at_k"]
     assert ours >= theirs - 0.05 and ours > 0.25, (ours, theirs)
+
+
+def test_by_default_a_run_writes_its_binary_vectors_and_checkpoint_and_little_else(corpus_file, tmp_path):
+    # At most 1.3x the bytes of the binary vectors plus the checkpoint (before: E three times over,
+    # twice as text, and the encoded corpus).
+    result = train(corpus_file, SMALL, out=tmp_path, progress=False)
+    written = sum(path.stat().st_size for path in tmp_path.rglob("*") if path.is_file())
+    needed = (tmp_path / "vectors.bin").stat().st_size + sum(
+        path.stat().st_size for path in (tmp_path / "checkpoint").rglob("*") if path.is_file())
+    assert written <= 1.3 * needed, (written, needed)
+    assert not (tmp_path / "E.npy").exists() and not (tmp_path / "vectors.txt").exists()
+    assert not (tmp_path / "corpus.npy").exists() and not (tmp_path / ".scratch").exists()
+    assert KeyedVectors.load_word2vec_format(str(tmp_path / "vectors.bin"), binary=True,
+                                             fvocab=str(tmp_path / "vocab.txt")).index_to_key == list(result.vocab.words)
+    with pytest.raises(ConfigError, match="save='json' is not allowed"):
+        train(corpus_file, SMALL, out=tmp_path / "other", progress=False, save="json")
+    assert not (tmp_path / "other").exists()  # refused before any work
