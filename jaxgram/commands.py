@@ -86,6 +86,11 @@ def _device_count(text: str):
 
 
 def register(subparsers) -> None:
+    _register_train(subparsers)
+    _register_queries(subparsers)
+
+
+def _register_train(subparsers) -> None:
     train = subparsers.add_parser("train", help="train skip-gram vectors on a LineSentence corpus")
     train.add_argument(*_option_names("corpus"), dest="corpus", required=True,
                        help="text file: one sentence per line, tokens separated by spaces")
@@ -129,9 +134,11 @@ def register(subparsers) -> None:
                          help="auto: let JAX detect the cluster (Slurm, Open MPI, TPU) instead of the three flags above")
     train.set_defaults(func=_train)
 
+
+def _register_queries(subparsers) -> None:
     neighbors = subparsers.add_parser("neighbors", help="nearest neighbours of a word")
     neighbors.add_argument("word")
-    neighbors.add_argument("--topn", type=int, default=10)
+    neighbors.add_argument("--topn", type=int, default=10, help="how many neighbours (default: 10)")
     _vectors_option(neighbors)
     neighbors.set_defaults(func=_neighbors)
 
@@ -139,7 +146,7 @@ def register(subparsers) -> None:
     analogy.add_argument("a")
     analogy.add_argument("b")
     analogy.add_argument("c")
-    analogy.add_argument("--topn", type=int, default=5)
+    analogy.add_argument("--topn", type=int, default=5, help="how many answers (default: 5)")
     _vectors_option(analogy)
     analogy.set_defaults(func=_analogy)
 
@@ -150,7 +157,8 @@ def register(subparsers) -> None:
     similarity.set_defaults(func=_similarity)
 
     toy = subparsers.add_parser("toy", help="the toy geometry experiment: two seeds, same geometry (offline, seconds)")
-    toy.add_argument("--seeds", type=int, nargs=2, default=(1, 2))
+    toy.add_argument("--seeds", type=int, nargs=2, default=(1, 2), metavar=("A", "B"),
+                     help="the two seeds whose runs are compared (default: 1 2)")
     toy.set_defaults(func=_toy)
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from jaxgram.config import TrainConfig
-from jaxgram.embeddings import Embeddings
 from jaxgram.errors import ConfigError
 from jaxgram.fileio import SHA256SUMS, atomic_open, atomic_write_json, atomic_write_text, write_sha256sums
 from jaxgram.losses import Params
 from jaxgram.vocab import EncodedCorpus, EncodedFile, Vocabulary, save_encoded_npy, save_encoded_text
+from jaxgram.word2vec_format import write_projector_tsv, write_word2vec
 
 
 @dataclass
@@ -28,7 +28,6 @@ class TrainResult:
     # a spare copy of them, and a run that only writes its outputs never makes one.
     initial_tables: Callable[[], Params] = dataclasses.field(repr=False)
     vocab: Vocabulary
-    embeddings: Embeddings
     loss_per_epoch: list[float]
     wall_seconds: float  # the training loop's: the epochs' seconds, not the whole call's (loss.json: train_loop_seconds)
     words_per_second: float  # raw corpus words x epochs trained / wall_seconds
@@ -39,6 +38,14 @@ class TrainResult:
     @functools.cached_property
     def initial_params(self) -> Params:
         return self.initial_tables()
+
+    @functools.cached_property
+    def embeddings(self):
+        """The trained vectors (E) as gensim's KeyedVectors (jaxgram.Embeddings), with the words' counts. Made
+        when first asked for: training itself never imports gensim (~70 MB and most of a second)."""
+        from jaxgram.embeddings import Embeddings
+
+        return Embeddings.from_params(self.params, self.vocab, "E")
 
 
 # What a training folder holds. Always what the next step needs: the vocabulary (word2vec.c's
@@ -141,14 +148,14 @@ def write_outputs(out, result: TrainResult, encoded: EncodedCorpus | EncodedFile
 
 
 def _write_vectors(out: Path, result: TrainResult, save: tuple[str, ...]) -> None:
-    """The vectors in each format asked for; text and TensorBoard's tsv share one formatting pass."""
-    embeddings = result.embeddings
+    """The vectors (E) in each format asked for; text and TensorBoard's tsv share one formatting pass."""
+    words, vectors = result.vocab.words, np.asarray(result.params.E, np.float32)
     if "bin" in save:
-        embeddings.save_word2vec_format(out / "vectors.bin", binary=True)
+        write_word2vec(out / "vectors.bin", words, vectors, binary=True)
     if "txt" in save:
-        embeddings.save_word2vec_format(out / "vectors.txt", also_tsv=out / "vectors.tsv" if "tsv" in save else None)
+        write_word2vec(out / "vectors.txt", words, vectors, also_tsv=out / "vectors.tsv" if "tsv" in save else None)
     elif "tsv" in save:
-        embeddings.save_projector_tsv(out / "vectors.tsv")
+        write_projector_tsv(out / "vectors.tsv", vectors)
     if "tsv" in save:
         # TensorBoard projector: the floats in vectors.tsv, the words in metadata.tsv, and
         # projector_config.pbtxt naming both.

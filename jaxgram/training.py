@@ -37,7 +37,6 @@ from jaxgram.config import TrainConfig, resolved_config, resolved_workers
 from jaxgram.convergence import check_converging
 from jaxgram.data import keep_probabilities, noise_distribution, noise_table
 from jaxgram.distributed import global_array, is_primary
-from jaxgram.embeddings import Embeddings
 from jaxgram.errors import ConfigError, DataError
 from jaxgram.init import host_init_params, init_params
 from jaxgram.losses import Params
@@ -288,7 +287,6 @@ def _result(run: _Run, ran: TrainConfig, final: Params, initial, history: Histor
         params=final,
         initial_tables=initial,
         vocab=run.vocab,
-        embeddings=Embeddings.from_params(final, run.vocab, "E"),
         loss_per_epoch=[float(x) for x in history.loss_per_epoch],
         wall_seconds=wall,
         words_per_second=raw_words * epochs_run / wall if wall > 0 else 0.0,
