@@ -112,6 +112,7 @@ _LABEL_OFFSETS = ((3, 3), (3, -11), (-3, 3), (-3, -11), (3, 12), (3, -20), (-3, 
 
 def label_points(axis, words, xs, ys) -> None:
     """Label each point with its word, each label at the first offset where it overlaps no label before it."""
+    axis.autoscale_view()  # the view limits the labels' places are measured in: settle them first
     renderer = axis.figure.canvas.get_renderer()
     placed = []
     for word, x, y in zip(words, xs, ys):
