@@ -147,7 +147,7 @@ plot_pca(models, WORDS)
 #   the symmetric $E_c \cdot E_t$, so words that occur *next to each other* are pulled towards each other directly,
 #   instead of words that occur *in the same contexts* being pulled towards the same context vectors. The neighbours
 #   drift accordingly (compare *school*'s in the table above: with two tables places such as *gymnasium* and
-#   *university*, with one the words of its own sentences), and the probe groups
+#   *village*, with one the words of its own sentences), and the probe groups
 #   (murder/crime/punishment/death, school/university/monastery) are looser.
 #
 # So two tables are the better choice here too, but for a different reason than the one the article gives; this
