@@ -63,9 +63,9 @@ def contexts_per_centre(config: TrainConfig) -> int:
 # The XLA step trains one centre of each of B streams side by side (step.lockstep_ns_sgd), so in
 # each context slot the busiest output row (W's row of the most frequent word, as a centre kept by
 # subsampling or as one of K negatives) takes about B * busiest_row_share hits at once, whose changes
-# add up. On the five books (V = 8,122, busiest row 0.0895 hits per stream; seed 1, 5 epochs) 2,048
-# and 4,096 streams (183 and 367 hits) met the agreement rule against gensim, and 8,192 (733) fell
-# just short of it, 16,384 well short (docs: README "Agreement with gensim"). A step stays within:
+# add up. On the five books (V = 8,122, busiest row 0.0900 hits per stream; seed 1, 5 epochs) 2,048
+# and 4,096 streams (184 and 369 hits) met the agreement rule against gensim, and 8,192 (737) fell
+# just short of it, 16,384 well short (docs/agreement.md). A step stays within:
 MAX_ROW_HITS = 400
 
 
@@ -145,11 +145,10 @@ def plan_batches(config: TrainConfig, centres_per_epoch: int, step_centres: int)
     centres (random subsampling and windows), so one estimate stands for all (optax clamps
     at the end).
     """
-    batch_size = step_centres
-    rounds = math.ceil(centres_per_epoch / batch_size)
+    rounds = math.ceil(centres_per_epoch / step_centres)
     steps_per_call = min(STEPS_PER_CALL, rounds)
     steps_per_epoch = math.ceil(rounds / steps_per_call) * steps_per_call
-    return BatchPlan(steps_per_call, batch_size, steps_per_epoch, config.epochs)
+    return BatchPlan(steps_per_call, step_centres, steps_per_epoch, config.epochs)
 
 
 def padded(plan: BatchPlan, centers: np.ndarray, contexts: np.ndarray):
