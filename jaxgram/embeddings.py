@@ -32,8 +32,8 @@ import numpy as np
 from gensim.models import KeyedVectors
 
 from jaxgram.errors import ConfigError, DataError, JaxgramError
-from jaxgram.fileio import atomic_open, atomic_write_text
-from jaxgram.word2vec_format import read_fvocab_counts, read_word2vec, write_word2vec
+from jaxgram.fileio import atomic_open
+from jaxgram.word2vec_format import read_fvocab_counts, read_word2vec, write_fvocab, write_word2vec
 
 # evaluate_word_analogies' similarity_function values: gensim's method names for 3CosAdd and 3CosMul.
 SIMILARITY_FUNCTIONS = ("most_similar", "most_similar_cosmul")
@@ -111,11 +111,8 @@ class Embeddings(KeyedVectors):
         hint = f"; close matches: {', '.join(close)}" if close else "; no close matches"
         raise UnknownWordError(f"word {key!r} is not in the vocabulary ({len(self)} words){hint}")
 
-    def _index(self, word: str) -> int:
-        return self.get_index(word)
-
     def unit_vector(self, word: str) -> np.ndarray:
-        return self._unit[self._index(word)]
+        return self._unit[self.get_index(word)]
 
     def similarity(self, w1: str, w2: str) -> float:
         """gensim's cosine of two words, as a Python float (JSON takes it)."""
@@ -128,7 +125,7 @@ class Embeddings(KeyedVectors):
         if self.counts is None:
             raise ConfigError("no word counts are loaded: pass fvocab= (a `word count` file such as the vocab.txt "
                               "training writes) to load_word2vec_format, or counts= to Embeddings")
-        count = self.counts[self._index(word)]
+        count = self.counts[self.get_index(word)]
         return None if count is None else int(count)
 
     def to_gensim(self):
@@ -312,8 +309,7 @@ class Embeddings(KeyedVectors):
         if fvocab is not None:
             if self.counts is None:
                 raise ConfigError("fvocab= writes each word's count, and these vectors have none")
-            atomic_write_text(fvocab, "".join(f"{word} {count}\n" for word, count in zip(self.index_to_key, self.counts)
-                                              if count is not None))
+            write_fvocab(fvocab, self.index_to_key, self.counts)
 
     @classmethod
     def load_word2vec_format(cls, fname: str | os.PathLike, fvocab: str | os.PathLike | None = None,

@@ -16,7 +16,7 @@ from jaxgram.errors import ConfigError
 from jaxgram.fileio import SHA256SUMS, atomic_open, atomic_write_json, atomic_write_text, write_sha256sums
 from jaxgram.losses import Params
 from jaxgram.vocab import EncodedCorpus, EncodedFile, Vocabulary, save_encoded_npy, save_encoded_text
-from jaxgram.word2vec_format import write_projector_tsv, write_word2vec
+from jaxgram.word2vec_format import write_fvocab, write_projector_tsv, write_word2vec
 
 
 @dataclass
@@ -96,12 +96,6 @@ def save_npy(path, array) -> None:
         np.save(handle, np.asarray(array), allow_pickle=False)
 
 
-def save_word2vec_vocab(path, vocab: Vocabulary) -> None:
-    """word2vec.c's -save-vocab format, `word count` per line in id order (the vectors' order): what
-    gensim's KeyedVectors.load_word2vec_format(..., fvocab=path) reads to give each word its count."""
-    atomic_write_text(path, "".join(f"{word} {count}\n" for word, count in zip(vocab.words, vocab.counts.tolist())))
-
-
 def write_outputs(out, result: TrainResult, encoded: EncodedCorpus | EncodedFile | None = None,
                   save=DEFAULT_SAVE, encoded_text: bool = False) -> None:
     """What `jaxgram train` writes to `out` for the `save` formats, each file written atomically, then SHA256SUMS.
@@ -120,7 +114,7 @@ def write_outputs(out, result: TrainResult, encoded: EncodedCorpus | EncodedFile
         for name in files if fmt not in save else ():
             (out / name).unlink(missing_ok=True)
     result.vocab.save(out / "vocab.tsv")
-    save_word2vec_vocab(out / "vocab.txt", result.vocab)
+    write_fvocab(out / "vocab.txt", result.vocab.words, result.vocab.counts.tolist())
     _write_vectors(out, result, save)
     if "npy" in save:
         save_npy(out / "E.npy", result.params.E)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxgram.errors import ConfigError, DataError
-from jaxgram.fileio import SHA256SUMS, atomic_open, recorded_sha256, sha256_bytes
+from jaxgram.fileio import SHA256SUMS, atomic_open, atomic_write_text, recorded_sha256, sha256_bytes
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,12 @@ def write_word2vec(fname: str | os.PathLike, words: Sequence[str], vectors: np.n
             handle.write(f"{word} {text}\n".encode())
             if tsv is not None:
                 tsv.write((text.replace(" ", "\t") + "\n").encode("utf-8"))
+
+
+def write_fvocab(fname: str | os.PathLike, words: Sequence[str], counts) -> None:
+    """word2vec.c's -save-vocab format, `word count` per line in the vectors' order (a word whose count is None
+    is left out): what gensim's load_word2vec_format(..., fvocab=) and read_fvocab_counts read."""
+    atomic_write_text(fname, "".join(f"{word} {count}\n" for word, count in zip(words, counts) if count is not None))
 
 
 def write_projector_tsv(fname: str | os.PathLike, vectors: np.ndarray) -> None:
