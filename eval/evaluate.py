@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from eval import agreement, benchmarks
+from eval.measure import INITIAL_VECTORS
 from eval.probes import Probes, run_probes
 from jaxgram.embeddings import Embeddings
 from jaxgram.errors import DataError
@@ -22,7 +23,7 @@ def load_vectors(run_dir) -> Embeddings:
 
 
 def load_initial(run_dir, words) -> Embeddings:
-    path = Path(run_dir) / "init_E.npy"
+    path = Path(run_dir) / INITIAL_VECTORS
     try:
         table = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:

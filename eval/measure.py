@@ -26,6 +26,7 @@ from jaxgram.fileio import atomic_write_json
 TRAINERS = ("jaxgram", "gensim", "gensim_iterable")
 STATS_FILE = "stats.json"
 ERROR_FILE = "error.json"
+INITIAL_VECTORS = "init_E.npy"
 
 
 def peak_rss_mib() -> float:
@@ -40,7 +41,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _train_jaxgram(corpus: Path, config: TrainConfig, out: Path, progress: bool) -> dict:
+def _train_jaxgram(corpus: Path, config: TrainConfig, out: Path, progress: bool, initial_vectors: bool) -> dict:
     import jaxgram.training as jaxgram_train
     from jaxgram.outputs import save_npy
 
@@ -48,13 +49,14 @@ def _train_jaxgram(corpus: Path, config: TrainConfig, out: Path, progress: bool)
     # The peak of the train call, what `jaxgram train` costs: the report's extra below (drawing
     # the initial tables again) comes after it, as gensim's peak is read after it saved its vectors.
     peak = peak_rss_mib()
-    # The random initial vectors, for the report's "before training" PCA.
-    save_npy(out / "init_E.npy", result.initial_params.E)
+    if initial_vectors:  # the random initial vectors, for the report's "before training" PCA
+        save_npy(out / INITIAL_VECTORS, result.initial_params.E)
     return {"corpus_words": result.corpus_words, "vocab_size": len(result.vocab),
             "train_loop_seconds": result.wall_seconds, "loss_per_epoch": result.loss_per_epoch, "peak_rss_mib": peak}
 
 
-def _train_gensim(corpus: Path, config: TrainConfig, out: Path, progress: bool, iterable: bool = False) -> dict:
+def _train_gensim(corpus: Path, config: TrainConfig, out: Path, progress: bool, initial_vectors: bool = False,
+                  iterable: bool = False) -> dict:
     from eval.baseline import train_gensim
     from jaxgram.embeddings import Embeddings
 
@@ -65,15 +67,19 @@ def _train_gensim(corpus: Path, config: TrainConfig, out: Path, progress: bool, 
             "train_loop_seconds": float(model.total_train_time)}
 
 
-def run_in_this_process(trainer: str, corpus, config: TrainConfig, out, progress: bool = False) -> dict:
-    """Train, write the vectors and stats.json into `out`; the child process's body."""
+def run_in_this_process(trainer: str, corpus, config: TrainConfig, out, progress: bool = False,
+                        initial_vectors: bool = False) -> dict:
+    """Train, write the vectors and stats.json into `out`; the child process's body.
+
+    `initial_vectors`: jaxgram also writes init_E.npy (the report's "before training" PCA),
+    after its peak memory is read but inside wall_seconds; a benchmark leaves it out."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rss_before = peak_rss_mib()
     began = time.perf_counter()
     body = {"jaxgram": _train_jaxgram, "gensim": _train_gensim,
             "gensim_iterable": functools.partial(_train_gensim, iterable=True)}[trainer]
-    stats = body(Path(corpus), config, out, progress)
+    stats = body(Path(corpus), config, out, progress, initial_vectors)
     wall = time.perf_counter() - began
     stats.update({
         "trainer": trainer,
@@ -90,8 +96,12 @@ def run_in_this_process(trainer: str, corpus, config: TrainConfig, out, progress
     return stats
 
 
-def run_trainer(trainer: str, corpus, config: TrainConfig, out, progress: bool = True) -> dict:
-    """Train in a child process (`python -m eval.stage`); re-raise its error in this one."""
+def run_trainer(trainer: str, corpus, config: TrainConfig, out, progress: bool = True,
+                initial_vectors: bool = False) -> dict:
+    """Train in a child process (`python -m eval.stage`); re-raise its error in this one.
+
+    The stats add `process_seconds`: the child's whole life, from its start to its exit (the
+    interpreter, imports and everything the trainer does), as a user's command costs it."""
     if trainer not in TRAINERS:
         raise errors.ConfigError(f"trainer={trainer!r} is not allowed: choose one of {', '.join(TRAINERS)}")
     out = Path(out)
@@ -100,13 +110,16 @@ def run_trainer(trainer: str, corpus, config: TrainConfig, out, progress: bool =
         (out / stale).unlink(missing_ok=True)
     command = [sys.executable, "-m", "eval.stage", trainer, "--corpus", str(corpus), "--out", str(out),
                "--config-json", json.dumps(config.to_dict())]
-    if progress:
-        command.append("--progress")
+    command += ["--progress"] * progress + ["--initial-vectors"] * initial_vectors
+    began = time.perf_counter()
     # Child's stderr is ours, so its progress bar shows; errors come back through error.json.
     completed = subprocess.run(command, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process_seconds = time.perf_counter() - began
     if completed.returncode != 0:
         raise _child_error(trainer, out, completed.returncode)
-    return json.loads((out / STATS_FILE).read_text(encoding="utf-8"))
+    stats = {**json.loads((out / STATS_FILE).read_text(encoding="utf-8")), "process_seconds": process_seconds}
+    atomic_write_json(out / STATS_FILE, stats)
+    return stats
 
 
 def _child_error(trainer: str, out: Path, returncode: int) -> errors.JaxgramError:

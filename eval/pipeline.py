@@ -148,7 +148,7 @@ def _trainer_stage(trainer: str, name: str, corpus: dict, config, out: Path, pro
     def train() -> dict:
         folder = out / name
         shutil.rmtree(folder, ignore_errors=True)
-        return run_trainer(trainer, corpus["corpus_path"], config, folder, progress=progress)
+        return run_trainer(trainer, corpus["corpus_path"], config, folder, progress=progress, initial_vectors=True)
 
     return Stage(name, f"train {trainer} (seed {config.seed})", key, (f"{name}/vectors.bin", f"{name}/stats.json"), train)
 

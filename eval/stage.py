@@ -18,6 +18,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--config-json", required=True)
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--initial-vectors", action="store_true", help="jaxgram: also write init_E.npy")
     args = parser.parse_args(argv)
     try:
         config = TrainConfig.from_dict(json.loads(args.config_json))
@@ -27,7 +28,8 @@ def main(argv=None) -> int:
 
             configure_cpu_workers(config.workers)  # this child is a process start: before JAX runs
             enable_compilation_cache()  # $JAXGRAM_COMPILATION_CACHE or the default folder
-        run_in_this_process(args.trainer, args.corpus, config, args.out, progress=args.progress)
+        run_in_this_process(args.trainer, args.corpus, config, args.out, progress=args.progress,
+                            initial_vectors=args.initial_vectors)
     except JaxgramError as exc:
         write_child_error(args.out, exc)
         return exc.exit_code

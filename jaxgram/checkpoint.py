@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from jaxgram.errors import DataError
-from jaxgram.fileio import atomic_open, atomic_write_json, sha256_bytes, sha256_file
+from jaxgram.fileio import atomic_open, atomic_write_json, sha256_bytes
 
 MANIFEST = "checkpoint.json"
 _SELF_SHA256 = "manifest_sha256"
@@ -37,11 +37,11 @@ def save(folder: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict[st
         previous = _read_manifest(folder) if (folder / MANIFEST).exists() else None
     except DataError:  # a damaged old manifest is replaced, not trusted to name a file to delete
         previous = None
-    # Streamed into the file and hashed from it: no in-memory copy of the tables (at V = 100k and
-    # D = 300 each copy is a quarter of a GB), the file is still replaced atomically.
+    # Streamed into the file and hashed on the way: no in-memory copy of the tables (at V = 100k and
+    # D = 300 each copy is a quarter of a GB), no reading back, the file still replaced atomically.
     with atomic_open(folder / name, "wb") as handle:
         np.savez(handle, **{key: np.asarray(a) for key, a in arrays.items()})
-    manifest = {**meta, "arrays_file": name, "arrays_sha256": sha256_file(folder / name)}
+    manifest = {**meta, "arrays_file": name, "arrays_sha256": handle.hexdigest()}
     manifest.pop(_SELF_SHA256, None)
     atomic_write_json(folder / MANIFEST, {**manifest, _SELF_SHA256: _fields_sha256(manifest)})
     if previous and previous.get("arrays_file") not in (None, name):

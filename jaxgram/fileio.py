@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -32,9 +33,46 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+class HashingWriter(io.RawIOBase):
+    """A write-only binary stream into `file` that takes the sha256 of what passes through it.
+
+    Not seekable, so a writer that would seek back to patch a header (zipfile) streams instead,
+    and the digest is the file's: no file needs reading back to be hashed.
+    """
+
+    def __init__(self, file: IO[bytes]):
+        super().__init__()
+        self._file, self._digest = file, hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._digest.update(data)
+        return self._file.write(data)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+# The sha256 of each file atomic_open wrote in this process, with the file's identity at the
+# rename (inode, size, mtime): write_sha256sums takes a digest from here only while the file
+# is still the one written, and reads any other file back.
+_written: dict[Path, tuple[tuple[int, int, int], str]] = {}
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    status = path.stat()
+    return status.st_ino, status.st_size, status.st_mtime_ns
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None = None) -> Iterator[IO]:
-    """Open a temporary sibling of `path` for writing; rename it over `path` only on success."""
+    """Open a temporary sibling of `path` for writing; rename it over `path` only on success.
+
+    The handle hashes what is written (HashingWriter; a text handle wraps one), so the file's
+    sha256 is known without reading it back: written_sha256(path) until the file changes.
+    """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open mode must be 'w' or 'wb', got {mode!r}")
     target = Path(path)
@@ -42,20 +80,33 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None 
     fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{target.name}.", dir=target.parent)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, mode, encoding=encoding if "b" not in mode else None) as handle:
+        with os.fdopen(fd, "wb") as raw:
+            hashing = HashingWriter(raw)
+            handle = hashing if mode == "wb" else io.TextIOWrapper(hashing, encoding=encoding)
             yield handle
             handle.flush()
             # mkstemp makes the file owner-only; give it the mode a plain open() would.
-            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
-            os.fsync(handle.fileno())
+            os.fchmod(raw.fileno(), 0o666 & ~_UMASK)
+            os.fsync(raw.fileno())
         os.replace(tmp, target)
         _fsync_dir(target.parent)
+        _written[target.absolute()] = (_identity(target), hashing.hexdigest())
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise DataError(f"could not write {target}: {exc.strerror or exc}") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def written_sha256(path: str | os.PathLike) -> str | None:
+    """The sha256 of `path` as atomic_open wrote it in this process, if the file is still that one; else None."""
+    path = Path(path).absolute()
+    record = _written.get(path)
+    try:
+        return record[1] if record is not None and _identity(path) == record[0] else None
+    except OSError:
+        return None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -97,7 +148,8 @@ def sha256_file(path: str | os.PathLike) -> str:
 def write_sha256sums(folder: str | os.PathLike, names: Iterable[str]) -> None:
     """Record the sha256 of the files `names` in `folder` in folder/SHA256SUMS (`sha256sum -c` checks it)."""
     folder = Path(folder)
-    atomic_write_text(folder / SHA256SUMS, "".join(f"{sha256_file(folder / name)}  {name}\n" for name in names))
+    digests = ((written_sha256(folder / name) or sha256_file(folder / name), name) for name in names)
+    atomic_write_text(folder / SHA256SUMS, "".join(f"{digest}  {name}\n" for digest, name in digests))
 
 
 def recorded_sha256(path: str | os.PathLike) -> str | None:

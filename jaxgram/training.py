@@ -21,6 +21,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxgram import checkpoint, distributed, rundir
 from jaxgram.batches import (
@@ -157,14 +158,16 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     centres = len(first) if len(source.chunks) == 1 else max(1, int(np.sum(vocab.counts * keep_prob)))
     plan = plan_batches(config, centres, step_centres)
     optimizer = make_optimizer(config, plan.total_steps, kernel)
+    # Placed before the tables are drawn, and not kept on the host: its one copy is the device's.
+    noise_ids = _placed_noise_table(vocab.counts, config.ns_exponent, mesh)
     init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
     carry = _initial_state(config, init_key, train_key, len(vocab), optimizer, mesh)
     carry, history = _resume_or_start(run, carry, resume)
     # The fused kernel runs its workers as threads of one call; the XLA step runs on one device or a mesh.
     workers = mesh.size if mesh is not None else resolved_workers(config) if kernel == "fused" else 1
     log_training_start(config, len(vocab), workers, kernel if mesh is None else f"{kernel} on a mesh")
-    noise_ids = noise_table(noise_distribution(vocab.counts, config.ns_exponent))
     run_many, layout, carry = _compile(config, optimizer, noise_ids, carry, mesh, kernel, source.streams)
+    del noise_ids  # run_many holds it
     started = ([first], epoch0) if history.epochs_done == 0 else None
     del first  # the stream holds it now, and lets go of it once used
     start_epoch = history.epochs_done
@@ -202,11 +205,17 @@ def _resume_or_start(run: _Run, carry: Carry, resume: bool) -> tuple[Carry, Hist
     return carry, history
 
 
-def _compile(config: TrainConfig, optimizer, noise_ids: np.ndarray, carry: Carry, mesh, kernel: str, streams: int):
+def _placed_noise_table(counts: np.ndarray, exponent: float, mesh) -> jax.Array:
+    """The negatives' table (data.noise_table) on the device, or replicated over the mesh."""
+    table = noise_table(noise_distribution(counts, exponent))
+    return jnp.asarray(table) if mesh is None else global_array(table, NamedSharding(mesh, PartitionSpec()))
+
+
+def _compile(config: TrainConfig, optimizer, noise_ids: jax.Array, carry: Carry, mesh, kernel: str, streams: int):
     """(run_many, mesh layout or None, carry laid out for it): one device, or a mesh."""
     if mesh is None:
         step_for = functools.partial(make_step, config, optimizer, kernel=kernel, streams=streams)
-        return _with_noise(compile_steps(step_for), jnp.asarray(noise_ids)), None, carry
+        return _with_noise(compile_steps(step_for), noise_ids), None, carry
     layout = MeshLayout(mesh, int(carry.trainable.E.shape[0]), config.shard_tables)
     carry = layout.place(carry)
     # Replicated tables take the batch's row updates whole (the partitioner would otherwise
@@ -214,7 +223,7 @@ def _compile(config: TrainConfig, optimizer, noise_ids: np.ndarray, carry: Carry
     step_for = functools.partial(make_step, config, optimizer,
                                  rows_sharding=None if config.shard_tables else layout.replicated)
     run_many = compile_sharded(step_for, layout, carry)
-    return _with_noise(run_many, global_array(noise_ids, layout.replicated)), layout, carry
+    return _with_noise(run_many, noise_ids), layout, carry
 
 
 def _with_noise(run_many, noise_ids):

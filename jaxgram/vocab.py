@@ -6,6 +6,7 @@ A corpus file is LineSentence text: one sentence per line, tokens separated by w
 from __future__ import annotations
 
 import collections
+import functools
 import io
 import itertools
 import logging
@@ -52,10 +53,20 @@ class Vocabulary:
 
     def fingerprint(self) -> str:
         """sha256 of the index file's text: checkpoints refuse to resume on another vocabulary."""
-        return sha256_bytes(self.index_text().encode("utf-8"))
+        return self._fingerprint
 
     def index_text(self) -> str:
+        return self._index_text
+
+    # Made once (a vocabulary is immutable): every epoch's checkpoint records the fingerprint, and
+    # at V = 1M the text takes most of a second to build.
+    @functools.cached_property
+    def _index_text(self) -> str:
         return "".join(f"{i}\t{w}\t{c}\n" for i, (w, c) in enumerate(zip(self.words, self.counts.tolist())))
+
+    @functools.cached_property
+    def _fingerprint(self) -> str:
+        return sha256_bytes(self._index_text.encode("utf-8"))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the Embedding Geometry article's vocabulary index: `id word count` per line, tab-separated."""

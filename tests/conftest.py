@@ -136,5 +136,5 @@ def synthetic_runs(synthetic_corpus, tmp_path_factory) -> dict:
         config = TrainConfig(dim=8, epochs=2, window=2, min_count=2, batch_size=256, seed=seed)
         for trainer in ("jaxgram", "gensim"):
             runs[trainer + suffix] = out / (trainer + suffix)
-            run_in_this_process(trainer, synthetic_corpus, config, runs[trainer + suffix])
+            run_in_this_process(trainer, synthetic_corpus, config, runs[trainer + suffix], initial_vectors=True)
     return runs

@@ -96,6 +96,16 @@ def test_noise_table_follows_the_noise_distribution():
     assert len(noise_table(np.full(100, 0.01))) == 1 << 20
 
 
+def test_each_noise_slot_holds_the_word_whose_share_holds_its_centre():
+    rng = np.random.default_rng(3)
+    noise = noise_distribution(rng.zipf(1.3, 3000).astype(np.float64), 0.75)
+    table = noise_table(noise, log2_size=18)
+    centres = (np.arange(1 << 18) + 0.5) / (1 << 18)
+    expected = np.minimum(np.searchsorted(np.cumsum(noise), centres, side="right"), len(noise) - 1)
+    assert np.count_nonzero(table != expected) <= 2  # rounding at a boundary may move a slot to its neighbour
+    assert np.all(np.abs(table - expected) <= 1) and np.all(np.diff(table) >= 0)
+
+
 def window_groups(ids, sentence_ids, window: int, shrink: bool, rng=None):
     """(centers, contexts) of every centre group, in corpus order, windows drawn as window_pairs draws them."""
     groups = _centre_groups(ids, sentence_ids, window, shrink, rng)

@@ -42,3 +42,26 @@ def test_host_tables_equal_the_device_ones_bitwise(scheme):
     assert isinstance(host.E, np.ndarray) and isinstance(host.W, np.ndarray)
     np.testing.assert_array_equal(host.E, np.asarray(device.E))
     np.testing.assert_array_equal(host.W, np.asarray(device.W))
+
+
+@pytest.mark.parametrize("scheme", ["word2vec", "gensim"])
+def test_drawing_a_table_holds_a_block_of_rows_not_a_table(scheme):
+    from jaxgram.init import ROWS_PER_DRAW
+
+    def scratch_bytes(vocab_size):
+        compiled = init_params.lower(jax.random.PRNGKey(0), vocab_size, 64, scheme).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    small, large = scratch_bytes(2 * ROWS_PER_DRAW), scratch_bytes(40 * ROWS_PER_DRAW)
+    assert large == small  # the tables grew 20x; the scratch did not
+    assert large < 40 * ROWS_PER_DRAW * 64 * 4 / 4  # well under one table (the whole draw held several)
+
+
+def test_every_row_is_drawn_when_the_blocks_do_not_divide_the_vocabulary():
+    from jaxgram.init import ROWS_PER_DRAW
+
+    rows = 2 * ROWS_PER_DRAW + 123
+    E = np.asarray(init_params(jax.random.PRNGKey(5), rows, 8, "word2vec").E)
+    assert np.all(np.abs(E).max(axis=1) > 0)  # no row left at its zero start
+    assert len(np.unique(E, axis=0)) == rows  # and no block repeated another's draws
+    assert abs(E[-ROWS_PER_DRAW:].mean()) < 2e-3 and E[-ROWS_PER_DRAW:].std() > 0.25 / 8
