@@ -29,9 +29,15 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <functional>
+#include <mutex>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,6 +55,8 @@ using Floats1 = ffi::Buffer<ffi::F32, 1>;
 using Seed = ffi::Buffer<ffi::U32, 1>;
 using Scalar = ffi::Buffer<ffi::F32, 0>;
 using LossesOut = ffi::ResultBuffer<ffi::F32, 1>;
+using Threads1 = ffi::Buffer<ffi::S32, 1>;
+using ThreadsOut = ffi::ResultBuffer<ffi::S32, 1>;
 
 namespace {
 
@@ -112,14 +120,6 @@ inline Logistic Evaluate(float x) {
   const float factor = 1.f + e;
   const float inverse = 1.f / factor;
   return {std::max(x, 0.f), factor, x >= 0.f ? inverse : e * inverse};
-}
-
-// Scratch reused across calls on the same thread (two rows of D floats). Concurrent calls
-// run on different threads.
-std::vector<float>& Scratch(size_t size) {
-  thread_local std::vector<float> scratch;
-  if (scratch.size() < size) scratch.resize(size);
-  return scratch;
 }
 
 // y += a * x and x += a * z in one pass over the row x: a score's change to the input row
@@ -206,10 +206,9 @@ inline int64_t PresentPairs(const Step& s, int64_t b) {
 // draws are all made before its noise table entries are read, so that those (the table is
 // megabytes) come from memory together rather than one cache miss after another. At an id
 // outside W, sets `bad_id`.
-void DrawNegatives(const Step& s, int64_t stream, std::vector<int32_t>& negatives, int64_t& bad_id) {
+void DrawNegatives(const Step& s, int64_t stream, int32_t* negatives, int64_t& bad_id) {
   SplitMix64 random = StreamGenerator(s.seed, stream);
-  negatives.resize(static_cast<size_t>((s.batch / s.streams + 1) * s.window * s.negative));
-  int32_t* next = negatives.data();
+  int32_t* next = negatives;
   ForCentres(s, stream, [&](int64_t b) {
     const int64_t count = PresentPairs(s, b) * s.negative;
     // The buffer first holds each draw's table slot, unsigned: a table of 2^32 entries (32 noise
@@ -260,64 +259,142 @@ JAXGRAM_SIMD_CLONES float TrainCentre(const Step& s, int64_t b, const int32_t* n
 
 // Every centre of the stream, in order; the rows of a centre's negatives are fetched from
 // memory while it trains its first pairs.
-void TrainStream(const Step& s, int64_t stream, const std::vector<int32_t>& drawn) {
-  std::vector<float>& scratch = Scratch(static_cast<size_t>(2 * s.dim));
+// Returns how many centres it trained.
+int64_t TrainStream(const Step& s, int64_t stream, const int32_t* negatives, float* scratch) {
   for (int64_t b = stream; b < s.batch; b += s.streams) s.losses[b] = 0.f;
-  const int32_t* negatives = drawn.data();
+  int64_t trained = 0;
   ForCentres(s, stream, [&](int64_t b) {
     const int64_t count = PresentPairs(s, b) * s.negative;
     for (int64_t i = 0; i < count; ++i) Prefetch(s.W + int64_t{negatives[i]} * s.dim, s.dim * sizeof(float));
-    s.losses[b] = TrainCentre(s, b, negatives, scratch.data(), scratch.data() + s.dim);
+    s.losses[b] = TrainCentre(s, b, negatives, scratch, scratch + s.dim);
     negatives += count;
+    ++trained;
   });
+  return trained;
 }
 
 // work(part) for every part in [0, parts), on the calling thread and on XLA's intra-op
-// thread pool. Parts are taken from a shared counter, so the caller never waits for a
-// task that has not started: if no pool thread is free it does every part itself (a
-// busy pool, or several devices' calls at once, cannot deadlock it).
-void Parallel(ffi::ThreadPool& pool, int parts, const std::function<void(int)>& work) {
+// thread pool; returns "" or what the first failing part threw. Parts are taken from a
+// shared counter, so the caller never waits for a task that has not started: if no pool
+// thread is free it does every part itself (a busy pool, or several devices' calls at
+// once, cannot deadlock it). A part that throws ends that part only: the exception never
+// leaves a pool thread (where it would end the process), the caller returns its message.
+// The caller sleeps, not spins, while the last parts finish: on two cores the host's
+// input thread needs the core a spinning caller would hold.
+std::string Parallel(ffi::ThreadPool& pool, int parts, const std::function<void(int)>& work) {
   struct Progress {
-    std::atomic<int> next{0}, done{0};
+    std::atomic<int> next{0};
+    std::mutex mutex;
+    std::condition_variable finished;
+    int done = 0;
+    std::string error;
   };
   auto progress = std::make_shared<Progress>();  // late tasks may still look at it after the caller returns
   auto take_parts = [progress, &work, parts] {
     for (int part; (part = progress->next.fetch_add(1, std::memory_order_relaxed)) < parts;) {
-      work(part);  // only reached while the caller still waits below, so `work` is alive
-      progress->done.fetch_add(1, std::memory_order_release);
+      std::string error;
+      try {
+        work(part);  // only reached while the caller still waits below, so `work` is alive
+      } catch (const std::exception& exception) {
+        error = exception.what()[0] ? exception.what() : "an exception without a message";
+      } catch (...) {
+        error = "an exception that is not a std::exception";
+      }
+      std::lock_guard<std::mutex> lock(progress->mutex);
+      if (progress->error.empty()) progress->error = error;
+      if (++progress->done == parts) progress->finished.notify_all();
     }
   };
   const int64_t helpers = std::min<int64_t>(parts - 1, pool.num_threads());
   for (int64_t i = 0; i < helpers; ++i) pool.Schedule([take_parts] { take_parts(); });
   take_parts();
-  while (progress->done.load(std::memory_order_acquire) < parts) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#else
-    std::this_thread::yield();
-#endif
+  std::unique_lock<std::mutex> lock(progress->mutex);
+  progress->finished.wait(lock, [&] { return progress->done == parts; });
+  return progress->error;
+}
+
+// Which threads trained the last step's streams, and how many centres each: what
+// JaxgramLastStepThreads reports (tests, diagnostics). The last call to finish writes it.
+struct ThreadWork {
+  std::mutex mutex;
+  std::vector<std::thread::id> threads;
+  std::vector<int64_t> centres;
+};
+ThreadWork& LastStepWork() {
+  static ThreadWork* work = new ThreadWork;  // never destroyed: a late reader at exit finds it alive
+  return *work;
+}
+
+void RecordThreadWork(const std::vector<std::thread::id>& part_threads, const std::vector<int64_t>& part_centres) {
+  ThreadWork& record = LastStepWork();
+  std::lock_guard<std::mutex> lock(record.mutex);
+  record.threads.clear();
+  record.centres.clear();
+  for (size_t part = 0; part < part_threads.size(); ++part) {
+    const auto found = std::find(record.threads.begin(), record.threads.end(), part_threads[part]);
+    if (found == record.threads.end()) {
+      record.threads.push_back(part_threads[part]);
+      record.centres.push_back(part_centres[part]);
+    } else {
+      record.centres[found - record.threads.begin()] += part_centres[part];
+    }
   }
+}
+
+// Every buffer the workers use, allocated by the calling thread before any of them starts
+// (an allocation that fails is an error returned to the caller, never an exception on a
+// pool thread), once per call: each stream's negatives and each part's two rows of scratch.
+struct Buffers {
+  std::vector<int32_t> negatives;  // stream s's at s * per_stream
+  size_t per_stream = 0;
+  std::vector<float> scratch;      // part p's 2·D floats at p * 2·D
+  std::vector<int64_t> bad_ids;
+  std::vector<std::thread::id> part_threads;
+  std::vector<int64_t> part_centres;
+};
+
+ffi::Error Allocate(const Step& s, int64_t streams, int threads, Buffers& buffers) {
+  try {
+    buffers.per_stream = static_cast<size_t>((s.batch / s.streams + 1) * s.window * s.negative);
+    buffers.negatives.resize(buffers.per_stream * static_cast<size_t>(streams));
+    buffers.scratch.resize(static_cast<size_t>(2 * s.dim * threads));
+    buffers.bad_ids.assign(static_cast<size_t>(streams), -1);
+    buffers.part_threads.resize(static_cast<size_t>(threads));
+    buffers.part_centres.assign(static_cast<size_t>(threads), 0);
+  } catch (const std::bad_alloc&) {
+    return ffi::Error(ffi::ErrorCode::kResourceExhausted,
+                      "ns_sgd: cannot allocate the step's buffers (" + std::to_string(s.batch) + " centres, " +
+                          std::to_string(s.negative) + " negatives per pair)");
+  }
+  return ffi::Error::Success();
 }
 
 ffi::Error RunStep(const Step& s, int64_t workers, ffi::ThreadPool& pool) {
   if (ffi::Error error = CheckIds(s); error.failure()) return error;
   const int64_t streams = std::max<int64_t>(1, std::min(s.streams, s.batch));  // the ones with centres
   const int threads = static_cast<int>(std::max<int64_t>(1, std::min(workers, streams)));
+  Buffers buffers;
+  if (ffi::Error error = Allocate(s, streams, threads, buffers); error.failure()) return error;
   // The draws of every stream first, so that a bad noise id fails the call before any row changes.
-  std::vector<std::vector<int32_t>> negatives(streams);
-  std::vector<int64_t> bad_ids(streams, -1);
-  Parallel(pool, threads, [&](int part) {
+  std::string failed = Parallel(pool, threads, [&](int part) {
     for (int64_t stream = part; stream < streams; stream += threads)
-      DrawNegatives(s, stream, negatives[stream], bad_ids[stream]);
+      DrawNegatives(s, stream, buffers.negatives.data() + stream * buffers.per_stream, buffers.bad_ids[stream]);
   });
-  for (int64_t id : bad_ids)
+  if (!failed.empty()) return ffi::Error::Internal("ns_sgd: drawing the negatives failed: " + failed);
+  for (int64_t id : buffers.bad_ids)
     if (id >= 0)
       return ffi::Error::InvalidArgument("ns_sgd: noise table id " + std::to_string(id) + " outside W's " +
                                          std::to_string(s.rows_w) + " rows");
   // Thread t trains streams t, t + threads, ... in order, updating the tables in place.
-  Parallel(pool, threads, [&](int part) {
-    for (int64_t stream = part; stream < streams; stream += threads) TrainStream(s, stream, negatives[stream]);
+  failed = Parallel(pool, threads, [&](int part) {
+    buffers.part_threads[part] = std::this_thread::get_id();
+    float* scratch = buffers.scratch.data() + 2 * s.dim * part;
+    for (int64_t stream = part; stream < streams; stream += threads)
+      buffers.part_centres[part] += TrainStream(s, stream, buffers.negatives.data() + stream * buffers.per_stream,
+                                                scratch);
   });
+  if (!failed.empty()) return ffi::Error::Internal("ns_sgd: training failed: " + failed);
+  RecordThreadWork(buffers.part_threads, buffers.part_centres);
   return ffi::Error::Success();
 }
 
@@ -446,3 +523,55 @@ extern "C" void JaxgramContextBlock(const int32_t* ids, const int32_t* sentence_
     }
   }
 }
+
+// For tests and diagnostics: how many distinct threads trained the last fused step, and
+// (up to `capacity` of them) how many centres each trained, the calling thread's first.
+extern "C" int64_t JaxgramLastStepThreads(int64_t* centres, int64_t capacity) {
+  ThreadWork& record = LastStepWork();
+  std::lock_guard<std::mutex> lock(record.mutex);
+  const int64_t threads = static_cast<int64_t>(record.threads.size());
+  for (int64_t t = 0; t < std::min(threads, capacity); ++t) centres[t] = record.centres[t];
+  return threads;
+}
+
+namespace {
+
+// Runs the step's Parallel on XLA's pool with `parts` parts, each waiting (up to a second)
+// until every part has started, so parts run side by side when the pool lends threads.
+// Part `fail_part` throws (fail_kind 0: std::runtime_error, 1: std::bad_alloc) instead.
+// out[p] = 1 + the index of the thread that ran part p, threads numbered by first part.
+ffi::Error ParallelProbeImpl(int64_t parts, int64_t fail_part, int64_t fail_kind, ffi::ThreadPool pool,
+                             ThreadsOut out) {
+  if (parts < 1 || out->dimensions()[0] != parts)
+    return ffi::Error::InvalidArgument("parallel probe: needs parts >= 1 and one output per part");
+  std::vector<std::thread::id> ran(static_cast<size_t>(parts));
+  std::atomic<int64_t> started{0};
+  const std::string failed = Parallel(pool, static_cast<int>(parts), [&](int part) {
+    ran[part] = std::this_thread::get_id();
+    started.fetch_add(1);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (started.load() < parts && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    if (part == fail_part) {
+      if (fail_kind == 1) throw std::bad_alloc();
+      throw std::runtime_error("part " + std::to_string(part) + " failed on purpose");
+    }
+  });
+  if (!failed.empty()) return ffi::Error::Internal("parallel probe: " + failed);
+  std::vector<std::thread::id> seen;
+  for (int64_t p = 0; p < parts; ++p) {
+    auto found = std::find(seen.begin(), seen.end(), ran[p]);
+    if (found == seen.end()) found = seen.insert(seen.end(), ran[p]);
+    out->typed_data()[p] = static_cast<int32_t>(1 + (found - seen.begin()));
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxgramParallelProbe, ParallelProbeImpl,
+                              ffi::Ffi::Bind()
+                                  .Attr<int64_t>("parts")
+                                  .Attr<int64_t>("fail_part")
+                                  .Attr<int64_t>("fail_kind")
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Ret<Threads1>());

@@ -36,6 +36,9 @@ _SUFFIXES = (".so", ".dylib", ".dll")
 # tied -> (XLA custom-call target, exported handler symbol)
 _HANDLERS = {False: ("jaxgram_ns_sgd_untied", "JaxgramNsSgdUntied"),
              True: ("jaxgram_ns_sgd_tied", "JaxgramNsSgdTied")}
+# The kernel's thread pool driver on its own, for tests: (XLA custom-call target, symbol).
+_PROBE = ("jaxgram_parallel_probe", "JaxgramParallelProbe")
+_PROBE_FAILURES = {"exception": 0, "bad_alloc": 1}
 
 _lock = threading.RLock()
 _state: dict = {}  # "library": CDLL | None and "reason": str once loaded; "registered": bool
@@ -72,7 +75,7 @@ def _open_library() -> tuple[ctypes.CDLL | None, str]:
         return None, f"this jax has no jax.ffi ({error}); the fused kernel needs jax >= 0.4.38"
     try:
         library = ctypes.CDLL(str(found))
-        for _target, symbol in _HANDLERS.values():
+        for _target, symbol in (*_HANDLERS.values(), _PROBE):
             getattr(library, symbol)
     except (OSError, AttributeError) as error:
         return None, f"{found} could not be loaded: {error}"
@@ -107,7 +110,7 @@ def _register() -> None:
             raise RuntimeError(f"jaxgram.fused: {_state['reason']}")
         import jax
 
-        for target, symbol in _HANDLERS.values():
+        for target, symbol in (*_HANDLERS.values(), _PROBE):
             jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu")
         _state["registered"] = True
 
@@ -199,6 +202,31 @@ def ns_sgd_step(E, W, centers, contexts, noise_ids, seed, mask, lr, negative: in
     if tied:
         return outputs[0], None, outputs[1]
     return outputs[0], outputs[1], outputs[2]
+
+
+def last_step_threads() -> list[int]:
+    """How many centres each thread trained in the last fused step this process ran (the calling
+    thread's first; one entry per distinct thread): proof that `workers` threads shared a step."""
+    library = _library()
+    if library is None:
+        raise RuntimeError(f"jaxgram.fused: {_state['reason']}")
+    capacity = 256
+    centres = (ctypes.c_int64 * capacity)()
+    threads = library.JaxgramLastStepThreads(centres, ctypes.c_int64(capacity))
+    return list(centres[:min(threads, capacity)])
+
+
+def parallel_probe(parts: int, fail_part: int = -1, failure: str = "exception") -> np.ndarray:
+    """Run the kernel's thread-pool driver with `parts` parts that wait for each other (up to a
+    second) on XLA's CPU pool: int32 [parts], the thread (numbered from 1) that ran each part.
+    Part `fail_part` raises a C++ `failure` ("exception" or "bad_alloc") instead, which the
+    call turns into an error raised here: for tests of what a failing thread does."""
+    import jax
+
+    _register()
+    call = jax.ffi.ffi_call(_PROBE[0], jax.ShapeDtypeStruct((parts,), np.int32))
+    return np.asarray(call(parts=np.int64(parts), fail_part=np.int64(fail_part),
+                           fail_kind=np.int64(_PROBE_FAILURES[failure])))
 
 
 def context_block(ids, sentence_ids, reach, rows, window: int):

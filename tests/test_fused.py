@@ -118,6 +118,74 @@ def test_threads_change_a_step_only_where_their_streams_share_rows(kernel, tied)
     assert float(jnp.max(jnp.abs(one[0] - E))) > 0.1
 
 
+def disjoint_streams_batch(rng, B, C, negative, table_bits=22):
+    """A batch of two streams (B centres, C slots) that share no row of E or W though each
+    pair draws `negative` negatives: stream 0 uses even ids, stream 1 odd ones, and the noise
+    table holds an even id in every slot stream 0's draws read and an odd one in stream 1's
+    (the draws are the kernel's, computed by the reference's SplitMix64)."""
+    from sequential_reference import stream_bits
+
+    centers, contexts, _, _, mask = make_batch(rng, 12, B=B, C=C)
+    parity = (np.arange(B) % 2)[:, None]
+    centers, contexts = 2 * centers + parity[:, 0], jnp.where(contexts >= 0, 2 * contexts + parity, -1)
+    present = np.asarray(contexts >= 0) & (np.asarray(mask) != 0)[:, None]
+    for _ in range(100):  # a seed whose two streams read no common slot
+        seed = rng.integers(0, 2**32, 2, dtype=np.uint64).astype(np.uint32)
+        slots = []
+        for stream in range(2):
+            bits = stream_bits(seed, stream)
+            draws = int(present[stream::2].sum()) * negative
+            slots.append({next(bits) >> (64 - table_bits) for _ in range(draws)})
+        if not slots[0] & slots[1]:
+            break
+    assert slots[0] and slots[1] and not slots[0] & slots[1]
+    table = 2 * rng.integers(0, 12, 1 << table_bits) + (rng.random(1 << table_bits) < 0.5)
+    for stream in range(2):
+        for slot in slots[stream]:
+            table[slot] = 2 * (table[slot] // 2) + stream
+    return centers, contexts, jnp.asarray(table, jnp.int32), jnp.asarray(seed), mask
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_two_threads_train_streams_with_negatives_as_the_reference_does(kernel, tied):
+    # Streams that share no row, negatives included, train to the sequential reference on two
+    # threads; the kernel's record of the step shows both threads trained centres.
+    rng = np.random.default_rng(21 + tied)
+    E, W = make_tables(rng, 24, 1024)  # long rows: each thread's share takes milliseconds
+    batch = disjoint_streams_batch(rng, B=256, C=4, negative=5)
+    trained = int(np.count_nonzero(np.asarray(batch[-1])))
+    want = reference_step(E, None if tied else W, *batch, 0.05, negative=5, streams=2)
+    one = STEP(E, None if tied else W, *batch, jnp.float32(0.05), negative=5, streams=2, tied=tied, workers=1)
+    assert fused.last_step_threads() == [trained]
+    assert_steps_equal(one, want)
+    seen = []
+    for _ in range(10):  # the caller trains a part itself when no pool thread is free: try again
+        two = STEP(E, None if tied else W, *batch, jnp.float32(0.05), negative=5, streams=2, tied=tied, workers=2)
+        for name, g, w in zip(("E", "W", "losses"), two, one):
+            if w is not None:
+                np.testing.assert_array_equal(np.asarray(g), np.asarray(w), err_msg=name)
+        seen = fused.last_step_threads()
+        assert sum(seen) == trained
+        if len(seen) == 2:
+            break
+    assert len(seen) == 2 and min(seen) > 0, f"no step was trained by two threads: {seen}"
+    assert float(jnp.max(jnp.abs(one[1 if not tied else 0] - (W if not tied else E)))) > 0.01
+
+
+def test_pool_threads_take_parts_side_by_side(kernel):
+    assert sorted(set(fused.parallel_probe(2).tolist())) == [1, 2]
+    assert len(set(fused.parallel_probe(3).tolist())) >= 2
+
+
+@pytest.mark.parametrize("failure, message", [("exception", "part 1 failed on purpose"), ("bad_alloc", "bad_alloc")])
+def test_a_part_that_throws_on_a_pool_thread_is_an_error_not_a_dead_process(kernel, failure, message):
+    with pytest.raises(Exception, match=message):
+        fused.parallel_probe(2, fail_part=1, failure=failure)
+    with pytest.raises(Exception, match="part 0 failed on purpose"):
+        fused.parallel_probe(3, fail_part=0)
+    assert sorted(set(fused.parallel_probe(2).tolist())) == [1, 2]  # the pool still works
+
+
 def test_one_thread_reproduces_a_step_bitwise(kernel):
     rng = np.random.default_rng(9)
     E, W = make_tables(rng, 12, 40)
