@@ -77,29 +77,33 @@ struct Step {
   float* losses;
 };
 
-// The D-long loops also get an AVX2 copy where the compiler and loader support
-// function multi-versioning: the loader picks it on CPUs that have AVX2, every other
-// x86-64 CPU runs the baseline copy, so the build still needs no -march.
+// The D-long loops also get a Haswell copy (AVX2 and FMA, x86-64-v3) where the compiler and
+// loader support function multi-versioning: the loader picks it on CPUs that have them,
+// every other x86-64 CPU runs the baseline copy, so the build still needs no -march.
+// GNU C++ (CMake's default dialect) contracts a * b + c into one FMA in that copy.
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
-#define JAXGRAM_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#define JAXGRAM_SIMD_CLONES __attribute__((target_clones("arch=haswell", "default")))
 #else
 #define JAXGRAM_SIMD_CLONES
 #endif
 
 // A dot product keeps kLanes independent partial sums: without -ffast-math the
 // compiler may not reorder one float sum, but it does turn independent lanes into
-// SIMD registers (one AVX2 or two SSE registers).
-constexpr int kLanes = 8;
+// SIMD registers (two AVX2 or four SSE registers: two chains of FMAs in flight, where
+// one waited on each FMA's latency).
+constexpr int kLanes = 16;
 
 inline float Dot(const float* __restrict a, const float* __restrict b, int64_t n) {
-  float acc[kLanes] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  float acc[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (int l = 0; l < kLanes; ++l) acc[l] += a[i + l] * b[i + l];
   }
   float tail = 0.f;
   for (; i < n; ++i) tail += a[i] * b[i];
-  return tail + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (int width = kLanes / 2; width > 0; width /= 2)
+    for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
+  return tail + acc[0];
 }
 
 inline void Axpy(float a, const float* __restrict x, float* __restrict y, int64_t n) {
@@ -273,20 +277,23 @@ int64_t TrainStream(const Step& s, int64_t stream, const int32_t* negatives, flo
   return trained;
 }
 
+// Pause instructions the caller spins through before it sleeps: tens of microseconds.
+constexpr int kSpinsBeforeSleep = 4000;
+
 // work(part) for every part in [0, parts), on the calling thread and on XLA's intra-op
 // thread pool; returns "" or what the first failing part threw. Parts are taken from a
 // shared counter, so the caller never waits for a task that has not started: if no pool
 // thread is free it does every part itself (a busy pool, or several devices' calls at
 // once, cannot deadlock it). A part that throws ends that part only: the exception never
 // leaves a pool thread (where it would end the process), the caller returns its message.
-// The caller sleeps, not spins, while the last parts finish: on two cores the host's
-// input thread needs the core a spinning caller would hold.
+// While the last parts finish the caller spins briefly (a part usually ends within
+// microseconds of another), then sleeps: on two cores the host's input thread needs the
+// core a caller spinning through a long wait would hold.
 std::string Parallel(ffi::ThreadPool& pool, int parts, const std::function<void(int)>& work) {
   struct Progress {
-    std::atomic<int> next{0};
-    std::mutex mutex;
+    std::atomic<int> next{0}, done{0};
+    std::mutex mutex;  // guards error, and pairs the last part's notify with the caller's wait
     std::condition_variable finished;
-    int done = 0;
     std::string error;
   };
   auto progress = std::make_shared<Progress>();  // late tasks may still look at it after the caller returns
@@ -302,14 +309,21 @@ std::string Parallel(ffi::ThreadPool& pool, int parts, const std::function<void(
       }
       std::lock_guard<std::mutex> lock(progress->mutex);
       if (progress->error.empty()) progress->error = error;
-      if (++progress->done == parts) progress->finished.notify_all();
+      if (progress->done.fetch_add(1, std::memory_order_release) + 1 == parts) progress->finished.notify_all();
     }
   };
   const int64_t helpers = std::min<int64_t>(parts - 1, pool.num_threads());
   for (int64_t i = 0; i < helpers; ++i) pool.Schedule([take_parts] { take_parts(); });
   take_parts();
+  for (int spin = 0; spin < kSpinsBeforeSleep && progress->done.load(std::memory_order_acquire) < parts; ++spin) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    std::this_thread::yield();
+#endif
+  }
   std::unique_lock<std::mutex> lock(progress->mutex);
-  progress->finished.wait(lock, [&] { return progress->done == parts; });
+  progress->finished.wait(lock, [&] { return progress->done.load(std::memory_order_acquire) == parts; });
   return progress->error;
 }
 
