@@ -28,7 +28,7 @@ def sizes(text: str) -> list[int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from bench.run import CONFIGS, SYNTHETIC_DIMS, SYNTHETIC_TOKENS, SYNTHETIC_VOCABS
+    from bench.run import CONFIGS, SYNTHETIC_DIMS, SYNTHETIC_LARGE, SYNTHETIC_TOKENS, SYNTHETIC_VOCABS
     from eval.config import RENAMED_CONFIGS
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--vocab-sizes", type=sizes,
                            help=f"target vocabularies at min_count 5 (default: {','.join(map(str, SYNTHETIC_VOCABS))})")
     synthetic.add_argument("--dims", type=sizes, help=f"embedding sizes (default: {','.join(map(str, SYNTHETIC_DIMS))})")
+    synthetic.add_argument("--large-cell", action=argparse.BooleanOptionalAction,
+                           help="also the true V ~ 1M cell (tokens, V target, D = "
+                                + ", ".join(f"{t:,} {v:,} {d}" for t, v, d in SYNTHETIC_LARGE)
+                                + "; default: on, unless --tokens, --vocab-sizes or --dims narrow the grid)")
     synthetic.add_argument("--table", action="store_true",
                            help="train nothing: print the Markdown table of --out and redraw its PNG")
     synthetic.add_argument("--plot", type=Path, help="PNG of the figures (default: --out with .png)")
@@ -64,7 +68,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not (args.readme_table or args.corpus or args.mirror or args.synthetic):
         parser.error("one of the arguments --corpus --mirror --synthetic --readme-table is required")
-    given = [name for name in ("tokens", "vocab_sizes", "dims", "plot") if getattr(args, name) is not None]
+    given = [name for name in ("tokens", "vocab_sizes", "dims", "plot", "large_cell") if getattr(args, name) is not None]
     if not args.synthetic and (given or args.table):
         parser.error(f"--{(given[0] if given else 'table').replace('_', '-')} is only allowed with --synthetic")
     try:
@@ -105,11 +109,18 @@ def _synthetic(args) -> int:
         results = run.run_synthetic(tokens=args.tokens or run.SYNTHETIC_TOKENS,
                                     vocabs=args.vocab_sizes or run.SYNTHETIC_VOCABS, dims=args.dims or run.SYNTHETIC_DIMS,
                                     seeds=1 if args.seeds is None else args.seeds, out=out, work=args.work,
-                                    progress=args.progress)
+                                    progress=args.progress, large=run.SYNTHETIC_LARGE if _large_cell(args) else ())
     run.write_synthetic_figure(results, plot)
     print(run.format_synthetic_table(results))
     print(f"written: {plot}" if args.table else f"written: {out}, {plot}")
     return 0
+
+
+def _large_cell(args) -> bool:
+    """--large-cell as given; by default on for the default grid, off for a grid narrowed on the command line."""
+    if args.large_cell is not None:
+        return args.large_cell
+    return args.tokens is None and args.vocab_sizes is None and args.dims is None
 
 
 if __name__ == "__main__":

@@ -92,7 +92,9 @@ def test_bench_synthetic_smoke_run_writes_json_table_and_plot(tmp_path):
     assert completed.returncode == 0, completed.stderr
     results = json.loads(out.read_text())
     assert results["config_name"] == "synthetic" and results["config"]["epochs"] == 1
-    assert results["grid"] == {"tokens": [4000], "vocab_targets": [200, 50000, 100000], "dims": [16], "seeds": 1}
+    # A grid narrowed on the command line leaves out the 12M-token V ~ 1M cell unless --large-cell asks for it.
+    assert results["grid"] == {"tokens": [4000], "vocab_targets": [200, 50000, 100000], "dims": [16], "seeds": 1,
+                               "large": []}
     measured, same = results["corpora"][:2], results["corpora"][2]
     assert same["same_corpus_as"] == 50000  # 4k tokens hold a few hundred words: one corpus for both
     for corpus in measured:
@@ -102,7 +104,11 @@ def test_bench_synthetic_smoke_run_writes_json_table_and_plot(tmp_path):
         (200, "gensim"), (200, "jaxgram"), (50000, "gensim"), (50000, "jaxgram")]
     for cell in results["cells"]:
         assert cell["us_per_word"] > cell["loop_us_per_word"] > 0 and 20 < cell["peak_rss_mib"] < 64 * 1024
+        assert cell["process_seconds"] > cell["wall_seconds"] > cell["train_loop_seconds"] > 0
+        assert cell["fixed_seconds"] == pytest.approx(cell["process_seconds"] - cell["train_loop_seconds"])
         assert cell["vocab_kept"] == next(c["vocab_kept"] for c in measured if c["vocab_target"] == cell["vocab_target"])
+    assert [(b["vocab_target"], b["dim"]) for b in results["bars"]] == [(200, 16), (50000, 16)]
+    assert all(isinstance(b[key]["holds"], bool) for b in results["bars"] for key in ("whole_process", "fixed", "peak_rss"))
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| tokens | V target | V kept |" in completed.stdout and "| 4,000 | 200 |" in completed.stdout
     assert "V target 100,000 at 4,000 tokens" in completed.stdout
@@ -110,6 +116,24 @@ def test_bench_synthetic_smoke_run_writes_json_table_and_plot(tmp_path):
     table = _bench("--synthetic", "--table", "--out", out)  # the same table, from the JSON alone
     assert table.returncode == 0, table.stderr
     assert table.stdout.split("written:")[0] == completed.stdout.split("written:")[0] and plot.is_file()
+
+
+def _cell(trainer, process, loop, rss):
+    return {"tokens": 1000, "vocab_target": 50, "dim": 8, "trainer": trainer, "process_seconds": process,
+            "fixed_seconds": process - loop, "peak_rss_mib": rss}
+
+
+@pytest.mark.parametrize("jaxgram, verdicts", [
+    ((10.0, 8.0, 600.0), (True, True, True)),    # faster, fixed 2.0 vs 1.0, RSS within 400 x 1.25 + 250 = 750
+    ((10.0, 7.4, 750.0), (True, False, True)),   # fixed 2.6: 1.6 s above gensim's
+    ((11.5, 10.0, 751.0), (False, True, False)),  # slower than gensim's 11.0, 1 MiB past the budget
+])
+def test_each_cell_is_held_to_the_three_bars(jaxgram, verdicts):
+    from bench.run import synthetic_bars
+
+    [bar] = synthetic_bars([_cell("gensim", 11.0, 10.0, 400.0), _cell("jaxgram", *jaxgram)])
+    assert (bar["whole_process"]["holds"], bar["fixed"]["holds"], bar["peak_rss"]["holds"]) == verdicts
+    assert bar["peak_rss"]["budget"] == 750.0
 
 
 def test_bench_synthetic_refuses_bad_settings_in_one_line(tmp_path):
