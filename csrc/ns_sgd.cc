@@ -33,6 +33,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <cxxabi.h>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -304,6 +305,8 @@ std::string Parallel(ffi::ThreadPool& pool, int parts, const std::function<void(
       std::string error;
       try {
         work(part);  // only reached while the caller still waits below, so `work` is alive
+      } catch (abi::__forced_unwind&) {
+        throw;  // a thread being cancelled must unwind on (glibc aborts the process otherwise)
       } catch (const std::exception& exception) {
         error = exception.what()[0] ? exception.what() : "an exception without a message";
       } catch (...) {

@@ -10,13 +10,12 @@ import numpy as np
 
 from jaxgram.losses import Params
 
-# Rows drawn per loop turn. Drawing a [V, D] table in one call holds the random bits and each
+# Rows drawn per block. Drawing a [V, D] table in one call holds the random bits and each
 # arithmetic step as V x D temporaries (they took the run's peak to 2.5x the tables' size at
 # V = 173k, D = 300); a block at a time, written into the table in place, holds one block.
 ROWS_PER_DRAW = 8192
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3))
 def init_params(key: jax.Array, vocab_size: int, dim: int, scheme: str = "word2vec") -> Params:
     """`word2vec` (word2vec.c's, as in the Dostoevsky article): E ~ uniform(-0.5, 0.5) / D, W = 0.
 
@@ -40,24 +39,34 @@ def init_params(key: jax.Array, vocab_size: int, dim: int, scheme: str = "word2v
 
 
 def uniform_rows(key: jax.Array, rows: int, dim: int, low: float, high: float) -> jax.Array:
-    """float32 [rows, dim] uniform on [low, high), drawn ROWS_PER_DRAW rows at a time from fold_in(key, block).
+    """float32 [rows, dim] uniform on [low, high): block i (ROWS_PER_DRAW rows) drawn from fold_in(key, i).
 
-    The last block starts where it still fits (dynamic_update_slice clamps it), so it draws
-    again over the end of the one before: every row is still one uniform draw.
+    The draw's program depends on D alone, so a new vocabulary size compiles only the small
+    in-place write. The last block starts where it still fits, so it draws again over the
+    end of the one before: every row is still one uniform draw.
     """
     block = min(ROWS_PER_DRAW, rows)
+    bounds = jnp.float32(low), jnp.float32(high)
+    table = jnp.zeros((rows, dim), jnp.float32)
+    for index in range(-(-rows // block)):
+        table = _write_rows(table, _draw_block(key, index, block, dim, *bounds), min(index * block, rows - block))
+    return table
 
-    def draw(index, table):
-        values = jax.random.uniform(jax.random.fold_in(key, index), (block, dim), jnp.float32, low, high)
-        return jax.lax.dynamic_update_slice(table, values, (index * block, 0))
 
-    return jax.lax.fori_loop(0, -(-rows // block), draw, jnp.zeros((rows, dim), jnp.float32))
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _draw_block(key: jax.Array, index, block: int, dim: int, low, high) -> jax.Array:
+    return jax.random.uniform(jax.random.fold_in(key, index), (block, dim), jnp.float32, low, high)
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _write_rows(table: jax.Array, values: jax.Array, start) -> jax.Array:
+    return jax.lax.dynamic_update_slice(table, values, (start, 0))
 
 
 def host_init_params(key: jax.Array, vocab_size: int, dim: int, scheme: str = "word2vec") -> Params:
-    """init_params's tables as NumPy arrays on the host. It runs the same compiled init_params a
-    run already used (a second program would cost a compile's memory at the end of a run), and
-    word2vec's (and gensim's) all-zero W becomes a NumPy zeros array, which the OS maps lazily."""
+    """init_params's tables as NumPy arrays on the host. It runs the same compiled programs a run
+    already used (new ones would cost a compile's memory at the end of a run), and word2vec's (and
+    gensim's) all-zero W becomes a NumPy zeros array, which the OS maps lazily."""
     tables = init_params(key, vocab_size, dim, scheme)
     E = np.asarray(tables.E)
     if scheme in ("word2vec", "gensim"):

@@ -44,17 +44,24 @@ def test_host_tables_equal_the_device_ones_bitwise(scheme):
     np.testing.assert_array_equal(host.W, np.asarray(device.W))
 
 
-@pytest.mark.parametrize("scheme", ["word2vec", "gensim"])
-def test_drawing_a_table_holds_a_block_of_rows_not_a_table(scheme):
-    from jaxgram.init import ROWS_PER_DRAW
+def test_drawing_a_table_holds_a_block_of_rows_and_compiles_nothing_per_vocabulary_but_a_write():
+    from jaxgram.init import ROWS_PER_DRAW, _draw_block, _write_rows
 
-    def scratch_bytes(vocab_size):
-        compiled = init_params.lower(jax.random.PRNGKey(0), vocab_size, 64, scheme).compile()
-        return compiled.memory_analysis().temp_size_in_bytes
-
-    small, large = scratch_bytes(2 * ROWS_PER_DRAW), scratch_bytes(40 * ROWS_PER_DRAW)
-    assert large == small  # the tables grew 20x; the scratch did not
-    assert large < 40 * ROWS_PER_DRAW * 64 * 4 / 4  # well under one table (the whole draw held several)
+    rows, dim = 40 * ROWS_PER_DRAW, 64
+    key, low, high = jax.random.PRNGKey(0), np.float32(-0.1), np.float32(0.1)
+    # The draw's scratch is a few blocks whatever the vocabulary: well under a table of 40 blocks.
+    draw = _draw_block.lower(key, 3, ROWS_PER_DRAW, dim, low, high).compile().memory_analysis()
+    assert draw.temp_size_in_bytes + draw.output_size_in_bytes < 8 * ROWS_PER_DRAW * dim * 4
+    # The write into the table happens in place: no second table.
+    table = jax.ShapeDtypeStruct((rows, dim), np.float32)
+    block = jax.ShapeDtypeStruct((ROWS_PER_DRAW, dim), np.float32)
+    write = _write_rows.lower(table, block, 0).compile().memory_analysis()
+    assert write.temp_size_in_bytes < ROWS_PER_DRAW * dim * 4 and write.alias_size_in_bytes == rows * dim * 4
+    # A new vocabulary size compiles a write, not a draw.
+    before = _draw_block._cache_size()
+    for vocab_size in (3 * ROWS_PER_DRAW + 7, 5 * ROWS_PER_DRAW + 11):
+        init_params(key, vocab_size, 24, "gensim")
+    assert _draw_block._cache_size() <= before + 1
 
 
 def test_every_row_is_drawn_when_the_blocks_do_not_divide_the_vocabulary():
