@@ -30,6 +30,7 @@ from jaxgram.batches import (
     EpochSource,
     call_stream,
     epoch_source,
+    padded,
     plan_batches,
     prefetched,
     step_width,
@@ -166,7 +167,9 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     # The fused kernel runs its workers as threads of one call; the XLA step runs on one device or a mesh.
     workers = mesh.size if mesh is not None else resolved_workers(config) if kernel == "fused" else 1
     log_training_start(config, len(vocab), workers, kernel if mesh is None else f"{kernel} on a mesh")
-    run_many, layout, carry = _compile(config, optimizer, noise_ids, carry, mesh, kernel, source.streams)
+    # A call's inputs as the stream builds them (the first block of epoch 0): what the step compiles for.
+    example_call = padded(plan, *first.block(0, min(len(first), plan.per_call)))
+    run_many, layout, carry = _compile(config, optimizer, noise_ids, carry, mesh, kernel, source.streams, example_call)
     del noise_ids  # run_many holds it
     started = ([first], epoch0) if history.epochs_done == 0 else None
     del first  # the stream holds it now, and lets go of it once used
@@ -211,11 +214,17 @@ def _placed_noise_table(counts: np.ndarray, exponent: float, mesh) -> jax.Array:
     return jnp.asarray(table) if mesh is None else global_array(table, NamedSharding(mesh, PartitionSpec()))
 
 
-def _compile(config: TrainConfig, optimizer, noise_ids: jax.Array, carry: Carry, mesh, kernel: str, streams: int):
-    """(run_many, mesh layout or None, carry laid out for it): one device, or a mesh."""
+def _compile(config: TrainConfig, optimizer, noise_ids: jax.Array, carry: Carry, mesh, kernel: str, streams: int,
+             example_call):
+    """(run_many, mesh layout or None, carry laid out for it): one device, or a mesh.
+
+    On one device the step is compiled here, before the training loop's clock starts (from
+    `example_call`'s shapes), rather than by the loop's first call."""
     if mesh is None:
         step_for = functools.partial(make_step, config, optimizer, kernel=kernel, streams=streams)
-        return _with_noise(compile_steps(step_for), noise_ids), None, carry
+        shapes = [jax.ShapeDtypeStruct(inputs.shape, inputs.dtype) for inputs in example_call]
+        compiled = compile_steps(step_for).lower(carry, *shapes, noise_ids).compile()
+        return _with_noise(compiled, noise_ids), None, carry
     layout = MeshLayout(mesh, int(carry.trainable.E.shape[0]), config.shard_tables)
     carry = layout.place(carry)
     # Replicated tables take the batch's row updates whole (the partitioner would otherwise
