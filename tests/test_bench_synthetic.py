@@ -148,3 +148,15 @@ def test_bench_synthetic_refuses_bad_settings_in_one_line(tmp_path):
     assert missing.returncode != 0 and "missing.json" in missing.stderr and "Traceback" not in missing.stderr
     zero = _bench("--synthetic", "--dims", "0", "--out", tmp_path / "s.json")
     assert zero.returncode == 2 and "dims=[0]" in zero.stderr
+
+
+def test_the_readme_synthetic_table_is_the_one_the_results_json_gives():
+    # Printed by `python -m bench --synthetic --table` from bench/results/synthetic.json, never typed by hand.
+    from bench.run import format_synthetic_table, load_results
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    marker = "<!-- python -m bench --synthetic --table -->\n"
+    assert marker in readme, "the README says where its synthetic table comes from"
+    block = readme.split(marker, 1)[1].split("\n\n", 1)[0].strip().splitlines()
+    printed = format_synthetic_table(load_results(ROOT / "bench" / "results" / "synthetic.json")).splitlines()
+    assert block == [line for line in printed if line.startswith("|")]
