@@ -17,11 +17,13 @@ import functools
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxgram import distributed
 from jaxgram.config import ALL_DEVICES, TrainConfig
+from jaxgram.data import noise_distribution, noise_table
 from jaxgram.distributed import DATA_AXIS, global_array, to_host
 from jaxgram.step import Carry
 
@@ -41,6 +43,19 @@ def compile_steps(step_for):
         return jax.lax.scan(step_for(noise_ids), carry, (centers, contexts, mask))
 
     return run_many
+
+
+def compile_ahead(step_for, carry: Carry, example_call, noise_ids):
+    """compile_steps's run_many compiled now for calls shaped like `example_call` (centers,
+    contexts, mask), so that the training loop's clock starts after compiling, not at it."""
+    shapes = [jax.ShapeDtypeStruct(inputs.shape, inputs.dtype) for inputs in example_call]
+    return compile_steps(step_for).lower(carry, *shapes, noise_ids).compile()
+
+
+def placed_noise_table(counts: np.ndarray, exponent: float, mesh: Mesh | None) -> jax.Array:
+    """The negatives' table (data.noise_table) on the device, or replicated over `mesh`; no host copy kept."""
+    table = noise_table(noise_distribution(counts, exponent))
+    return jnp.asarray(table) if mesh is None else global_array(table, NamedSharding(mesh, PartitionSpec()))
 
 
 def training_devices(config: TrainConfig, kernel: str = "xla") -> list:

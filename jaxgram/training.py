@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxgram import checkpoint, distributed, rundir
 from jaxgram.batches import (
@@ -37,13 +35,13 @@ from jaxgram.batches import (
 )
 from jaxgram.config import TrainConfig, resolved_config, resolved_workers
 from jaxgram.convergence import check_converging
-from jaxgram.data import keep_probabilities, noise_distribution, noise_table
-from jaxgram.distributed import global_array, is_primary
+from jaxgram.data import keep_probabilities
+from jaxgram.distributed import is_primary
 from jaxgram.errors import ConfigError, DataError
 from jaxgram.init import host_init_params, init_params
 from jaxgram.losses import Params
 from jaxgram.outputs import DEFAULT_SAVE, TrainResult, checked_save, write_outputs
-from jaxgram.parallel import MeshLayout, compile_sharded, compile_steps, training_mesh
+from jaxgram.parallel import MeshLayout, compile_ahead, compile_sharded, placed_noise_table, training_mesh
 from jaxgram.progress import LossMeter, log_downsampling, log_training_end, log_training_start, progress_bar, step_count
 from jaxgram.step import (
     Carry,
@@ -160,15 +158,14 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     plan = plan_batches(config, centres, step_centres)
     optimizer = make_optimizer(config, plan.total_steps, kernel)
     # Placed before the tables are drawn, and not kept on the host: its one copy is the device's.
-    noise_ids = _placed_noise_table(vocab.counts, config.ns_exponent, mesh)
+    noise_ids = placed_noise_table(vocab.counts, config.ns_exponent, mesh)
     init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
     carry = _initial_state(config, init_key, train_key, len(vocab), optimizer, mesh)
     carry, history = _resume_or_start(run, carry, resume)
     # The fused kernel runs its workers as threads of one call; the XLA step runs on one device or a mesh.
     workers = mesh.size if mesh is not None else resolved_workers(config) if kernel == "fused" else 1
     log_training_start(config, len(vocab), workers, kernel if mesh is None else f"{kernel} on a mesh")
-    # A call's inputs as the stream builds them (the first block of epoch 0): what the step compiles for.
-    example_call = padded(plan, *first.block(0, min(len(first), plan.per_call)))
+    example_call = padded(plan, *first.block(0, min(len(first), plan.per_call)))  # the step compiles for its shapes
     run_many, layout, carry = _compile(config, optimizer, noise_ids, carry, mesh, kernel, source.streams, example_call)
     del noise_ids  # run_many holds it
     started = ([first], epoch0) if history.epochs_done == 0 else None
@@ -208,23 +205,12 @@ def _resume_or_start(run: _Run, carry: Carry, resume: bool) -> tuple[Carry, Hist
     return carry, history
 
 
-def _placed_noise_table(counts: np.ndarray, exponent: float, mesh) -> jax.Array:
-    """The negatives' table (data.noise_table) on the device, or replicated over the mesh."""
-    table = noise_table(noise_distribution(counts, exponent))
-    return jnp.asarray(table) if mesh is None else global_array(table, NamedSharding(mesh, PartitionSpec()))
-
-
 def _compile(config: TrainConfig, optimizer, noise_ids: jax.Array, carry: Carry, mesh, kernel: str, streams: int,
              example_call):
-    """(run_many, mesh layout or None, carry laid out for it): one device, or a mesh.
-
-    On one device the step is compiled here, before the training loop's clock starts (from
-    `example_call`'s shapes), rather than by the loop's first call."""
+    """(run_many, mesh layout or None, carry laid out for it): one device (compiled now), or a mesh."""
     if mesh is None:
         step_for = functools.partial(make_step, config, optimizer, kernel=kernel, streams=streams)
-        shapes = [jax.ShapeDtypeStruct(inputs.shape, inputs.dtype) for inputs in example_call]
-        compiled = compile_steps(step_for).lower(carry, *shapes, noise_ids).compile()
-        return _with_noise(compiled, noise_ids), None, carry
+        return _with_noise(compile_ahead(step_for, carry, example_call, noise_ids), noise_ids), None, carry
     layout = MeshLayout(mesh, int(carry.trainable.E.shape[0]), config.shard_tables)
     carry = layout.place(carry)
     # Replicated tables take the batch's row updates whole (the partitioner would otherwise
