@@ -149,7 +149,7 @@ def disjoint_streams_batch(rng, B, C, negative, table_bits=22):
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
 def test_two_threads_train_streams_with_negatives_as_the_reference_does(kernel, tied):
     # Streams that share no row, negatives included, train to the sequential reference on two
-    # threads; the kernel's record of the step shows both threads trained centres.
+    # threads, bitwise as on one; the kernel's record of the step accounts for every centre.
     rng = np.random.default_rng(21 + tied)
     E, W = make_tables(rng, 24, 1024)  # long rows: each thread's share takes milliseconds
     batch = disjoint_streams_batch(rng, B=256, C=4, negative=5)
@@ -158,17 +158,17 @@ def test_two_threads_train_streams_with_negatives_as_the_reference_does(kernel, 
     one = STEP(E, None if tied else W, *batch, jnp.float32(0.05), negative=5, streams=2, tied=tied, workers=1)
     assert fused.last_step_threads() == [trained]
     assert_steps_equal(one, want)
-    seen = []
-    for _ in range(10):  # the caller trains a part itself when no pool thread is free: try again
+    for _ in range(5):
         two = STEP(E, None if tied else W, *batch, jnp.float32(0.05), negative=5, streams=2, tied=tied, workers=2)
         for name, g, w in zip(("E", "W", "losses"), two, one):
             if w is not None:
                 np.testing.assert_array_equal(np.asarray(g), np.asarray(w), err_msg=name)
+        # Every trained centre is on the record, by one or two threads: the calling thread takes the
+        # second part itself when no pool thread has started yet (in the full suite on 2 cores it often
+        # does), so whether a pool thread took part is timing; test_pool_threads_take_parts_side_by_side
+        # shows, without timing, that they do.
         seen = fused.last_step_threads()
-        assert sum(seen) == trained
-        if len(seen) == 2:
-            break
-    assert len(seen) == 2 and min(seen) > 0, f"no step was trained by two threads: {seen}"
+        assert sum(seen) == trained and 1 <= len(seen) <= 2 and min(seen) > 0
     assert float(jnp.max(jnp.abs(one[1 if not tied else 0] - (W if not tied else E)))) > 0.01
 
 
