@@ -40,15 +40,15 @@ log = logging.getLogger(__name__)
 STEPS_PER_CALL = 64
 
 
-def items_per_step(config: TrainConfig, platform: str = "cpu") -> int:
+def items_per_step(config: TrainConfig, platform: str = "cpu", kernel: str = "xla") -> int:
     """Centres per step the config asks for: about batch_size pairs' worth of them (batch_size None:
-    the platform's default, config.BATCH_PAIRS).
+    the platform's or the fused kernel's default, config.BATCH_PAIRS).
 
     Full softmax takes batch_size // 2 centres: its step is one [centres, V] product,
     which on 2 CPU cores ran 1.6x faster per centre with 512 rows than with 170, at the
     same quality (1,024 rows was slower again: the [B, V] logits outgrow the cache).
     """
-    pairs = resolved_batch_size(config, platform)
+    pairs = resolved_batch_size(config, platform, kernel)
     if config.objective == "softmax":
         return max(1, pairs // 2)
     return max(1, pairs // contexts_per_centre(config))
@@ -81,12 +81,18 @@ def widest_lockstep(counts: np.ndarray, keep_prob: np.ndarray, noise_probs: np.n
     return max(1, int(MAX_ROW_HITS / busiest_row_share(counts, keep_prob, noise_probs, negative)))
 
 
+def trains_in_lockstep(config: TrainConfig, kernel: str) -> bool:
+    """Whether make_step's step for this config and kernel is lockstep_ns_sgd (sparse SGD NS on XLA)."""
+    return kernel == "xla" and config.objective == "ns" and config.optimizer == "sgd"
+
+
 def step_width(config: TrainConfig, counts: np.ndarray, platform: str = "cpu", devices: int = 1,
-               lockstep: bool = True) -> tuple[int, int | None]:
+               kernel: str = "xla") -> tuple[int, int | None]:
     """(centres per step, all devices together; the widest the lockstep step allows on this vocabulary, or
-    None when the step is not the lockstep one): what train() runs with, for `counts` of its vocabulary."""
-    if not lockstep:
-        return centres_per_step(config, platform, devices) * devices, None
+    None when the step is not the lockstep one): what train() runs with `kernel` ("xla" or "fused",
+    step.resolve_kernel), for `counts` of its vocabulary."""
+    if not trains_in_lockstep(config, kernel):
+        return centres_per_step(config, platform, devices, kernel=kernel) * devices, None
     keep_prob = keep_probabilities(counts, config.sample)
     widest = widest_lockstep(counts, keep_prob, noise_distribution(counts, config.ns_exponent), config.negative)
     centres = centres_per_step(config, platform, devices, widest) * devices
@@ -95,13 +101,14 @@ def step_width(config: TrainConfig, counts: np.ndarray, platform: str = "cpu", d
     return centres, widest
 
 
-def centres_per_step(config: TrainConfig, platform: str = "cpu", devices: int = 1, widest: int | None = None) -> int:
+def centres_per_step(config: TrainConfig, platform: str = "cpu", devices: int = 1, widest: int | None = None,
+                     kernel: str = "xla") -> int:
     """Centres per step per device, all `devices` together kept within `widest` (widest_lockstep) when
     the step is the lockstep one (None: no bound). batch_size None: the platform's default step for
     the whole mesh, narrowed to fit, split across the devices (so that --devices N trains the step one
     device would). A batch_size given is per device; all devices' together past `widest` are
     refused, naming the widest that fits."""
-    wanted = items_per_step(config, platform)
+    wanted = items_per_step(config, platform, kernel)
     if config.batch_size is None:
         whole = wanted if widest is None else min(wanted, widest)
         return max(1, whole // devices)

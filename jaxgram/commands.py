@@ -183,7 +183,8 @@ _OPTION_HELP = {
               "only with XLA's deterministic flag), auto (fused where it applies, else xla)",
     "alpha_schedule": "per_worker: gensim corpus_file's (alpha falls with each worker's share); linear: word2vec's; "
                       "auto: per_worker for the fused kernel, linear for xla",
-    "batch_size": "pairs per step; the default is 1024 on CPU and 12288 on an accelerator, narrowed for the xla step "
+    "batch_size": "pairs per step; the default is 16384 for the fused kernel, 1024 for the xla step on CPU and 12288 on an "
+                  "accelerator, narrowed for the xla step "
                   "to the widest this vocabulary allows (logged); a wider value is refused; None: that default",
     "workers": "CPU threads of the fused kernel (gensim's workers): the usable cores, at most 2, unless given",
 }

@@ -26,10 +26,14 @@ ALPHA_SCHEDULES = ("auto", "per_worker", "linear")
 # pure JAX step), or "auto" (fused where it applies and is built, else xla).
 KERNELS = ("auto", "xla", "fused")
 ALL_DEVICES = "all"
-# Pairs per step when batch_size is None. On CPU a step of ~170 centres keeps the rows it
-# touches in cache; an accelerator needs thousands of centres per step to fill its cores
-# (bench/gpu.py measures 2,048 centres, 12,288 pairs at window 5).
-BATCH_PAIRS = {"cpu": 1024, "accelerator": 12288}
+# Pairs per step when batch_size is None. On CPU the XLA step's ~170 centres keep the rows it
+# touches in cache; the fused kernel's threads train their own copies of the frequent words'
+# rows for a step and add them up when it ends (csrc/ns_sgd.cc, PartRows), which pays from a
+# few thousand centres per step: on the five books 16,384 pairs trained 1.5x as fast as 1,024
+# and agreed with gensim inside the noise floors, 65,536 fell just outside them (docs/performance.md).
+# An accelerator needs thousands of centres per step to fill its cores (bench/gpu.py measures
+# 2,048 centres, 12,288 pairs at window 5).
+BATCH_PAIRS = {"cpu": 1024, "fused": 16384, "accelerator": 12288}
 # gensim's Word2Vec keywords that name one of our fields differently and mean what that field means;
 # from_dict takes either name (the CLI too, as --vector-size). gensim's max_final_vocab, like our
 # max_vocab_size, keeps the N most frequent words once counting is done (at a tie on the N-th count
@@ -202,10 +206,13 @@ def resolved_alpha_schedule(config: TrainConfig, kernel: str) -> str:
     return config.alpha_schedule
 
 
-def resolved_batch_size(config: TrainConfig, platform: str = "cpu") -> int:
-    """Pairs per step a run on `platform` ("cpu", "gpu", "tpu", ...) uses: config.batch_size or BATCH_PAIRS."""
+def resolved_batch_size(config: TrainConfig, platform: str = "cpu", kernel: str = "xla") -> int:
+    """Pairs per step a run on `platform` ("cpu", "gpu", "tpu", ...) with `kernel` ("xla" or "fused")
+    uses: config.batch_size or BATCH_PAIRS."""
     if config.batch_size is not None:
         return config.batch_size
+    if kernel == "fused":
+        return BATCH_PAIRS["fused"]
     return BATCH_PAIRS["cpu" if platform == "cpu" else "accelerator"]
 
 

@@ -151,11 +151,6 @@ def resolve_kernel(config: TrainConfig, platform: str, on_mesh: bool) -> str:
     return "fused"
 
 
-def trains_in_lockstep(config: TrainConfig, kernel: str) -> bool:
-    """Whether make_step's step for this config and kernel is lockstep_ns_sgd (sparse SGD NS on XLA)."""
-    return kernel == "xla" and config.objective == "ns" and config.optimizer == "sgd"
-
-
 def make_step(config: TrainConfig, optimizer: optax.GradientTransformation, noise_ids: jax.Array,
               sparse: bool | None = None, rows_sharding=None, kernel: str = "xla", streams: int = 1):
     """step(carry, (centers, contexts, mask)) -> (carry, summed loss): one optax update.

@@ -50,7 +50,6 @@ from jaxgram.step import (
     make_step,
     model_params,
     resolve_kernel,
-    trains_in_lockstep,
 )
 from jaxgram.train_state import History, restore_state, save_state
 from jaxgram.vocab import (
@@ -146,7 +145,7 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     platform = jax.local_devices()[0].platform
     devices_per_step = mesh.size if mesh is not None else 1
     kernel = resolve_kernel(config, platform, on_mesh=mesh is not None)
-    step_centres, _ = step_width(config, vocab.counts, platform, devices_per_step, trains_in_lockstep(config, kernel))
+    step_centres, _ = step_width(config, vocab.counts, platform, devices_per_step, kernel)
     source = epoch_source(encoded.read, len(encoded), keep_prob, config, step_centres, kernel)
     epoch0 = source.groups(0)
     first = next(epoch0)
