@@ -13,7 +13,9 @@
 //   deterministic function of its operands; with several, each thread trains its streams
 //   at the same time as the others, and a row two of them touch gets their updates in
 //   whatever order the threads reach it, as gensim's and word2vec.c's threads do
-//   ("Hogwild", Recht et al. 2011). Their draws do not depend on the threads.
+//   ("Hogwild", Recht et al. 2011); except the frequent words' rows, which each thread trains
+//   its own copy of for the step and the step adds up when it ends (PartRows says why).
+//   Their draws do not depend on the threads.
 // - Negatives: stream s draws them with SplitMix64 seeded from (seed, s), each the noise
 //   table's entry at the top log2(size) bits of a draw; one draw per negative of a present
 //   pair. All draws are made before any row changes, so a bad noise id fails the call cleanly.

@@ -7,8 +7,12 @@ streams (centre b in stream b % streams), each trained in order on the tables th
 With one worker thread the streams take turns and a step is a pure function of its
 operands; with several, the threads train their streams at once and race on the rows they
 share, as gensim's threads do, so a run reproduces itself bitwise only with one worker
-(gensim's rule too). The batched XLA step (jaxgram.step) is the accelerators' version of the
-same objective; see there how they differ. `ns_sgd_step` runs inside jit, lax.scan and
+(gensim's rule too). The frequent words' rows, which every thread keeps hitting, are the
+exception: each thread trains its own copy of them for the step and the step adds up the
+threads' changes when it ends, so that their cache lines do not pass between the cores at
+every write (with them shared, two threads trained no faster than one). The batched XLA
+step (jaxgram.step) is the accelerators' version of the same objective; see there how they
+differ. `ns_sgd_step` runs inside jit, lax.scan and
 shard_map; the tables are aliased in and out of the call, so donated tables are updated in
 place.
 
@@ -171,7 +175,8 @@ def ns_sgd_step(E, W, centers, contexts, noise_ids, seed, mask, lr, negative: in
     the step's random bits; mask float [B] (0: padding centre, a weight scales the centre's
     step size); lr: scalar step size; negative: K negatives per pair; streams: centre b is in
     stream b % streams; workers: threads, each training its streams at the same time as the
-    others (see the module docstring). Each pair (context c, centre t) is an SGD
+    others (see the module docstring): the rows of the lowest ids (the frequent words) each
+    thread trains its own copy of, and the step adds their changes when it ends. Each pair (context c, centre t) is an SGD
     step on losses.ns_pair_loss with E[c] as the input row and W[t] as the output row: the
     output rows are updated one after another, each from the input row as the pair found it,
     and the input row last (word2vec.c's order). The losses are each centre's summed pair

@@ -55,8 +55,16 @@ def train_pair(E, W, context: int, centre: int, negatives, lr: float) -> float:
     return loss
 
 
-def reference_step(E, W, centers, contexts, noise_ids, seed, mask, lr, negative: int, streams: int = 1):
-    """(E, W or None, losses [B]) as ns_sgd_step defines them with one thread; W None means tied tables."""
+def reference_step(E, W, centers, contexts, noise_ids, seed, mask, lr, negative: int, streams: int = 1,
+                   parts: int = 1):
+    """(E, W or None, losses [B]) as ns_sgd_step defines them with one thread; W None means tied tables.
+
+    parts > 1: as `parts` threads train the step when every row is one they keep copies of (a
+    vocabulary within the kernel's hot rows): part p trains streams p, p + parts, ... on its own
+    copy of the tables, and the step adds up the parts' changes.
+    """
+    if parts > 1:
+        return _parts_step(E, W, centers, contexts, noise_ids, seed, mask, lr, negative, streams, parts)
     tied = W is None
     E = np.array(E, np.float64)
     W = E if tied else np.array(W, np.float64)
@@ -76,3 +84,19 @@ def reference_step(E, W, centers, contexts, noise_ids, seed, mask, lr, negative:
                 negatives = [noise_ids[0 if shift == 64 else draw >> shift] for draw in draws]
                 losses[b] += mask[b] * train_pair(E, W, context, centers[b], negatives, lr * mask[b])
     return E, None if tied else W, losses
+
+
+def _parts_step(E, W, centers, contexts, noise_ids, seed, mask, lr, negative, streams, parts):
+    """reference_step with parts > 1: each part's streams from the step's tables, then the first
+    part's rows plus every other part's change."""
+    part_of = (np.arange(len(centers)) % streams) % parts
+    results = [reference_step(E, W, centers, contexts, noise_ids, seed, np.where(part_of == part, mask, 0), lr,
+                              negative, streams) for part in range(parts)]
+    merged = []
+    for table, start in ((0, E), (1, W)):
+        if start is None:
+            merged.append(None)
+            continue
+        start = np.array(start, np.float64)
+        merged.append(results[0][table] + sum(result[table] - start for result in results[1:]))
+    return merged[0], merged[1], sum(result[2] for result in results)

@@ -172,6 +172,26 @@ def test_two_threads_train_streams_with_negatives_as_the_reference_does(kernel, 
     assert float(jnp.max(jnp.abs(one[1 if not tied else 0] - (W if not tied else E)))) > 0.01
 
 
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_two_threads_train_copies_of_the_rows_they_share_and_add_their_changes(kernel, tied):
+    # 12 rows of 40 floats: every row is one each thread keeps its own copy of for the step (the
+    # kernel's hot rows), so streams that share rows still give a reproducible step: each part's
+    # streams trained from the step's tables, the parts' changes added (the reference's parts=2).
+    rng = np.random.default_rng(31 + tied)
+    E, W = make_tables(rng, 12, 40)
+    batch = make_batch(rng, 12, B=64, C=6)
+    W_in = None if tied else W
+    runs = [STEP(E, W_in, *batch, jnp.float32(0.1), negative=5, streams=2, tied=tied, workers=2) for _ in range(3)]
+    for again in runs[1:]:
+        for name, g, w in zip(("E", "W", "losses"), again, runs[0]):
+            if w is not None:
+                np.testing.assert_array_equal(np.asarray(g), np.asarray(w), err_msg=name)
+    assert_steps_equal(runs[0], reference_step(E, W_in, *batch, 0.1, negative=5, streams=2, parts=2))
+    # One thread trains the same streams one after the other, each seeing the other's changes.
+    one = STEP(E, W_in, *batch, jnp.float32(0.1), negative=5, streams=2, tied=tied, workers=1)
+    assert float(jnp.max(jnp.abs(one[0] - runs[0][0]))) > 1e-3
+
+
 def test_pool_threads_take_parts_side_by_side(kernel):
     assert sorted(set(fused.parallel_probe(2).tolist())) == [1, 2]
     assert len(set(fused.parallel_probe(3).tolist())) >= 2
