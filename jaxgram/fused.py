@@ -211,7 +211,8 @@ def ns_sgd_step(E, W, centers, contexts, noise_ids, seed, mask, lr, negative: in
 
 def last_step_threads() -> list[int]:
     """How many centres each thread trained in the last fused step this process ran (the calling
-    thread's first; one entry per distinct thread): proof that `workers` threads shared a step."""
+    thread's first; one entry per distinct thread): the kernel's own record of which threads
+    trained a step (the calling thread takes a share itself when no pool thread has by then)."""
     library = _library()
     if library is None:
         raise RuntimeError(f"jaxgram.fused: {_state['reason']}")

@@ -172,6 +172,25 @@ def test_two_threads_train_streams_with_negatives_as_the_reference_does(kernel, 
     assert float(jnp.max(jnp.abs(one[1 if not tied else 0] - (W if not tied else E)))) > 0.01
 
 
+def test_a_pool_thread_trains_a_share_of_real_steps(kernel):
+    # Two workers, K = 5, each share of a step a millisecond or more of work: the kernel's own
+    # record shows a second thread (one of XLA's pool) training centres. The caller takes a share
+    # itself only if no pool thread has taken it by the time its own is done, so one step may show
+    # one thread; twenty in a row would mean the pool lends the kernel no thread at all.
+    rng = np.random.default_rng(41)
+    E, W = make_tables(rng, 24, 1024)
+    batch = disjoint_streams_batch(rng, B=256, C=4, negative=5)
+    trained = int(np.count_nonzero(np.asarray(batch[-1])))
+    records = []
+    for _ in range(20):
+        STEP(E, W, *batch, jnp.float32(0.05), negative=5, streams=2, workers=2)[0].block_until_ready()
+        records.append(fused.last_step_threads())
+        if len(records[-1]) == 2:
+            break
+    assert all(sum(record) == trained for record in records), records
+    assert len(records[-1]) == 2 and min(records[-1]) > 0, records
+
+
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
 def test_two_threads_train_copies_of_the_rows_they_share_and_add_their_changes(kernel, tied):
     # 12 rows of 40 floats: every row is one each thread keeps its own copy of for the step (the
