@@ -173,13 +173,15 @@ def test_two_threads_train_streams_with_negatives_as_the_reference_does(kernel, 
 
 
 def test_a_pool_thread_trains_a_share_of_real_steps(kernel):
-    # Two workers, K = 5, each share of a step a millisecond or more of work: the kernel's own
-    # record shows a second thread (one of XLA's pool) training centres. The caller takes a share
-    # itself only if no pool thread has taken it by the time its own is done, so one step may show
-    # one thread; twenty in a row would mean the pool lends the kernel no thread at all.
+    # Two workers, K = 5, each share of a step tens of milliseconds of work (2,048 centres, rows
+    # of 1,024 floats): the kernel's own record shows a second thread (one of XLA's pool)
+    # training centres. The caller takes a share itself only if no pool thread has taken it by
+    # the time its own is done, which a share this long leaves no room for even with every core
+    # busy (measured with three spinning processes on 2 cores: at most 2 steps); twenty steps
+    # in a row on one thread would mean the pool lends the kernel no thread at all.
     rng = np.random.default_rng(41)
     E, W = make_tables(rng, 24, 1024)
-    batch = disjoint_streams_batch(rng, B=256, C=4, negative=5)
+    batch = make_batch(rng, 24, B=2048, C=6)
     trained = int(np.count_nonzero(np.asarray(batch[-1])))
     records = []
     for _ in range(20):
