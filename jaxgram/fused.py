@@ -12,9 +12,8 @@ exception: each thread trains its own copy of them for the step and the step add
 threads' changes when it ends, so that their cache lines do not pass between the cores at
 every write (with them shared, two threads trained no faster than one). The batched XLA
 step (jaxgram.step) is the accelerators' version of the same objective; see there how they
-differ. `ns_sgd_step` runs inside jit, lax.scan and
-shard_map; the tables are aliased in and out of the call, so donated tables are updated in
-place.
+differ. `ns_sgd_step` runs inside jit, lax.scan and shard_map; the tables are aliased in and
+out of the call, so donated tables are updated in place.
 
 The library (jaxgram/_ns_sgd.so, built by CMakeLists.txt through scikit-build-core) is
 a plain shared library loaded with ctypes, not a Python extension: it links no Python,
@@ -176,10 +175,10 @@ def ns_sgd_step(E, W, centers, contexts, noise_ids, seed, mask, lr, negative: in
     step size); lr: scalar step size; negative: K negatives per pair; streams: centre b is in
     stream b % streams; workers: threads, each training its streams at the same time as the
     others (see the module docstring): the rows of the lowest ids (the frequent words) each
-    thread trains its own copy of, and the step adds their changes when it ends. Each pair (context c, centre t) is an SGD
-    step on losses.ns_pair_loss with E[c] as the input row and W[t] as the output row: the
-    output rows are updated one after another, each from the input row as the pair found it,
-    and the input row last (word2vec.c's order). The losses are each centre's summed pair
+    thread trains its own copy of, and the step adds their changes when it ends. Each pair
+    (context c, centre t) is an SGD step on losses.ns_pair_loss with E[c] as the input row
+    and W[t] as the output row: the output rows are updated one after another, each from the
+    input row as the pair found it, and the input row last (word2vec.c's order). The losses are each centre's summed pair
     losses, mask-weighted (padding 0). An id outside the tables (in an unmasked centre), or
     a noise table id outside W, fails the call and changes nothing.
     """
