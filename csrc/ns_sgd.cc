@@ -316,21 +316,27 @@ int64_t TrainStream(const Step& s, const PartRows& rows, int64_t stream, const i
   return trained;
 }
 
-// Rows [begin, end) of `table` after a step: each row that some part's copy of is live gets the
-// first such part's copy, plus each other's change from the row (which no part wrote while they
-// trained). copies[p] and live[p] are part p's.
-void MergeCopies(float* table, int64_t dim, int64_t begin, int64_t end, const std::vector<float*>& copies,
-                 const std::vector<uint32_t*>& live, uint32_t now) {
-  const size_t parts = copies.size();
+// Rows [begin, end) of E (output false) or W (output true) after a step: each row that some
+// part's copy of is live gets the first such part's copy, plus each other's change from the row
+// (which no part wrote while they trained). parts[p] is part p's view of the step.
+void MergeCopies(const std::vector<PartRows>& parts, bool output, int64_t begin, int64_t end) {
+  std::vector<const float*> copies;
+  std::vector<const uint32_t*> live;
+  for (const PartRows& rows : parts) {
+    copies.push_back(output ? rows.w_copies : rows.e_copies);
+    live.push_back(output ? rows.w_live : rows.e_live);
+  }
+  const int64_t dim = parts[0].dim;
+  const uint32_t now = parts[0].now;
   for (int64_t r = begin; r < end; ++r) {
     size_t first = 0;
-    while (first < parts && live[first][r] != now) ++first;
-    if (first == parts) continue;
-    float* row = table + r * dim;
+    while (first < parts.size() && live[first][r] != now) ++first;
+    if (first == parts.size()) continue;
+    float* row = (output ? parts[0].W : parts[0].E) + r * dim;
     const float* mine = copies[first] + r * dim;
     for (int64_t i = 0; i < dim; ++i) {
       float value = mine[i];
-      for (size_t p = first + 1; p < parts; ++p)
+      for (size_t p = first + 1; p < parts.size(); ++p)
         if (live[p][r] == now) value += copies[p][r * dim + i] - row[i];
       row[i] = value;
     }
@@ -434,7 +440,7 @@ struct Buffers {
   std::vector<int64_t> bad_ids;
   std::vector<std::thread::id> part_threads;
   std::vector<int64_t> part_centres;
-  std::vector<std::vector<float>> e_copies, w_copies;  // per part: hot x D (w_copies unused when tied)
+  std::vector<std::vector<float>> e_copies, w_copies;  // per part: hot x D (w_ ones unused when tied)
   std::vector<std::vector<uint32_t>> e_live, w_live;   // per part: hot
   uint32_t now = 0;  // this call's mark in the live arrays
 };
@@ -458,8 +464,9 @@ ffi::Error Allocate(const Step& s, int64_t streams, int threads, int64_t hot, Bu
     for (auto* live : {&buffers.e_live, &buffers.w_live}) GrowTo(*live, parts);
     for (size_t p = 0; p < parts; ++p) {
       GrowTo(buffers.e_copies[p], rows * static_cast<size_t>(s.dim));
-      if (!s.tied) GrowTo(buffers.w_copies[p], rows * static_cast<size_t>(s.dim));
       GrowTo(buffers.e_live[p], rows);
+      if (s.tied) continue;  // one table: its copies are e_copies
+      GrowTo(buffers.w_copies[p], rows * static_cast<size_t>(s.dim));
       GrowTo(buffers.w_live[p], rows);
     }
   } catch (const std::bad_alloc&) {
@@ -486,20 +493,12 @@ PartRows RowsOf(const Step& s, Buffers& buffers, int part, int64_t hot) {
 
 // The parts' changes to the hot rows, into the tables (MergeCopies), the rows split between the threads.
 std::string MergeStep(const Step& s, Buffers& buffers, int threads, int64_t hot, ffi::ThreadPool& pool) {
-  std::vector<float*> e_copies, w_copies;
-  std::vector<uint32_t*> e_live, w_live;
-  for (int p = 0; p < threads; ++p) {
-    e_copies.push_back(buffers.e_copies[p].data());
-    e_live.push_back(buffers.e_live[p].data());
-    if (!s.tied) {
-      w_copies.push_back(buffers.w_copies[p].data());
-      w_live.push_back(buffers.w_live[p].data());
-    }
-  }
+  std::vector<PartRows> parts;
+  for (int p = 0; p < threads; ++p) parts.push_back(RowsOf(s, buffers, p, hot));
   return Parallel(pool, threads, [&](int part) {
     const int64_t begin = hot * part / threads, end = hot * (part + 1) / threads;
-    MergeCopies(s.E, s.dim, begin, end, e_copies, e_live, buffers.now);
-    if (!s.tied) MergeCopies(s.W, s.dim, begin, end, w_copies, w_live, buffers.now);
+    MergeCopies(parts, false, begin, end);
+    if (!s.tied) MergeCopies(parts, true, begin, end);
   });
 }
 
@@ -521,7 +520,8 @@ ffi::Error RunStep(const Step& s, int64_t workers, ffi::ThreadPool& pool) {
     if (id >= 0)
       return ffi::Error::InvalidArgument("ns_sgd: noise table id " + std::to_string(id) + " outside W's " +
                                          std::to_string(s.rows_w) + " rows");
-  // Thread t trains streams t, t + threads, ... in order, updating the tables in place.
+  // Thread t trains streams t, t + threads, ... in order: the hot rows in its own copies, the rest
+  // in the tables themselves; then the copies' changes go into the tables.
   failed = Parallel(pool, threads, [&](int part) {
     buffers.part_threads[part] = std::this_thread::get_id();
     float* scratch = buffers.scratch.data() + buffers.part_scratch * part;
