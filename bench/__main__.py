@@ -42,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
                         metavar="{" + ",".join(CONFIGS) + "}",
                         help="default: NS D=100 5 epochs; dostoevsky: the Dostoevsky article's NS D=32 20 epochs; "
                              "softmax: full softmax D=100 5 epochs")
-    parser.add_argument("--seeds", type=int, help="seeds per trainer (default: 3; with --synthetic: 1)")
+    parser.add_argument("--seeds", type=int,
+                        help="seeds per trainer (default: 3; with --synthetic: at each grid cell, default 3, while the "
+                             "V ~ 1M cell runs once)")
     parser.add_argument("--out", type=Path, help=f"results JSON (default: {DEFAULT_OUT})")
     parser.add_argument("--work", type=Path, help="folder for the trained vectors (default: a temporary folder)")
     parser.add_argument("--progress", action="store_true", help="show the trainers' progress bars")
@@ -108,8 +110,9 @@ def _synthetic(args) -> int:
     else:
         results = run.run_synthetic(tokens=args.tokens or run.SYNTHETIC_TOKENS,
                                     vocabs=args.vocab_sizes or run.SYNTHETIC_VOCABS, dims=args.dims or run.SYNTHETIC_DIMS,
-                                    seeds=1 if args.seeds is None else args.seeds, out=out, work=args.work,
-                                    progress=args.progress, large=run.SYNTHETIC_LARGE if _large_cell(args) else ())
+                                    seeds=run.SYNTHETIC_SEEDS if args.seeds is None else args.seeds, out=out,
+                                    work=args.work, progress=args.progress,
+                                    large=run.SYNTHETIC_LARGE if _large_cell(args) else ())
     run.write_synthetic_figure(results, plot)
     print(run.format_synthetic_table(results))
     print(f"written: {plot}" if args.table else f"written: {out}, {plot}")

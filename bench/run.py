@@ -500,6 +500,10 @@ SYNTHETIC_DIMS = (100, 300)
 # The grid holds corpora of 0.5M and 2M tokens; a vocabulary of 1M words needs ~12M tokens.
 SYNTHETIC_LARGE = ((12_000_000, 1_000_000, 300),)  # (tokens, V target, D): the true V ~ 1M cell
 SYNTHETIC_CORPUS_SEED = 0
+# Seeds per trainer at each grid cell: a half-million-token run takes about 2 s, and this VM's
+# speed moves by up to a quarter between runs, so one run each would decide its bars by chance.
+# The V ~ 1M cell runs once (minutes per run; its margins are tens of seconds).
+SYNTHETIC_SEEDS, SYNTHETIC_LARGE_SEEDS = 3, 1
 SYNTHETIC_NOTES = ("one epoch per run; median over seeds; process_seconds is a trainer's whole child process, from "
                    "its start to its exit (interpreter, imports, vocabulary, compilation, training, writing its "
                    "vectors: gensim train + save_word2vec_format(binary=True), jaxgram train with its default "
@@ -526,36 +530,39 @@ def _sizes(name: str, values, least: int) -> tuple[int, ...]:
     return values
 
 
-def run_synthetic(tokens=SYNTHETIC_TOKENS, vocabs=SYNTHETIC_VOCABS, dims=SYNTHETIC_DIMS, seeds: int = 1, out=None,
-                  work=None, progress: bool = False, large=SYNTHETIC_LARGE) -> dict:
-    """Train both trainers on seeded Zipf corpora of every (tokens, vocabulary) at every D, then on each
-    (tokens, V target, D) of `large`; write and return the results, with each cell's bars."""
+def run_synthetic(tokens=SYNTHETIC_TOKENS, vocabs=SYNTHETIC_VOCABS, dims=SYNTHETIC_DIMS, seeds: int = SYNTHETIC_SEEDS,
+                  out=None, work=None, progress: bool = False, large=SYNTHETIC_LARGE,
+                  large_seeds: int = SYNTHETIC_LARGE_SEEDS) -> dict:
+    """Train both trainers `seeds` times on seeded Zipf corpora of every (tokens, vocabulary) at every D,
+    then `large_seeds` times on each (tokens, V target, D) of `large`; write and return the results,
+    with each cell's bars."""
     from bench.synthetic import SENTENCE_LENGTH, describe
 
     tokens, vocabs = _sizes("tokens", tokens, SENTENCE_LENGTH), _sizes("vocab_sizes", vocabs, 2)
     dims, seeds = _sizes("dims", dims, 1), _sizes("seeds", [seeds], 1)[0]
+    large_seeds = _sizes("large_seeds", [large_seeds], 1)[0]
     large = [tuple(_sizes("large", cell, 1)) for cell in large]
-    plan = [(size, target, dims) for size in tokens for target in vocabs]
-    plan += [(t, v, (d,)) for t, v, d in large if not (t in tokens and v in vocabs and d in dims)]
+    plan = [(size, target, dims, seeds) for size in tokens for target in vocabs]
+    plan += [(t, v, (d,), large_seeds) for t, v, d in large if not (t in tokens and v in vocabs and d in dims)]
     with tempfile.TemporaryDirectory(prefix="jaxgram-bench-synthetic-") as scratch:
         work = Path(work) if work is not None else Path(scratch)
         machine = machine_info(synthetic_config(dims[0], 1))
         machine["matmul_gflops_fp32"] = matmul_gflops()
         corpora, runs = [], []
         measured = {}  # (tokens, raw vocabulary, exponent) -> the target whose corpus that is
-        for size, target, cell_dims in plan:
+        for size, target, cell_dims, cell_seeds in plan:
             spec = describe(size, target, SYNTHETIC_CORPUS_SEED)
             same = measured.setdefault((size, spec.raw_vocab, spec.exponent), target)
             if same != target:  # the corpus is too small for this target: it is another's corpus
                 corpora.append({**spec.to_dict(), "same_corpus_as": same})
                 continue
-            record, rows = _measure_corpus(spec, cell_dims, seeds, work, progress)
+            record, rows = _measure_corpus(spec, cell_dims, cell_seeds, work, progress)
             corpora.append(record)
             runs.extend(rows)
     cells = _cells(runs)
     results = {"format": FORMAT, "config_name": "synthetic", "config": synthetic_config(dims[0], 1).to_dict(),
                "grid": {"tokens": list(tokens), "vocab_targets": list(vocabs), "dims": list(dims), "seeds": seeds,
-                        "large": [list(cell) for cell in large]},
+                        "large": [list(cell) for cell in large], "large_seeds": large_seeds},
                "machine": machine, "corpora": corpora, "runs": runs, "cells": cells, "bars": synthetic_bars(cells),
                "notes": SYNTHETIC_NOTES}
     if out is not None:
@@ -648,7 +655,7 @@ def format_synthetic_table(results: dict) -> str:
     lines = [
         (f"synthetic Zipf corpora (20-word sentences, min_count {config['min_count']}): objective={config['objective']} "
          f"epochs={config['epochs']} window={config['window']} negative={config['negative']} sample={config['sample']}; "
-         f"{grid['seeds']} seed(s), medians; bars: jaxgram's whole process <= gensim's, its fixed cost (whole - loop) "
+         f"{_seeds_line(grid)}, medians; bars: jaxgram's whole process <= gensim's, its fixed cost (whole - loop) "
          f"within {FIXED_GAP_SECONDS} s of gensim's, its peak RSS <= gensim's x {RSS_FACTOR} + {RSS_ALLOWANCE_MIB} MiB"),
         machine_line(machine),
         "",
@@ -674,6 +681,13 @@ def format_synthetic_table(results: dict) -> str:
                          f"for it (about {corpus['expected_kept']:,} words reach min_count at most), so it is the "
                          f"V target {corpus['same_corpus_as']:,} corpus, measured once.")
     return "\n".join(lines)
+
+
+def _seeds_line(grid: dict) -> str:
+    line = f"{grid['seeds']} seed(s) per trainer"
+    if grid["large"] and grid["large_seeds"] != grid["seeds"]:
+        line += f" ({grid['large_seeds']} in the {' and '.join(f'{t:,}-token' for t, _, _ in grid['large'])} row)"
+    return line
 
 
 def synthetic_figure(results: dict) -> bytes:

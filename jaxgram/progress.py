@@ -105,6 +105,22 @@ def step_count(opt_state) -> int:
 
 
 def progress_bar(enabled: bool, total: int, initial: int):
+    """tqdm's bar over the run's steps, or, when not `enabled`, a bar that shows nothing (and costs no import of tqdm)."""
+    if not enabled:
+        return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, file=sys.stderr, unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, file=sys.stderr, unit="step", dynamic_ncols=True)
+
+
+class _NoBar:
+    """The calls a run makes on its progress bar, doing nothing."""
+
+    def update(self, steps: int) -> None:
+        pass
+
+    def set_postfix(self, **values) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

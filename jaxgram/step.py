@@ -83,27 +83,30 @@ def scatter_rows(trainable: Params, updates, inputs) -> Params:
     return Params(E, W + updates[1])
 
 
-def learning_rate_schedule(config: TrainConfig, total_steps: int, kernel: str = "xla") -> optax.Schedule:
+def learning_rate_schedule(config: TrainConfig, total_steps: int, kernel: str = "xla", xp=jnp) -> optax.Schedule:
     """alpha falling to min_alpha over the run's `total_steps` (`config.epochs` epochs of equal steps).
 
-    "linear": with the run's progress, as word2vec.c does. "per_worker": with one worker's
-    progress, as gensim's corpus_file mode does, where each of the `workers` threads counts only
-    the words of its own share: in epoch e, after a fraction f of its steps, alpha is where a
-    linear schedule is at e + f / workers epochs. Which one a run takes: config.resolved_alpha_schedule
-    for its `kernel`.
+    "linear": with the run's progress, as word2vec.c does (optax.linear_schedule's values).
+    "per_worker": with one worker's progress, as gensim's corpus_file mode does, where each of
+    the `workers` threads counts only the words of its own share: in epoch e, after a fraction f
+    of its steps, alpha is where a linear schedule is at e + f / workers epochs. Which one a run
+    takes: config.resolved_alpha_schedule for its `kernel`. `xp` is the array module it computes
+    with: jax.numpy in a step, NumPy for the host's progress bar and log, which then dispatch
+    nothing to a device (eight small programs for the first value otherwise).
     """
     total_steps = max(total_steps, 1)
     workers = resolved_workers(config)
-    if resolved_alpha_schedule(config, kernel) == "linear" or workers == 1:
-        return optax.linear_schedule(config.alpha, config.min_alpha, total_steps)
+    per_worker = resolved_alpha_schedule(config, kernel) == "per_worker" and workers > 1
     steps_per_epoch = max(total_steps // config.epochs, 1)
     fall = config.alpha - config.min_alpha
 
     def schedule(count):
-        count = jnp.asarray(count, jnp.float32)
-        epoch = jnp.floor(count / steps_per_epoch)
+        if not per_worker:  # optax.linear_schedule's arithmetic, so a step's rate is the same to the bit
+            return fall * (1 - xp.clip(count, 0, total_steps) / total_steps) + config.min_alpha
+        count = xp.asarray(count, xp.float32)
+        epoch = xp.floor(count / steps_per_epoch)
         progress = (epoch + (count - epoch * steps_per_epoch) / (steps_per_epoch * workers)) / config.epochs
-        return jnp.maximum(config.min_alpha, config.alpha - fall * progress)
+        return xp.maximum(config.min_alpha, config.alpha - fall * progress)
 
     return schedule
 

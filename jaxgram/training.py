@@ -170,7 +170,7 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     started = ([first], epoch0) if history.epochs_done == 0 else None
     del first  # the stream holds it now, and lets go of it once used
     start_epoch = history.epochs_done
-    schedule = learning_rate_schedule(config, plan.total_steps, kernel)  # for the progress bar's lr
+    schedule = learning_rate_schedule(config, plan.total_steps, kernel, xp=np)  # the progress bar's and log's lr
     carry, wall = _run_epochs(run, carry, history, plan, schedule, run_many, layout, source, encoded.raw_words,
                               started)
     final = model_params((carry if layout is None else layout.fetch(carry)).trainable)

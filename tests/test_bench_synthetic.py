@@ -88,13 +88,14 @@ def _bench(*args):
 
 def test_bench_synthetic_smoke_run_writes_json_table_and_plot(tmp_path):
     out, plot = tmp_path / "synthetic.json", tmp_path / "synthetic.png"
-    completed = _bench("--synthetic", "--tokens", "4k", "--vocab-sizes", "200,50000,100k", "--dims", 16, "--out", out)
+    completed = _bench("--synthetic", "--tokens", "4k", "--vocab-sizes", "200,50000,100k", "--dims", 16, "--seeds", 1,
+                       "--out", out)
     assert completed.returncode == 0, completed.stderr
     results = json.loads(out.read_text())
     assert results["config_name"] == "synthetic" and results["config"]["epochs"] == 1
     # A grid narrowed on the command line leaves out the 12M-token V ~ 1M cell unless --large-cell asks for it.
     assert results["grid"] == {"tokens": [4000], "vocab_targets": [200, 50000, 100000], "dims": [16], "seeds": 1,
-                               "large": []}
+                               "large": [], "large_seeds": 1}
     measured, same = results["corpora"][:2], results["corpora"][2]
     assert same["same_corpus_as"] == 50000  # 4k tokens hold a few hundred words: one corpus for both
     for corpus in measured:

@@ -227,6 +227,27 @@ def test_auto_schedule_is_per_worker_for_the_fused_kernel_and_linear_for_the_xla
     assert float(auto["fused"](80)) > float(auto["xla"](80)) + 1e-3
 
 
+@pytest.mark.parametrize("name", ["linear", "per_worker"])
+def test_the_hosts_schedule_gives_the_steps_rates_without_a_device(name):
+    # The progress bar and the epoch log read alpha with NumPy: the same rates as the step's
+    # schedule, and no JAX array made. The step's linear schedule is optax's to the bit.
+    import optax
+
+    from jaxgram.step import learning_rate_schedule
+
+    config = dataclasses.replace(SMALL, epochs=4, alpha=0.025, min_alpha=0.0001, workers=2, alpha_schedule=name)
+    counts = jnp.arange(0, 410, dtype=jnp.int32)
+    on_device = np.asarray(jax.jit(jax.vmap(learning_rate_schedule(config, 400)))(counts))
+    host = learning_rate_schedule(config, 400, xp=np)
+    on_host = np.array([host(count) for count in range(410)])
+    assert not any(isinstance(host(count), jax.Array) for count in (0, 399))
+    np.testing.assert_allclose(on_host, on_device, rtol=1e-6, atol=1e-8)  # float32 rounding near min_alpha
+    assert on_host[0] == pytest.approx(0.025) and on_host[-1] == pytest.approx(0.0001, abs=1e-6)
+    if name == "linear":
+        optaxs = jax.jit(jax.vmap(optax.linear_schedule(config.alpha, config.min_alpha, 400)))(counts)
+        np.testing.assert_array_equal(on_device, np.asarray(optaxs))
+
+
 def test_kernel_choice_follows_the_config_and_refuses_what_cannot_apply():
     from jaxgram import fused
     from jaxgram.errors import ConfigError
