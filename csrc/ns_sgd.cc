@@ -301,18 +301,18 @@ JAXGRAM_SIMD_CLONES float TrainCentre(const Step& s, const PartRows& rows, int64
 // them one by one would pass its cache lines between the cores). Returns how many centres it trained.
 int64_t TrainStream(const Step& s, const PartRows& rows, int64_t stream, const int32_t* negatives, float* scratch,
                     float* losses) {
-  int64_t trained = 0, index = 0;
-  for (int64_t b = stream; b < s.batch; b += s.streams, ++index) {
-    losses[index] = 0.f;
-    if (s.mask[b] == 0.f) continue;
+  const int64_t centres = (s.batch - stream + s.streams - 1) / s.streams;  // b = stream, stream + streams, ...
+  std::fill(losses, losses + centres, 0.f);  // a padding centre's loss is 0
+  int64_t trained = 0;
+  ForCentres(s, stream, [&](int64_t b) {
     const int64_t count = PresentPairs(s, b) * s.negative;
     for (int64_t i = 0; i < count; ++i)
       if (negatives[i] >= rows.hot) Prefetch(s.W + int64_t{negatives[i]} * s.dim, s.dim * sizeof(float));
-    losses[index] = TrainCentre(s, rows, b, negatives, scratch, scratch + s.dim);
+    losses[(b - stream) / s.streams] = TrainCentre(s, rows, b, negatives, scratch, scratch + s.dim);
     negatives += count;
     ++trained;
-  }
-  for (int64_t b = stream, i = 0; b < s.batch; b += s.streams, ++i) s.losses[b] = losses[i];
+  });
+  for (int64_t i = 0; i < centres; ++i) s.losses[stream + i * s.streams] = losses[i];
   return trained;
 }
 
