@@ -6,7 +6,9 @@
 // negatives drawn from the noise table; within a pair the output rows are updated one by one
 // (each score from the output row as it is then, the input row as it was when the pair
 // started) and the input row last. This is gensim's w2v_fast_sentence_sg_neg without its
-// sigmoid lookup table; jaxgram.step says how it differs from the batched XLA step.
+// sigmoid lookup table, its two skips included (a negative drawn equal to the pair's target
+// neither trains nor counts; a score with |s| >= 6 counts in the loss but takes no update);
+// jaxgram.step says how it differs from the batched XLA step.
 // - Streams: centre b belongs to stream b % streams (the trainer interleaves that many
 //   contiguous shares of the corpus, one per worker). Each stream is trained in order, on
 //   the tables themselves: with one thread the streams take turns and a step is a
@@ -265,6 +267,10 @@ struct PartRows {
   float* OutputRow(int64_t id) const { return Row(W, w_copies, w_live, id); }
 };
 
+// gensim's MAX_EXP: a score at or past it in magnitude takes no update (w2v_fast_sentence_sg_neg's
+// `continue`), right or wrong; word2vec.c clips the gradient there instead.
+constexpr float kSaturatedScore = 6.f;
+
 // Centre b's pairs, one SGD step each, with its negatives; returns the centre's loss.
 // `start` and `change` are D floats of scratch.
 JAXGRAM_SIMD_CLONES float TrainCentre(const Step& s, const PartRows& rows, int64_t b, const int32_t* negatives,
@@ -282,13 +288,16 @@ JAXGRAM_SIMD_CLONES float TrainCentre(const Step& s, const PartRows& rows, int64
     if (s.tied) input = static_cast<const float*>(std::memcpy(start, h, D * sizeof(float)));
     std::fill(change, change + D, 0.f);
     for (int64_t k = 0; k <= s.negative; ++k) {
-      float* w = rows.OutputRow(k == 0 ? s.centers[b] : *negatives++);
+      const int32_t output = k == 0 ? s.centers[b] : *negatives++;
+      if (k > 0 && output == s.centers[b]) continue;  // gensim skips a negative that is the pair's target
+      float* w = rows.OutputRow(output);
       const float score = Dot(input, w, D);
       // Label 1 for the centre (k = 0): loss softplus(-s), d/ds = -sigmoid(-s);
       // label 0 for the negatives: softplus(s), d/ds = sigmoid(s).
       const Logistic f = Evaluate(k == 0 ? -score : score);
       loss.Add(f);
-      Exchange(-lr * (k == 0 ? -f.sigmoid : f.sigmoid), w, change, input, D);
+      // gensim leaves a score alone once |s| >= 6 (its sigmoid table's range); the loss still counts it.
+      if (std::fabs(score) < kSaturatedScore) Exchange(-lr * (k == 0 ? -f.sigmoid : f.sigmoid), w, change, input, D);
     }
     Axpy(1.f, change, h, D);
   }

@@ -35,7 +35,7 @@ import optax
 from jaxgram import fused
 from jaxgram.config import TrainConfig, resolved_alpha_schedule, resolved_workers
 from jaxgram.errors import ConfigError
-from jaxgram.losses import Params, batched_softmax_group_loss, ns_group_loss, ns_rows_loss
+from jaxgram.losses import Params, batched_softmax_group_loss, ns_group_loss
 
 log = logging.getLogger("jaxgram")
 
@@ -214,6 +214,21 @@ def _sparse_update(optimizer, carry: Carry, objective: str, batch, rows_sharding
     return scatter_rows(carry.trainable, updates, inputs), opt_state, total
 
 
+# gensim's MAX_EXP: w2v_fast_sentence_sg_neg gives a score with |s| >= 6 no update, right or wrong
+# (word2vec.c clips the gradient there instead); csrc/ns_sgd.cc does the same.
+SATURATED_SCORE = 6.0
+
+
+def gensim_pair_loss(center_vec, context_vec, negative_vecs, negative_kept):
+    """losses.ns_rows_loss over the negatives `negative_kept` [K] marks, whose gradient is gensim's
+    update: a negative equal to the pair's target is skipped (it neither trains nor counts), and a
+    saturated score (|s| >= 6) counts in the loss but contributes no gradient."""
+    scores = jnp.concatenate([-(context_vec @ center_vec)[None], negative_vecs @ center_vec])
+    terms = jax.nn.softplus(scores)
+    terms = jnp.where(jnp.abs(scores) < SATURATED_SCORE, terms, jax.lax.stop_gradient(terms))
+    return jnp.sum(jnp.where(jnp.concatenate([jnp.ones(1, bool), negative_kept]), terms, 0.0))
+
+
 def lockstep_ns_sgd(tables: Params, centers, contexts, negatives, lr, rows_sharding=None):
     """word2vec's pair-by-pair SGD of negative sampling, B streams in lockstep: (tables, summed loss).
 
@@ -228,7 +243,7 @@ def lockstep_ns_sgd(tables: Params, centers, contexts, negatives, lr, rows_shard
     their scatter dropped): no real row is touched.
     """
     vocab, tied = tables.E.shape[0], tables.W is None
-    pair_loss_and_grads = jax.vmap(jax.value_and_grad(ns_rows_loss, argnums=(0, 1, 2)))
+    pair_loss_and_grads = jax.vmap(jax.value_and_grad(gensim_pair_loss, argnums=(0, 1, 2)))
 
     def slot(tables: Params, slot_inputs):
         inputs, negs = slot_inputs  # [B], [B, K]
@@ -238,7 +253,7 @@ def lockstep_ns_sgd(tables: Params, centers, contexts, negatives, lr, rows_shard
         E, W = tables.E, tables.E if tied else tables.W
         e = E.at[inputs].get(mode="fill", fill_value=0)
         w = W.at[outputs].get(mode="fill", fill_value=0)
-        losses, (de, dw_target, dw_negs) = pair_loss_and_grads(e, w[:, 0], w[:, 1:])
+        losses, (de, dw_target, dw_negs) = pair_loss_and_grads(e, w[:, 0], w[:, 1:], negs != centers[:, None])
         dw = jnp.concatenate([dw_target[:, None], dw_negs], axis=1)
         if rows_sharding is not None:
             de, dw, inputs, outputs = jax.lax.with_sharding_constraint((de, dw, inputs, outputs), rows_sharding)

@@ -39,15 +39,24 @@ def _softplus(x: float) -> float:
     return max(x, 0.0) + np.log1p(np.exp(-abs(x)))
 
 
+# gensim's MAX_EXP: a score this large in magnitude takes no update.
+SATURATED_SCORE = 6.0
+
+
 def train_pair(E, W, context: int, centre: int, negatives, lr: float) -> float:
     """One pair, in place: the output rows one by one, each score from the input row as the
-    pair found it; the input row last. Returns the pair's loss (losses.ns_pair_loss)."""
+    pair found it; the input row last. Returns the pair's loss (losses.ns_pair_loss). As gensim,
+    a negative equal to the centre is skipped, and a score with |s| >= 6 counts but takes no step."""
     start = E[context].copy()
     change = np.zeros_like(start)
     loss = 0.0
     for k, output in enumerate([centre, *negatives]):
+        if k > 0 and output == centre:
+            continue
         score = float(start @ W[output])
         loss += _softplus(-score if k == 0 else score)
+        if abs(score) >= SATURATED_SCORE:
+            continue
         step = lr * (_sigmoid(-score) if k == 0 else -_sigmoid(score))
         change += step * W[output]
         W[output] += step * start

@@ -96,26 +96,101 @@ def test_one_pair_is_one_sgd_step_on_ns_pair_loss(kernel):
     assert_steps_equal(got, (E - 0.3 * grads.E, W - 0.3 * grads.W, jnp.reshape(loss, (1,))))
 
 
+# Rows of this length make the kernel keep copies of the first 128 rows only (512 KiB a table):
+# vocabularies of more rows exercise both the copied rows and the ones trained in place.
+LONG_ROW = 1024
+COPIED_ROWS = (1 << 17) // LONG_ROW
+
+
+def small_long_tables(rng, V):
+    """Tables of LONG_ROW floats scaled so that scores stay well inside gensim's saturation at 6."""
+    return tuple(jnp.asarray(rng.normal(0.0, 0.02, (V, LONG_ROW)).astype(np.float32)) for _ in range(2))
+
+
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
 def test_threads_change_a_step_only_where_their_streams_share_rows(kernel, tied):
     # Threads train their streams at the same time on the same tables (as gensim's do), so a row
-    # two streams touch gets their updates in the order the threads reach it. Streams that
-    # share no row (even ids for stream 0, odd for stream 1, no negatives) give bitwise the
-    # same step on 1, 2 or 3 threads, and one thread gives the reference.
+    # two streams touch gets their updates in the order the threads reach it. Four streams that
+    # share no row (ids = 4 x + stream, no negatives) over a vocabulary of copied and in-place rows
+    # give bitwise the same step on 1, 2, 3 or 4 threads, and one thread gives the reference.
     rng = np.random.default_rng(3 + tied)
-    E, W = make_tables(rng, 24, 40)
-    centers, contexts, noise, seed, mask = make_batch(rng, 12, B=64, C=6)
-    parity = (np.arange(64) % 2)[:, None]
-    centers, contexts = 2 * centers + parity[:, 0], jnp.where(contexts >= 0, 2 * contexts + parity, -1)
+    V = 4 * 64
+    assert V > COPIED_ROWS
+    E, W = small_long_tables(rng, V)
+    centers, contexts, noise, seed, mask = make_batch(rng, 64, B=128, C=6)
+    stream = (np.arange(128) % 4)[:, None]
+    centers, contexts = 4 * centers + stream[:, 0], jnp.where(contexts >= 0, 4 * contexts + stream, -1)
+    assert np.any(np.asarray(contexts) >= COPIED_ROWS) and np.any((np.asarray(contexts) >= 0) &
+                                                                   (np.asarray(contexts) < COPIED_ROWS))
     batch = (centers, contexts, noise, seed, mask)
-    one, two, three = (STEP(E, None if tied else W, *batch, jnp.float32(0.4), negative=0, streams=2, tied=tied,
-                            workers=n) for n in (1, 2, 3))
-    for got in (two, three):
+    one, *more = (STEP(E, None if tied else W, *batch, jnp.float32(0.4), negative=0, streams=4, tied=tied,
+                       workers=n) for n in (1, 2, 3, 4))
+    for got in more:
         for name, g, w in zip(("E", "W", "losses"), got, one):
             if w is not None:
                 np.testing.assert_array_equal(np.asarray(g), np.asarray(w), err_msg=name)
-    assert_steps_equal(one, reference_step(E, None if tied else W, *batch, 0.4, negative=0, streams=2))
-    assert float(jnp.max(jnp.abs(one[0] - E))) > 0.1
+    assert_steps_equal(one, reference_step(E, None if tied else W, *batch, 0.4, negative=0, streams=4))
+    assert float(jnp.max(jnp.abs(one[0] - E))) > 1e-3
+
+
+@pytest.mark.parametrize("threads", [4, 6])
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_many_threads_add_their_copies_changes_and_train_other_rows_in_place(kernel, tied, threads):
+    # `threads` streams share the frequent rows (ids < COPIED_ROWS: centres, contexts and every
+    # negative) and each has rows of its own past them: every thread trains its own copy of the
+    # shared rows and the step adds the copies' changes (the reference's parts), while its own rows
+    # are trained in place. Reproducible from run to run, and the reference's to float rounding.
+    rng = np.random.default_rng(51 + tied + threads)
+    own = 24
+    V = COPIED_ROWS + threads * own
+    E, W = small_long_tables(rng, V)
+    B, C = 32 * threads, 4
+    stream = np.arange(B) % threads
+    shared = rng.random((B, C + 1)) < 0.5
+    ids = np.where(shared, rng.integers(0, COPIED_ROWS, (B, C + 1)),
+                   COPIED_ROWS + stream[:, None] * own + rng.integers(0, own, (B, C + 1)))
+    contexts = np.where(rng.random((B, C)) < 0.2, -1, ids[:, 1:])
+    batch = (jnp.asarray(ids[:, 0], jnp.int32), jnp.asarray(contexts, jnp.int32),
+             jnp.asarray(rng.integers(0, 16, 64), jnp.int32),  # negatives: the most frequent rows only
+             jnp.asarray(rng.integers(0, 2**32, 2, dtype=np.uint64).astype(np.uint32)), jnp.ones(B, jnp.float32))
+    W_in = None if tied else W
+    runs = [STEP(E, W_in, *batch, jnp.float32(0.5), negative=5, streams=threads, tied=tied, workers=threads)
+            for _ in range(2)]
+    for name, g, w in zip(("E", "W", "losses"), runs[1], runs[0]):
+        if w is not None:
+            np.testing.assert_array_equal(np.asarray(g), np.asarray(w), err_msg=name)
+    assert_steps_equal(runs[0], reference_step(E, W_in, *batch, 0.5, negative=5, streams=threads, parts=threads))
+    one = STEP(E, W_in, *batch, jnp.float32(0.5), negative=5, streams=threads, tied=tied, workers=1)
+    assert float(jnp.max(jnp.abs(one[0] - runs[0][0]))) > 1e-5  # one thread sees the others' changes at once
+    assert float(jnp.max(jnp.abs(runs[0][0][COPIED_ROWS:] - E[COPIED_ROWS:]))) > 1e-3  # in-place rows trained
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_a_negative_equal_to_the_centre_and_a_saturated_score_take_no_step(kernel, tied):
+    # gensim's two skips: a negative drawn equal to the pair's centre neither trains nor counts (the
+    # step equals one with no negatives), and a score with |s| >= 6 counts in the loss but moves no row.
+    rng = np.random.default_rng(61 + tied)
+    E, W = make_tables(rng, 8, 16)
+    W_in = None if tied else W
+    centers, contexts, seed, mask = jnp.int32([3, 5]), jnp.int32([[1, 2], [6, -1]]), jnp.uint32([1, 2]), jnp.ones(2)
+    common = dict(streams=1, tied=tied)
+    own = STEP(E, W_in, centers, contexts, jnp.int32([3, 5]), seed, mask, jnp.float32(0.2), negative=4, **common)
+    # The noise table holds only the two centres: about half the draws hit their own pair's centre.
+    bare = STEP(E, W_in, centers[:1], contexts[:1], jnp.int32([3]), seed, mask[:1], jnp.float32(0.2), negative=0,
+                **common)
+    first_only = STEP(E, W_in, centers[:1], contexts[:1], jnp.int32([3]), seed, mask[:1], jnp.float32(0.2),
+                      negative=4, **common)
+    assert_steps_equal(first_only, bare)
+    assert float(jnp.max(jnp.abs(own[0] - E))) > 1e-3
+    # Scores of +6.5 (the centre) and -6.5 (the negative): the loss counts them, no row moves.
+    E = E.at[1].set(jnp.ones(16))
+    W = (E if tied else W).at[3].set(jnp.full(16, 6.5 / 16)).at[4].set(jnp.full(16, -6.5 / 16))
+    if tied:
+        E = W
+    got = STEP(E, None if tied else W, centers[:1], jnp.int32([[1]]), jnp.int32([4]), seed, mask[:1],
+               jnp.float32(0.2), negative=1, **common)
+    np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(E))
+    assert float(got[-1][0]) == pytest.approx(2 * float(jax.nn.softplus(-6.5)), rel=1e-4)
 
 
 def disjoint_streams_batch(rng, B, C, negative, table_bits=22):

@@ -55,14 +55,17 @@ def test_sparse_softmax_row_update_equals_dense_update(tied):
 
 def _disjoint_streams(streams: int, slots: int, negative: int, rows_each: int, rng):
     """A lockstep batch whose streams share no row: stream s draws every id (its centre, contexts and
-    negatives, all distinct within a pair) from its own block of `rows_each` ids. Some slots are empty."""
+    negatives, distinct within a pair but for a negative that may be the centre itself, which gensim's
+    update skips) from its own block of `rows_each` ids. Some slots are empty."""
     centers, contexts, negatives = [], [], []
     for stream in range(streams):
         ids = stream * rows_each + rng.permutation(rows_each)
         centers.append(ids[0])
         contexts.append(np.where(rng.random(slots) < 0.3, -1, ids[1:1 + slots]))
-        negatives.append([rng.choice(ids[1 + slots:], negative, replace=False) for _ in range(slots)])
+        pool = np.concatenate([ids[:1], ids[1 + slots:]])
+        negatives.append([rng.choice(pool, negative, replace=False) for _ in range(slots)])
     negatives = np.transpose(np.asarray(negatives), (1, 0, 2))  # [C, B, K]
+    assert np.any(negatives == np.asarray(centers)[None, :, None])  # the skip is exercised
     return tuple(jnp.asarray(part, jnp.int32) for part in (centers, contexts, negatives))
 
 
@@ -92,6 +95,33 @@ def test_lockstep_streams_train_pair_by_pair_as_word2vec_does(tied):
         np.testing.assert_allclose(got.W, W, rtol=1e-5, atol=1e-6)
     assert float(total) == pytest.approx(want_total, rel=1e-5)
     assert not np.allclose(got.E, params.E)  # it did train
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_lockstep_skips_negatives_equal_to_the_centre_and_saturated_scores(tied):
+    # gensim's two skips: a negative drawn equal to the pair's centre neither trains nor counts (the
+    # step equals one without it), and a score with |s| >= 6 counts in the loss but moves no row.
+    from jaxgram.step import lockstep_ns_sgd
+
+    params = init_params(jax.random.PRNGKey(5), 10, 8, "glorot")
+    tables = Params(params.E, None if tied else params.W)
+    centers, contexts = jnp.array([0, 4]), jnp.array([[1, 2], [5, -1]])
+    own = jnp.array([[[0, 0], [4, 4]], [[0, 0], [4, 4]]])  # [C, B, K]: every negative is its pair's centre
+    (skipped, skipped_total), (bare, bare_total) = (
+        lockstep_ns_sgd(tables, centers, contexts, negatives, jnp.float32(0.3))
+        for negatives in (own, jnp.zeros((2, 2, 0), jnp.int32)))
+    for got, want in ((skipped.E, bare.E), (skipped.W, bare.W)):
+        if want is not None:
+            np.testing.assert_array_equal(got, want)
+    assert float(skipped_total) == float(bare_total)
+    assert not np.allclose(bare.E, params.E)
+    # A pair whose scores are all past 6 in magnitude (the centre's +6.5, the negative's -6.5).
+    E = params.E.at[1].set(jnp.ones(8))
+    W = (E if tied else params.W).at[0].set(jnp.full(8, 6.5 / 8)).at[3].set(jnp.full(8, -6.5 / 8))
+    tables = Params(W, None) if tied else Params(E, W)
+    got, total = lockstep_ns_sgd(tables, jnp.array([0]), jnp.array([[1]]), jnp.array([[[3]]]), jnp.float32(0.3))
+    np.testing.assert_array_equal(got.E, tables.E)
+    assert float(total) == pytest.approx(2 * float(jax.nn.softplus(-6.5)), rel=1e-5)
 
 
 def test_lockstep_changes_of_streams_that_hit_one_row_add_up():

@@ -1,0 +1,72 @@
+"""The one bound on stale row updates that every parallel path keeps (docs/how-it-works.md).
+
+Parallel SGD writers each compute a row's change from the row as they last saw it, and miss
+the other writers' changes to it until they sync:
+- the XLA step (jaxgram.step.lockstep_ns_sgd) trains B streams side by side, one pair of each
+  per context slot, and adds their changes when the slot ends: a stream misses the other
+  streams' hits of that slot. On a mesh, B counts every device's streams: one step is one slot
+  for all of them.
+- the fused kernel (csrc/ns_sgd.cc) runs T threads, each training its own copies of the
+  frequent words' rows for a step and the step adds the copies' changes when it ends: a thread
+  sees its own hits in order but misses the other T - 1 threads' hits of that step,
+  (T - 1) * (S / T) * h of them for a step of S pairs.
+What one stale start can take is a step size: a row that takes n changes computed from one
+start moves about alpha * n times a single change before any of them sees the others. So the
+bound is on alpha times the busiest row's expected stale hits:
+
+    alpha * stale hits <= STALE_BUDGET
+
+where h, the busiest row's expected hits per pair, counts every role a row plays: the output
+row of the pair's centre (its share of the centres subsampling keeps) and of its K negatives
+(K times its noise share), the input row of the context (its share of the kept tokens), and
+with tied tables, where one row plays all three, their sum.
+
+STALE_BUDGET = 0.025 * 400 is the XLA step's measured limit on the five books: 2,048 and 4,096
+streams (184 and 369 hits on the busiest row at alpha 0.025) met the agreement rule against
+gensim, 8,192 (737) fell just short of it (docs/agreement.md). With one thread the fused kernel
+has no stale rows (it trains pair by pair on the tables themselves) and no bound.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# alpha times the stale hits the busiest row may take (see the module docstring).
+STALE_BUDGET = 0.025 * 400
+
+
+def busiest_row_hits(counts: np.ndarray, keep_prob: np.ndarray, noise_probs: np.ndarray, negative: int,
+                     tied: bool = False) -> float:
+    """Expected hits of the busiest row per pair, over every role a row plays (module docstring)."""
+    kept = np.asarray(counts, np.float64) * keep_prob
+    share = kept / kept.sum()
+    output = share + negative * np.asarray(noise_probs, np.float64)  # W's rows: centre and negatives
+    if tied:
+        return float(np.max(output + share))  # one table: the context's input row too
+    return float(max(np.max(output), np.max(share)))
+
+
+def stale_hits_allowed(alpha: float) -> float:
+    """The stale hits the busiest row may take at `alpha`."""
+    return STALE_BUDGET / alpha
+
+
+def widest_lockstep(row_hits: float, alpha: float) -> int:
+    """The most streams (centres per step, all devices together) the XLA step trains side by side."""
+    return max(1, int(stale_hits_allowed(alpha) / row_hits))
+
+
+def widest_fused_pairs(row_hits: float, alpha: float, threads: int) -> int | None:
+    """The most pairs per step the fused kernel's `threads` take (None: one thread, no bound)."""
+    if threads <= 1:
+        return None
+    return max(1, int(stale_hits_allowed(alpha) * threads / ((threads - 1) * row_hits)))
+
+
+def most_fused_threads(row_hits: float, alpha: float, pairs_per_centre: int) -> int:
+    """The most threads the fused kernel can run within the bound with one centre per thread per step:
+    T threads of one centre each (T * pairs_per_centre pairs) take (T - 1) * pairs_per_centre * h
+    stale hits."""
+    return 1 + math.floor(stale_hits_allowed(alpha) / (row_hits * pairs_per_centre))
