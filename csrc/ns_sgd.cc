@@ -242,8 +242,10 @@ void DrawNegatives(const Step& s, int64_t stream, int32_t* negatives, int64_t& b
 // when it first touches one in the step, and MergeCopies adds the parts' changes into the
 // tables when the step ends; every other row is trained in place. A hot row one part touches
 // ends the step bitwise as if trained in place; one several parts touch gets each part's
-// change, as racing threads' updates add up, but a part sees the others' changes to it only
-// from the next step on. With one thread there are no copies (hot = 0).
+// change, every one computed from the row as the step found it: a part sees the others' changes
+// only from the next step on (unlike racing threads, which see each other's writes within
+// moments). How many such stale changes a row may take is jaxgram.staleness's bound, which
+// narrows the step as threads grow. With one thread there are no copies (hot = 0).
 struct PartRows {
   float* E;
   float* W;

@@ -9,13 +9,16 @@ and the centre groups of each epoch, generated on a host thread while the device
 - Pairs for epoch e come from NumPy's generator seeded with (seed, e), drawn from chunk to
   chunk in file order, so an epoch is reproducible from (seed, epoch) alone: a resumed run
   replays exactly what an uninterrupted one does.
-- Each call runs `steps_per_call` steps of `batch_size` centres; a chunk's last call is
-  padded with masked rows, so every call has one shape and the step compiles once.
+- Each call runs `steps_per_call` steps of `batch_size` centres; the centres a chunk leaves
+  short of a call start the next chunk's first call, and only an epoch's last call is padded
+  with masked rows, so every call has one shape, the step compiles once, and an epoch takes
+  the steps plan_batches counts for its centres however many chunks the corpus has.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import itertools
 import logging
 import math
@@ -33,6 +36,13 @@ from jaxgram.data import (
     training_groups,
 )
 from jaxgram.errors import ConfigError
+from jaxgram.staleness import (
+    busiest_row_hits,
+    most_fused_threads,
+    stale_hits_allowed,
+    widest_fused_pairs,
+    widest_lockstep,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,51 +70,71 @@ def contexts_per_centre(config: TrainConfig) -> int:
     return config.window + 1 if config.shrink_window else 2 * config.window
 
 
-# The XLA step trains one centre of each of B streams side by side (step.lockstep_ns_sgd), so in
-# each context slot the busiest output row (W's row of the most frequent word, as a centre kept by
-# subsampling or as one of K negatives) takes about B * busiest_row_share hits at once, whose changes
-# add up. On the five books (V = 8,122, busiest row 0.0900 hits per stream; seed 1, 5 epochs) 2,048
-# and 4,096 streams (184 and 369 hits) met the agreement rule against gensim, and 8,192 (737) fell
-# just short of it, 16,384 well short (docs/agreement.md). A step stays within:
-MAX_ROW_HITS = 400
-
-
-def busiest_row_share(counts: np.ndarray, keep_prob: np.ndarray, noise_probs: np.ndarray, negative: int) -> float:
-    """Expected hits of the busiest W row per lockstep stream and slot: the word's share of the centres
-    subsampling keeps, plus K times its share of the noise distribution."""
-    kept = np.asarray(counts, np.float64) * keep_prob
-    return float(np.max(kept / kept.sum() + negative * np.asarray(noise_probs, np.float64)))
-
-
-def widest_lockstep(counts: np.ndarray, keep_prob: np.ndarray, noise_probs: np.ndarray, negative: int) -> int:
-    """The most streams (centres per step, all devices together) the XLA step takes on this vocabulary."""
-    return max(1, int(MAX_ROW_HITS / busiest_row_share(counts, keep_prob, noise_probs, negative)))
-
-
 def trains_in_lockstep(config: TrainConfig, kernel: str) -> bool:
     """Whether make_step's step for this config and kernel is lockstep_ns_sgd (sparse SGD NS on XLA)."""
     return kernel == "xla" and config.objective == "ns" and config.optimizer == "sgd"
 
 
+def busiest_row_hits_of(config: TrainConfig, counts: np.ndarray) -> float:
+    """staleness.busiest_row_hits for this config's subsampling, noise and tables on a vocabulary of `counts`."""
+    keep_prob = keep_probabilities(counts, config.sample)
+    noise = noise_distribution(counts, config.ns_exponent)
+    return busiest_row_hits(counts, keep_prob, noise, config.negative, config.tied)
+
+
+def widest_centres(config: TrainConfig, counts: np.ndarray, kernel: str = "xla") -> int | None:
+    """The most centres per step (all devices together) the stale-update bound (jaxgram.staleness)
+    allows on a vocabulary of `counts`; None when it sets none (a dense step, or one fused thread).
+    Refuses a fused worker count that would take more stale hits than the bound with one centre each."""
+    threads = resolved_workers(config) if kernel == "fused" else 1
+    if not trains_in_lockstep(config, kernel) and threads == 1:
+        return None
+    hits = busiest_row_hits_of(config, counts)
+    if kernel != "fused":
+        return widest_lockstep(hits, config.alpha)
+    pairs = contexts_per_centre(config)
+    most = most_fused_threads(hits, config.alpha, pairs)
+    if threads > most:
+        raise ConfigError(f"workers={threads} is too many for this vocabulary at alpha={config.alpha}: each thread's "
+                          f"copy of its most frequent word's row would miss about {(threads - 1) * pairs * hits:.0f} "
+                          f"other threads' updates (at most {stale_hits_allowed(config.alpha):.0f}); the most that "
+                          f"fit are workers={most}, or a lower alpha")
+    return max(threads, widest_fused_pairs(hits, config.alpha, threads) // pairs)
+
+
+def fitted_workers(config: TrainConfig, counts: np.ndarray) -> TrainConfig:
+    """`config` with its default worker count (None: the usable cores) lowered to what the stale-update
+    bound allows on a vocabulary of `counts` (a tiny vocabulary on many cores); a count given is kept
+    (widest_centres refuses it if it does not fit)."""
+    if config.workers is not None or resolved_workers(config) == 1:
+        return config
+    most = most_fused_threads(busiest_row_hits_of(config, counts), config.alpha, contexts_per_centre(config))
+    if resolved_workers(config) <= most:
+        return config
+    log.info("training with %i workers, not the %i usable cores: more threads on this vocabulary would train "
+             "copies of its most frequent rows from too stale a start (jaxgram.staleness)", most,
+             resolved_workers(config))
+    return dataclasses.replace(config, workers=most)
+
+
 def step_width(config: TrainConfig, counts: np.ndarray, platform: str = "cpu", devices: int = 1,
                kernel: str = "xla") -> tuple[int, int | None]:
-    """(centres per step, all devices together; the widest the lockstep step allows on this vocabulary, or
-    None when the step is not the lockstep one): what train() runs with `kernel` ("xla" or "fused",
+    """(centres per step, all devices together; the widest the stale-update bound allows on this
+    vocabulary, or None where it sets none): what train() runs with `kernel` ("xla" or "fused",
     step.resolve_kernel), for `counts` of its vocabulary."""
-    if not trains_in_lockstep(config, kernel):
-        return centres_per_step(config, platform, devices, kernel=kernel) * devices, None
-    keep_prob = keep_probabilities(counts, config.sample)
-    widest = widest_lockstep(counts, keep_prob, noise_distribution(counts, config.ns_exponent), config.negative)
-    centres = centres_per_step(config, platform, devices, widest) * devices
-    log.info("XLA step: %i centres per step side by side (%i per device), about %i pairs; this vocabulary allows "
-             "at most %i", centres, centres // devices, centres * contexts_per_centre(config), widest)
+    widest = widest_centres(config, counts, kernel)
+    centres = centres_per_step(config, platform, devices, widest, kernel) * devices
+    if widest is not None:
+        log.info(("XLA" if kernel == "xla" else "fused") + " step: %i centres per step (%i per device), about %i "
+                 "pairs; this vocabulary allows at most %i", centres, centres // devices,
+                 centres * contexts_per_centre(config), widest)
     return centres, widest
 
 
 def centres_per_step(config: TrainConfig, platform: str = "cpu", devices: int = 1, widest: int | None = None,
                      kernel: str = "xla") -> int:
-    """Centres per step per device, all `devices` together kept within `widest` (widest_lockstep) when
-    the step is the lockstep one (None: no bound). batch_size None: the platform's default step for
+    """Centres per step per device, all `devices` together kept within `widest` (widest_centres: the
+    stale-update bound; None: no bound). batch_size None: the platform's default step for
     the whole mesh, narrowed to fit, split across the devices (so that --devices N trains the step one
     device would). A batch_size given is per device; all devices' together past `widest` are
     refused, naming the widest that fits."""
@@ -117,10 +147,9 @@ def centres_per_step(config: TrainConfig, platform: str = "cpu", devices: int = 
     fits = max(1, widest // devices) * contexts_per_centre(config)
     per_device = " per device" if devices > 1 else ""
     raise ConfigError(
-        f"batch_size={config.batch_size} is too wide for this vocabulary: the XLA step would train "
-        f"{wanted * devices} centres side by side, and its most frequent word's row would take about "
-        f"{MAX_ROW_HITS * wanted * devices / widest:.0f} updates at once (at most {MAX_ROW_HITS}); the widest that "
-        f"fits is batch_size={fits}{per_device}")
+        f"batch_size={config.batch_size} is too wide for this vocabulary at alpha={config.alpha}: its most frequent "
+        f"word's row would take about {wanted * devices / widest:.1f} times the stale updates the step allows "
+        f"(jaxgram.staleness); the widest that fits is batch_size={fits}{per_device}")
 
 
 @dataclass(frozen=True)
@@ -149,8 +178,8 @@ def plan_batches(config: TrainConfig, centres_per_epoch: int, step_centres: int)
     """The plan for an epoch of about `centres_per_epoch` centres, `step_centres` a step (all devices).
 
     The learning-rate schedule needs the run's length up front; epochs differ by a few
-    centres (random subsampling and windows), so one estimate stands for all (optax clamps
-    at the end).
+    centres (random subsampling and windows), so one estimate stands for all (planned_centres;
+    optax clamps at the end). An epoch takes ceil(centres / per_call) calls (epoch_calls).
     """
     rounds = math.ceil(centres_per_epoch / step_centres)
     steps_per_call = min(STEPS_PER_CALL, rounds)
@@ -172,12 +201,51 @@ def padded(plan: BatchPlan, centers: np.ndarray, contexts: np.ndarray):
     return centers, contexts, mask
 
 
-def chunk_calls(plan: BatchPlan, groups: CentreGroups):
-    """(inputs, pairs) of every call over one chunk's groups, in order: the block's contexts are
-    built as the call needs them, and only the chunk's last call is padded."""
-    for start in range(0, len(groups), plan.per_call):
-        centers, contexts = groups.block(start, start + plan.per_call)
-        yield padded(plan, centers, contexts), pair_count(contexts)
+def epoch_calls(plan: BatchPlan, chunks):
+    """(inputs, pairs) of every call over an epoch's chunks of groups, in order; only the last call is padded.
+
+    The centres a chunk leaves short of a call are carried into the next chunk's first call:
+    padding each chunk's last call instead ran a call per chunk more than the plan counts, so
+    the schedule reached min_alpha long before the run ended. The centres keep their order, and
+    a stream (the fused kernel's centres b % streams, the XLA step's column b) is still a walk
+    through one share of a chunk after another, each in corpus order: the carried centres only
+    shift which of the next chunk's shares a stream takes, and no stream ever went on from one
+    chunk's share into the next chunk's in corpus order (a share of a chunk starts mid-chunk).
+    The contexts are built as the calls need them; the host holds one chunk's groups and the
+    fewer than a call's centres carried over.
+    """
+    carried = None  # (centers, contexts) that the chunks so far left short of a call
+    for groups in chunks:
+        carried = yield from _chunk_calls(plan, groups, carried)
+        del groups  # let go of it before the next chunk's groups are built
+    if carried is not None:
+        yield _call(plan, *carried)
+
+
+def _chunk_calls(plan: BatchPlan, groups: CentreGroups, carried):
+    """Yield the calls `groups` fills after the centres `carried` from the chunks before it; return
+    the centres it leaves short of a call (None: none)."""
+    start = 0
+    if carried is not None:
+        start = plan.per_call - len(carried[0])
+        carried = _joined(carried, groups.block(0, start))
+        if len(carried[0]) < plan.per_call:
+            return carried  # this chunk did not fill the call either
+        yield _call(plan, *carried)
+    whole = start + (len(groups) - start) // plan.per_call * plan.per_call
+    for first in range(start, whole, plan.per_call):
+        yield _call(plan, *groups.block(first, first + plan.per_call))
+    return groups.block(whole, len(groups)) if whole < len(groups) else None
+
+
+def _joined(first: tuple[np.ndarray, np.ndarray], then: tuple[np.ndarray, np.ndarray]):
+    """(centers, contexts) of two blocks, one after the other."""
+    return np.concatenate([first[0], then[0]]), np.concatenate([first[1], then[1]])
+
+
+def _call(plan: BatchPlan, centers: np.ndarray, contexts: np.ndarray):
+    """(inputs, pairs) of one call of at most plan.per_call centres."""
+    return padded(plan, centers, contexts), pair_count(contexts)
 
 
 def pair_count(contexts: np.ndarray) -> int:
@@ -210,9 +278,42 @@ class EpochSource:
         # One generator per epoch, drawn from chunk to chunk: (seed, epoch) fixes the epoch.
         rng = np.random.default_rng([self.config.seed, epoch])
         for start, stop in self.chunks:
-            ids, sentence_ids = split_sentences(self.read(start, stop))
-            yield training_groups(ids, sentence_ids, self.keep_prob, self.config.window, self.config.shrink_window,
-                                  rng, self.streams)
+            yield self._chunk_groups(start, stop, rng)
+
+    def _chunk_groups(self, start: int, stop: int, rng: np.random.Generator) -> CentreGroups:
+        # A function of its own, so that the chunk's tokens are let go of once its groups are built.
+        ids, sentence_ids = split_sentences(self.read(start, stop))
+        return training_groups(ids, sentence_ids, self.keep_prob, self.config.window, self.config.shrink_window, rng,
+                               self.streams)
+
+    def expected_centres(self) -> float:
+        """The centres an epoch trains on average: the tokens subsampling keeps that keep another
+        token of their sentence (training_groups leaves a centre without a context out)."""
+        return sum(expected_centres(*split_sentences(self.read(start, stop)), self.keep_prob)
+                   for start, stop in self.chunks)
+
+
+def expected_centres(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.ndarray) -> float:
+    """The expected count of tokens kept with another token of their sentence kept: the sum over
+    tokens of keep * (1 - the product of (1 - keep) over the others of the sentence)."""
+    keep = keep_prob[ids]
+    # A sure token (keep = 1) makes the product 0, and log(1 - keep) is -inf for it: count the sure
+    # tokens apart and sum the logs of the others.
+    sure = keep >= 1.0
+    log_dropped = np.log1p(-np.where(sure, 0.0, keep))
+    sure_others = np.bincount(sentence_ids, weights=sure)[sentence_ids] - sure
+    log_others_dropped = np.bincount(sentence_ids, weights=log_dropped)[sentence_ids] - log_dropped
+    alone = np.where(sure_others > 0, 0.0, np.exp(log_others_dropped))
+    return float(np.sum(keep * (1.0 - alone)))
+
+
+def planned_centres(source: EpochSource, first: CentreGroups) -> int:
+    """The centres to plan an epoch for, `first` the groups of epoch 0's first chunk: all of epoch
+    0's when the corpus is one chunk, else the expected count over the chunks (each epoch draws its
+    own subsample; the kept tokens alone, with a context or not, ran 0.25% long on the five books)."""
+    if len(source.chunks) == 1:
+        return len(first)
+    return max(1, round(source.expected_centres()))
 
 
 def epoch_source(read, length: int, keep_prob: np.ndarray, config: TrainConfig, step_centres: int,
@@ -238,8 +339,7 @@ def call_stream(source: EpochSource, plan: BatchPlan, first_epoch: int, started=
             chunks = itertools.chain([held.pop()], rest)
         else:
             chunks = source.groups(epoch)
-        for groups in chunks:
-            yield from chunk_calls(plan, groups)
+        yield from epoch_calls(plan, chunks)
         yield EPOCH_END
 
 

@@ -54,16 +54,36 @@ class LossMeter:
                 self.pending.clear()
                 self.loss_sum = value
 
+    def end(self) -> None:
+        """The epoch's calls are all in: settle them, and set the bar's total to the run's steps as they
+        now stand (an epoch may take a call more or fewer than planned: subsampling draws its centres)."""
+        self.settle(0)
+        self.bar.total = self.run_steps()
+        self.bar.refresh()
+
+    def steps_taken(self) -> int:
+        """The optimiser's step count when the calls settled so far have run."""
+        return self.step0 + self.done
+
+    def run_steps(self) -> int:
+        """The run's steps: those taken so far, and the plan's for the epochs still to come."""
+        return self.steps_taken() + (self.plan.epochs - self.epoch - 1) * self.plan.steps_per_epoch
+
     def mean_loss(self) -> float:
         """The epoch's loss per training pair (what loss.json records)."""
         return self.loss_sum / self.pairs
 
     def log_epoch_end(self, seconds: float) -> None:
-        """gensim's end-of-epoch line, with the epoch's loss and the learning rates of its first and last step."""
+        """gensim's end-of-epoch line, with the epoch's loss, the learning rates of its first and last step,
+        and the steps taken by its end against the plan's; a warning when the epoch strayed from the plan
+        by more than a call (which would leave the learning rate off its schedule)."""
         log.info("EPOCH %i: training on %i raw words (%i effective words) took %.1fs, %.0f effective words/s, "
-                 "loss %.4f, alpha %.6f to %.6f", self.epoch + 1, self.raw_words, self.effective_words, seconds,
-                 self.effective_words / max(seconds, 1e-9), self.mean_loss(), float(self.schedule(self.step0)),
-                 float(self.schedule(self.step0 + max(self.done, 1) - 1)))
+                 "loss %.4f, alpha %.6f to %.6f, step %i of %i", self.epoch + 1, self.raw_words, self.effective_words,
+                 seconds, self.effective_words / max(seconds, 1e-9), self.mean_loss(), float(self.schedule(self.step0)),
+                 float(self.schedule(self.step0 + max(self.done, 1) - 1)), self.steps_taken(), self.plan.total_steps)
+        if abs(self.done - self.plan.steps_per_epoch) > self.plan.steps_per_call:
+            log.warning("epoch %i took %i steps where the plan has %i: the learning rate is off its schedule",
+                        self.epoch + 1, self.done, self.plan.steps_per_epoch)
 
     def _show(self) -> None:
         plan, done = self.plan, self.done
@@ -116,7 +136,12 @@ def progress_bar(enabled: bool, total: int, initial: int):
 class _NoBar:
     """The calls a run makes on its progress bar, doing nothing."""
 
+    total = 0
+
     def update(self, steps: int) -> None:
+        pass
+
+    def refresh(self) -> None:
         pass
 
     def set_postfix(self, **values) -> None:

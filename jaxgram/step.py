@@ -2,13 +2,14 @@
 
 - Sparse SGD negative sampling (the default model: gensim's) trains pair by pair, as
   word2vec.c and gensim do: each (context, centre) pair is one SGD step on
-  losses.ns_rows_loss with its own K negatives, taken on the tables as the pairs before it
-  left them. Two implementations:
+  losses.ns_rows_loss with its own K negatives (and gensim's two skips: gensim_pair_loss),
+  taken on the tables as the pairs before it left them. Two implementations:
   - the XLA step (`kernel` "xla"; every accelerator and mesh): a step holds one centre from
     each of B streams (contiguous shares of the corpus), and lockstep_ns_sgd trains them
     side by side, one context slot of every stream at a time (jax.grad of the pair loss,
-    vmap over streams, lax.scan over slots); colliding rows' changes add up, as racing
-    threads' do.
+    vmap over streams, lax.scan over slots); colliding rows' changes add up, each computed
+    from the row as the slot found it, so the step's width is kept within jaxgram.staleness's
+    bound.
   - on CPU the fused C++ kernel (jaxgram.fused, `kernel` "fused" or "auto"): each of
     `streams` shares walked pair by pair on its own worker thread.
   Both take the step's learning rate from the optax schedule.
@@ -234,7 +235,7 @@ def lockstep_ns_sgd(tables: Params, centers, contexts, negatives, lr, rows_shard
 
     `tables` as the carry holds them (W None: tied); centers [B] (one per stream), contexts [B, C]
     (-1 = empty slot), negatives [C, B, K]. For each context slot in turn, every stream's pair
-    (context -> centre, with its own K negatives) takes one SGD step on losses.ns_rows_loss with
+    (context -> centre, with its own K negatives) takes one SGD step on gensim_pair_loss with
     the tables as the slots before it left them. The B pairs of a slot are computed side by side
     and their row changes added, so two streams that hit one row in the same slot both land (as
     gensim's threads race). What this keeps of word2vec, and a step from one snapshot lacks, is

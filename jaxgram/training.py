@@ -28,8 +28,10 @@ from jaxgram.batches import (
     EpochSource,
     call_stream,
     epoch_source,
+    fitted_workers,
     padded,
     plan_batches,
+    planned_centres,
     prefetched,
     step_width,
 )
@@ -102,6 +104,7 @@ def train(corpus, config: TrainConfig | None = None, out=None, resume: bool = Fa
         # Counted and encoded in one pass over the corpus: each token is split and looked up once.
         vocab, encoded = count_and_encode_to_npy(sentences(), scratch / "corpus.npy", config.min_count,
                                                  config.max_vocab_size, source=where)
+        config = fitted_workers(config, vocab.counts)  # the usable cores, unless the vocabulary takes fewer
         run = _Run(config, vocab, Path(out) / CHECKPOINT_DIR if out is not None else None, progress, on_epoch_end)
         result = _train_encoded(run, encoded, mesh, resume)
         if out is not None and is_primary():
@@ -152,9 +155,7 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     if len(first) == 0:
         raise ConfigError(f"window={config.window} and sample={config.sample} leave no training pairs: the corpus "
                           "needs sentences of at least 2 in-vocabulary words")
-    # A corpus of several chunks estimates an epoch's centres by the expected count of kept tokens.
-    centres = len(first) if len(source.chunks) == 1 else max(1, int(np.sum(vocab.counts * keep_prob)))
-    plan = plan_batches(config, centres, step_centres)
+    plan = plan_batches(config, planned_centres(source, first), step_centres)
     optimizer = make_optimizer(config, plan.total_steps, kernel)
     # Placed before the tables are drawn, and not kept on the host: its one copy is the device's.
     noise_ids = placed_noise_table(vocab.counts, config.ns_exponent, mesh)
@@ -228,13 +229,12 @@ def _with_noise(run_many, noise_ids):
 def _run_epochs(run: _Run, carry: Carry, history: History, plan: BatchPlan, schedule, run_many, layout,
                 source: EpochSource, raw_words: int, started) -> tuple[Carry, float]:
     """Train the remaining epochs; returns the carry and the seconds spent in them."""
-    config = run.config
-    bar = progress_bar(run.progress and is_primary(), plan.total_steps, history.epochs_done * plan.steps_per_epoch)
+    bar = progress_bar(run.progress and is_primary(), plan.total_steps, step_count(carry.opt_state))
     prefetch = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     upcoming = prefetched(call_stream(source, plan, history.epochs_done, started), prefetch)
     first_epoch, wall, effective_words = history.epochs_done, 0.0, 0
     try:
-        for epoch in range(first_epoch, config.epochs):
+        for epoch in range(first_epoch, run.config.epochs):
             began = time.perf_counter()
             meter = LossMeter(bar, epoch, plan, schedule, raw_words, began, step_count(carry.opt_state))
             carry = _run_epoch(carry, upcoming, run_many, meter)
@@ -246,12 +246,12 @@ def _run_epochs(run: _Run, carry: Carry, history: History, plan: BatchPlan, sche
         upcoming.close()
         prefetch.shutdown(wait=True, cancel_futures=True)
         bar.close()
-    epochs_run = config.epochs - first_epoch
+    epochs_run = run.config.epochs - first_epoch
     if epochs_run:
         log_training_end(raw_words * epochs_run, effective_words, wall)
     else:
         log.info("the checkpoint in %s already holds all %i epochs: nothing left to train", run.checkpoints,
-                 config.epochs)
+                 run.config.epochs)
     return carry, wall
 
 
@@ -266,7 +266,7 @@ def _run_epoch(carry: Carry, calls, run_many, meter: LossMeter) -> Carry:
         meter.add(totals, call_pairs, int(np.count_nonzero(mask)))
         if not math.isfinite(meter.loss_sum):
             return carry  # the caller reports the divergence
-    meter.settle(0)
+    meter.end()
     return carry
 
 

@@ -9,22 +9,23 @@ import pytest
 from jaxgram import TrainConfig
 from jaxgram.batches import (
     EPOCH_END,
-    MAX_ROW_HITS,
     STEPS_PER_CALL,
     EpochSource,
-    busiest_row_share,
     call_stream,
     centres_per_step,
-    chunk_calls,
+    epoch_calls,
+    expected_centres,
     items_per_step,
     pair_count,
     plan_batches,
+    planned_centres,
     prefetched,
     training_streams,
-    widest_lockstep,
+    widest_centres,
 )
 from jaxgram.data import corpus_chunks, keep_probabilities, noise_distribution
 from jaxgram.errors import ConfigError
+from jaxgram.staleness import STALE_BUDGET
 
 CONFIG = TrainConfig(window=3, batch_size=64, seed=5, sample=0.0)
 
@@ -41,11 +42,13 @@ def test_streams_are_the_fused_workers_or_the_xla_steps_centres():
 
 def test_the_lockstep_width_is_bounded_by_the_busiest_row_of_the_vocabulary():
     counts = np.array([1000, 500, 100, 10, 10])
-    keep_prob, noise = np.ones(5), noise_distribution(counts, 0.75)
-    share = busiest_row_share(counts, keep_prob, noise, negative=5)
-    assert share == pytest.approx(1000 / 1620 + 5 * noise[0])
-    widest = widest_lockstep(counts, keep_prob, noise, negative=5)
-    assert widest == int(MAX_ROW_HITS / share)
+    config = dataclasses.replace(CONFIG, batch_size=None, negative=5)
+    noise = noise_distribution(counts, 0.75)
+    widest = widest_centres(config, counts)
+    assert widest == int(STALE_BUDGET / config.alpha / (1000 / 1620 + 5 * noise[0]))
+    # A higher alpha, or tied tables (the context's row is the same row), narrow it.
+    assert widest_centres(dataclasses.replace(config, alpha=4 * config.alpha), counts) == pytest.approx(widest / 4, abs=1)
+    assert widest_centres(dataclasses.replace(config, tied=True), counts) < widest
     # A default is narrowed to the widest and split over the devices; a width the user chose is per
     # device, and refused when all devices' together pass the widest.
     wide = dataclasses.replace(CONFIG, batch_size=None)
@@ -79,20 +82,56 @@ def test_the_plan_covers_an_epoch_in_calls_of_one_shape(centres, devices):
     assert plan.shape == (plan.steps_per_call, plan.batch_size)
 
 
-def test_calls_hold_every_centre_once_in_order_and_mask_the_padding():
-    source = _source(CONFIG, 10_000)
-    groups = next(source.groups(0))
-    everything = groups.block(0, len(groups))
+@pytest.mark.parametrize("chunk_tokens", [10_000, 700, 100])  # one chunk; chunks of about 2 and 1/3 of a call
+def test_calls_hold_every_centre_once_in_order_and_pad_only_the_epochs_last(chunk_tokens):
+    source = _source(CONFIG, chunk_tokens)
+    everything = [np.concatenate(arrays) for arrays in zip(*(g.block(0, len(g)) for g in source.groups(0)))]
     plan = plan_batches(CONFIG, 300, items_per_step(CONFIG))
-    calls = list(chunk_calls(plan, groups))
+    calls = list(epoch_calls(plan, source.groups(0)))
     assert all(c.shape == plan.shape and x.shape == (*plan.shape, 6) and m.shape == plan.shape for (c, x, m), _ in calls)
     kept = np.concatenate([m.reshape(-1) for (_, _, m), _ in calls]) > 0
-    assert kept.sum() == len(groups) and kept[:len(groups)].all()
+    # The centres a chunk leaves short of a call go on in the next chunk's first call: only the last call is padded.
+    assert kept.sum() == len(everything[0]) and kept[:len(everything[0])].all()
+    assert len(calls) == -(-len(everything[0]) // plan.per_call)
     np.testing.assert_array_equal(np.concatenate([c.reshape(-1) for (c, _, _), _ in calls])[kept], everything[0])
     contexts = np.concatenate([x.reshape(-1, 6) for (_, x, _), _ in calls])
     np.testing.assert_array_equal(contexts[kept], everything[1])
     assert (contexts[~kept] == -1).all()  # padding rows have no context: they train nothing
     assert sum(pairs for _, pairs in calls) == pair_count(everything[1]) == np.count_nonzero(everything[1] >= 0)
+
+
+@pytest.mark.parametrize("sample", [0.0, 0.005])
+def test_an_epoch_of_many_chunks_takes_the_steps_the_plan_counts(sample):
+    config = dataclasses.replace(CONFIG, sample=sample, epochs=8)
+    source = _source(config, 100)
+    assert len(source.chunks) > 20
+    first = next(source.groups(0))
+    plan = plan_batches(config, planned_centres(source, first), items_per_step(config))
+    assert plan.steps_per_epoch > plan.steps_per_call  # epochs of several calls
+    calls = [item for item in call_stream(source, plan, 0)]
+    ends = [i for i, item in enumerate(calls) if item is EPOCH_END]
+    steps = np.diff([-1, *ends]) * plan.steps_per_call - plan.steps_per_call  # each epoch's calls, in steps
+    if sample == 0:  # every epoch trains the same centres: the plan counts its steps exactly
+        assert (steps == plan.steps_per_epoch).all()
+    else:  # epochs differ by a few centres: a call more or fewer now and then, and no more
+        assert np.abs(steps - plan.steps_per_epoch).max() <= plan.steps_per_call
+        assert abs(steps.sum() - plan.total_steps) <= plan.steps_per_call
+
+
+def test_the_expected_centres_are_the_mean_of_the_epochs():
+    config = dataclasses.replace(CONFIG, sample=0.005)  # keeps about half of each word
+    source = _source(config, 700)
+    counts = [sum(len(groups) for groups in source.groups(epoch)) for epoch in range(30)]
+    error = 3 * np.std(counts) / np.sqrt(len(counts))  # of the mean of 30 epochs
+    assert abs(source.expected_centres() - np.mean(counts)) < error
+    # Sentences of one kept token train nothing: the expected kept tokens alone count them too, too many.
+    tokens = source.read(0, 3000)
+    assert np.sum(source.keep_prob[tokens[tokens >= 0]]) > np.mean(counts) + error
+    # keep = 1 for all: every token of a sentence of two or more; none of a one-word sentence.
+    ids, sentences = np.array([0, 1, 2, 0, 1], np.int32), np.array([0, 0, 1, 2, 2], np.int32)
+    assert expected_centres(ids, sentences, np.ones(3)) == 4
+    # keep 0.5 each, two tokens: each trains when both are kept.
+    assert expected_centres(ids[:2], sentences[:2], np.full(3, 0.5)) == pytest.approx(2 * 0.25)
 
 
 def _source(config: TrainConfig, chunk_tokens: int) -> EpochSource:

@@ -7,6 +7,7 @@ import pytest
 from gensim.models import KeyedVectors
 
 from jaxgram import TrainConfig, checkpoint, train
+from jaxgram.batches import STEPS_PER_CALL
 from jaxgram.config import resolved_config, resolved_workers
 from jaxgram.errors import ConfigError, DataError, TrainingDiverged
 from jaxgram.fileio import recorded_sha256, sha256_file
@@ -62,9 +63,11 @@ def _interrupt_after(epochs):
     return callback
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_resume_ends_with_the_uninterrupted_vectors(corpus_file, tmp_path, optimizer):
-    config = dataclasses.replace(SMALL, optimizer=optimizer, alpha=0.01 if optimizer == "adam" else SMALL.alpha)
+@pytest.mark.parametrize("optimizer, chunk_tokens", [("sgd", SMALL.chunk_tokens), ("adam", SMALL.chunk_tokens),
+                                                     ("sgd", 200)])  # 200: calls go on from chunk to chunk
+def test_resume_ends_with_the_uninterrupted_vectors(corpus_file, tmp_path, optimizer, chunk_tokens):
+    config = dataclasses.replace(SMALL, optimizer=optimizer, alpha=0.01 if optimizer == "adam" else SMALL.alpha,
+                                 chunk_tokens=chunk_tokens)
     whole = train(corpus_file, config, out=tmp_path / "whole", progress=False)
     with pytest.raises(Interrupt):
         train(corpus_file, config, out=tmp_path / "cut", progress=False, on_epoch_end=_interrupt_after(1))
@@ -111,6 +114,29 @@ def test_training_logs_what_gensim_logs_with_the_right_numbers(corpus_file, capl
     (end,) = _records(caplog, "training on")
     assert end.args[:2] == (words * config.epochs, words * config.epochs)
     assert end.args[2] == pytest.approx(result.wall_seconds)
+
+
+@pytest.mark.parametrize("sample", [0.0, SMALL.sample])
+def test_the_learning_rate_reaches_min_alpha_at_the_last_step_of_a_run_of_many_chunks(corpus_file, caplog, sample):
+    # 34 chunks of 200 tokens, a call 1,024 centres: a call padded at each chunk's end ran 5.7 times
+    # the steps the schedule was planned for, and alpha sat at min_alpha from the second epoch on.
+    caplog.set_level(logging.INFO)
+    config = dataclasses.replace(SMALL, sample=sample, chunk_tokens=200)  # one worker: a linear schedule
+    train(corpus_file, config, progress=False)
+    epochs = _records(caplog, "EPOCH")
+    fall = config.alpha - config.min_alpha
+    # (..., first alpha, last alpha, steps taken by the epoch's end, the plan's steps). Each epoch
+    # starts where the schedule has it start: a call of it is a sixth of an epoch here.
+    for epoch, record in enumerate(epochs):
+        assert record.args[6] == pytest.approx(config.alpha - fall * epoch / config.epochs, abs=fall / 20)
+    planned = epochs[-1].args[9]
+    slack = (0 if sample == 0 else STEPS_PER_CALL) / planned  # subsampling: an epoch may take a call more or fewer
+    # The last step taken is the plan's last: the schedule ends there, at min_alpha.
+    assert abs(epochs[-1].args[8] - planned) <= slack * planned
+    assert epochs[-1].args[7] == pytest.approx(config.min_alpha + fall / planned, abs=fall * slack + 1e-7)
+    if sample == 0:  # every epoch the same centres: exactly the plan's steps
+        assert [record.args[8] for record in epochs] == [planned * (epoch + 1) // config.epochs for epoch in range(3)]
+    assert not _records(caplog, "epoch %i took")
 
 
 def test_the_xla_step_logs_the_width_it_took_and_the_widest_the_vocabulary_allows(corpus_file, caplog):
@@ -267,16 +293,17 @@ def gensim_modes(five_book_corpus):
 @pytest.mark.parametrize("batch_size", [1024, 12288])  # the CPU default; an accelerator's default width
 def test_the_xla_step_trains_gensims_model_at_cpu_and_accelerator_widths(five_book_corpus, gensim_modes, batch_size):
     # Calibrated on the five books, D = 32, 2 epochs, overlap@10 over the 500 most frequent words with
-    # gensim's corpus_file model, seeds 1-4: gensim from an iterable 0.330-0.352; the XLA step at 1,024
-    # pairs 0.332-0.343 and at 12,288 0.327-0.346, at most 0.021 below the iterable model of its seed.
-    # The old batched step (one snapshot, shared negatives) at 12,288 pairs scored 0.009.
+    # gensim's corpus_file model, seeds 1-4: gensim from an iterable 0.343-0.351; the XLA step (with
+    # gensim's skips) at 1,024 pairs 0.337-0.346 and at 12,288 0.333-0.347, at most 0.011 below the
+    # iterable model of its seed (before the skips: at most 0.021). The old batched step (one snapshot,
+    # shared negatives) at 12,288 pairs scored 0.009.
     from eval.agreement import compare
 
     config = TrainConfig(dim=32, epochs=2, seed=1, kernel="xla", batch_size=batch_size, init="gensim")
     result = train(five_book_corpus, config, progress=False)
     ours = compare(result.embeddings, gensim_modes["corpus_file"], overlap_words=500)["overlap_at_k"]
     theirs = compare(gensim_modes["iterable"], gensim_modes["corpus_file"], overlap_words=500)["overlap_at_k"]
-    assert ours >= theirs - 0.05 and ours > 0.25, (ours, theirs)
+    assert ours >= theirs - 0.02 and ours > 0.3, (ours, theirs)
 
 
 def test_by_default_a_run_writes_its_binary_vectors_and_checkpoint_and_little_else(corpus_file, tmp_path):
