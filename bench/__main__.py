@@ -10,6 +10,8 @@ from jaxgram.errors import ConfigError, JaxgramError
 
 DEFAULT_OUT = Path("bench/results.json")
 SYNTHETIC_OUT = Path("bench/results/synthetic.json")
+CORES_OUT = Path("bench/results/cores.json")
+PLANTED_OUT = Path("bench/results/planted.json")
 _SUFFIXES = {"k": 1_000, "m": 1_000_000}
 
 
@@ -27,7 +29,39 @@ def sizes(text: str) -> list[int]:
     return values
 
 
+def _floats(text: str) -> list[float]:
+    """`0.025,0.1` -> [0.025, 0.1]."""
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers (like 0.025,0.1)") from None
+
+
+def _words(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+_TYINGS = {"untied": False, "tied": True}
+
+
+def _tyings(text: str) -> list[bool]:
+    """`untied,tied` -> [False, True]."""
+    unknown = [word for word in _words(text) if word not in _TYINGS]
+    if unknown or not _words(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of untied, tied")
+    return [_TYINGS[word] for word in _words(text)]
+
+
+# Options that belong to some modes only: option -> the modes (source arguments) that take it.
+_ONLY_WITH = {"tokens": ("synthetic", "planted"), "dims": ("synthetic", "planted"), "vocab_sizes": ("synthetic",),
+              "large_cell": ("synthetic",), "plot": ("synthetic",), "table": ("synthetic", "planted"),
+              "workers": ("corpus", "mirror", "planted"), "corpora": ("planted",), "widths": ("planted",),
+              "alphas": ("planted",), "tying": ("planted",), "epochs": ("planted",),
+              "noise": ("planted",)}
+
+
 def _parser() -> argparse.ArgumentParser:
+    from bench.planted_grid import WORKERS
     from bench.run import CONFIGS, SYNTHETIC_DIMS, SYNTHETIC_LARGE, SYNTHETIC_TOKENS, SYNTHETIC_VOCABS
     from eval.config import RENAMED_CONFIGS
 
@@ -38,18 +72,29 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--synthetic", action="store_true",
                         help="seeded Zipf corpora: words/s and peak RSS of both trainers against V, D and corpus size "
                              f"(default out: {SYNTHETIC_OUT}, and a PNG beside it)")
+    source.add_argument("--planted", action="store_true",
+                        help="planted-cluster corpora: cluster purity of jaxgram's settings against gensim's "
+                             f"(default out: {PLANTED_OUT})")
     parser.add_argument("--config", default="default", choices=[*CONFIGS, *RENAMED_CONFIGS],
                         metavar="{" + ",".join(CONFIGS) + "}",
                         help="default: NS D=100 5 epochs; dostoevsky: the Dostoevsky article's NS D=32 20 epochs; "
                              "softmax: full softmax D=100 5 epochs")
     parser.add_argument("--seeds", type=int,
-                        help="seeds per trainer (default: 3; with --synthetic: at each grid cell, default 3, while the "
-                             "V ~ 1M cell runs once)")
-    parser.add_argument("--out", type=Path, help=f"results JSON (default: {DEFAULT_OUT})")
+                        help="seeds per trainer (default: 3, with --workers at each count; with --synthetic: at each "
+                             "grid cell, default 3, while the V ~ 1M cell runs once; with --planted: at each cell)")
+    parser.add_argument("--out", type=Path,
+                        help=f"results JSON (default: {DEFAULT_OUT}; with --workers {CORES_OUT}, --synthetic "
+                             f"{SYNTHETIC_OUT}, --planted {PLANTED_OUT})")
     parser.add_argument("--work", type=Path, help="folder for the trained vectors (default: a temporary folder)")
     parser.add_argument("--progress", action="store_true", help="show the trainers' progress bars")
     parser.add_argument("--readme-table", type=Path, nargs="+", metavar="JSON",
                         help="train nothing: print the README's summary table of these results files")
+    parser.add_argument("--workers", type=sizes,
+                        help="worker counts (like 1,2,4,8): with --corpus or --mirror, train both trainers with "
+                             f"workers=T at each count T (default out: {CORES_OUT}); with --planted, the fused "
+                             f"kernel's counts (default: {','.join(map(str, WORKERS))})")
+    parser.add_argument("--cores-table", type=Path, nargs="?", const=CORES_OUT, metavar="JSON",
+                        help=f"train nothing: print the Markdown table of a --workers results file (default: {CORES_OUT})")
     synthetic = parser.add_argument_group("--synthetic options")
     synthetic.add_argument("--tokens", type=sizes, help=f"corpus sizes (default: {','.join(map(str, SYNTHETIC_TOKENS))})")
     synthetic.add_argument("--vocab-sizes", type=sizes,
@@ -59,27 +104,52 @@ def _parser() -> argparse.ArgumentParser:
                            help="also the true V ~ 1M cell (tokens, V target, D = "
                                 + ", ".join(f"{t:,} {v:,} {d}" for t, v, d in SYNTHETIC_LARGE)
                                 + "; default: on, unless --tokens, --vocab-sizes or --dims narrow the grid)")
-    synthetic.add_argument("--table", action="store_true",
-                           help="train nothing: print the Markdown table of --out and redraw its PNG")
+    synthetic.add_argument("--table", action="store_true", default=None,
+                           help="train nothing: print the Markdown table of --out (--synthetic: and redraw its PNG)")
     synthetic.add_argument("--plot", type=Path, help="PNG of the figures (default: --out with .png)")
+    _planted_options(parser)
     return parser
+
+
+def _planted_options(parser: argparse.ArgumentParser) -> None:
+    from bench.planted import NOISE
+    from bench.planted_grid import ALPHAS, DIM, EPOCHS, LAYOUTS, SEEDS, TOKENS, WIDTHS
+
+    planted = parser.add_argument_group("--planted options (also --tokens, one size, default "
+                                        f"{TOKENS:,}; --dims, one size, default {DIM}; --workers; --seeds, default "
+                                        f"{SEEDS}; --table)")
+    planted.add_argument("--corpora", type=_words,
+                         help="corpus layouts WORDS/GROUPS[+DOMINANT SHARE] (default: "
+                              + ",".join(f"{w}/{g}" + (f"+{d:g}" if d else "") for w, g, d in LAYOUTS) + ")")
+    planted.add_argument("--widths", type=_words,
+                         help=f"widths of the XLA step, of {', '.join(WIDTHS)}; none: an empty string "
+                              f"(default: {','.join(WIDTHS)})")
+    planted.add_argument("--alphas", type=_floats, help=f"alphas (default: {','.join(map(str, ALPHAS))})")
+    planted.add_argument("--tying", type=_tyings, help="untied, tied or both (default: untied,tied)")
+    planted.add_argument("--epochs", type=int, help=f"epochs per run (default: {EPOCHS})")
+    planted.add_argument("--noise", type=float,
+                         help="share of the tokens (but the dominant word's) drawn from any group, not the "
+                              f"sentence's (default: {NOISE})")
 
 
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if not (args.readme_table or args.corpus or args.mirror or args.synthetic):
-        parser.error("one of the arguments --corpus --mirror --synthetic --readme-table is required")
-    given = [name for name in ("tokens", "vocab_sizes", "dims", "plot", "large_cell") if getattr(args, name) is not None]
-    if not args.synthetic and (given or args.table):
-        parser.error(f"--{(given[0] if given else 'table').replace('_', '-')} is only allowed with --synthetic")
+    mode = next((name for name in ("synthetic", "planted", "corpus", "mirror") if getattr(args, name)), None)
+    if not (args.readme_table or args.cores_table or mode):
+        parser.error("one of the arguments --corpus --mirror --synthetic --planted --readme-table --cores-table is "
+                     "required")
+    for name, modes in _ONLY_WITH.items():
+        if getattr(args, name) is not None and mode not in modes:
+            parser.error(f"--{name.replace('_', '-')} is only allowed with " + " or ".join(f"--{m}" for m in modes))
     try:
-        if args.readme_table:
-            from bench.run import load_results, readme_table
-
-            print(readme_table([load_results(path) for path in args.readme_table]))
-            return 0
-        return _synthetic(args) if args.synthetic else _benchmark(args)
+        if args.readme_table or args.cores_table:
+            return _tables(args)
+        if mode == "synthetic":
+            return _synthetic(args)
+        if mode == "planted":
+            return _planted(args)
+        return _benchmark(args) if args.workers is None else _cores(args)
     except JaxgramError as exc:
         print(f"python -m bench: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -98,15 +168,77 @@ def _benchmark(args) -> int:
     return 0
 
 
+def _tables(args) -> int:
+    from bench.run import load_results, readme_table
+
+    if args.readme_table:
+        print(readme_table([load_results(path) for path in args.readme_table]))
+    if args.cores_table:
+        from bench.cores import format_cores_table
+
+        print(format_cores_table(_results_of(args.cores_table, "cores", "--workers")))
+    return 0
+
+
+def _results_of(path: Path, config_name: str, option: str) -> dict:
+    """The results JSON at `path`, which must come from `option` (its config_name says so)."""
+    from bench.run import load_results
+
+    results = load_results(path)
+    if results.get("config_name") != config_name:
+        raise ConfigError(f"{path} holds no {option} results (config_name={results.get('config_name')!r})")
+    return results
+
+
+def _cores(args) -> int:
+    from bench.cores import format_cores_table, run_cores
+    from eval.config import current_config_name
+
+    out = args.out or CORES_OUT
+    results = run_cores(corpus=args.corpus, mirror=args.mirror, config_name=current_config_name(args.config),
+                        workers=args.workers, seeds=3 if args.seeds is None else args.seeds, out=out, work=args.work,
+                        progress=args.progress)
+    print(format_cores_table(results))
+    print(f"written: {out}")
+    return 0
+
+
+def _planted(args) -> int:
+    from bench import planted_grid as grid
+    from bench.planted import parse_layout
+
+    out = args.out or PLANTED_OUT
+    if args.table:
+        print(grid.format_planted_table(_results_of(out, "planted", "--planted")))
+        return 0
+    results = grid.run_planted(
+        layouts=[parse_layout(text) for text in args.corpora] if args.corpora else grid.LAYOUTS,
+        tokens=_one("tokens", args.tokens, grid.TOKENS), dim=_one("dims", args.dims, grid.DIM),
+        workers=grid.WORKERS if args.workers is None else args.workers,
+        widths=grid.WIDTHS if args.widths is None else args.widths, alphas=args.alphas or grid.ALPHAS,
+        tyings=args.tying or grid.TYINGS, seeds=grid.SEEDS if args.seeds is None else args.seeds,
+        epochs=grid.EPOCHS if args.epochs is None else args.epochs,
+        noise=grid.NOISE if args.noise is None else args.noise, out=out, work=args.work)
+    print(grid.format_planted_table(results))
+    print(f"written: {out}")
+    return 0
+
+
+def _one(name: str, values, default: int) -> int:
+    if values is None:
+        return default
+    if len(values) != 1:
+        raise ConfigError(f"{name}={values!r} is not allowed with --planted: give one size")
+    return values[0]
+
+
 def _synthetic(args) -> int:
     from bench import run
 
     out = args.out or SYNTHETIC_OUT
     plot = args.plot or out.with_suffix(".png")
     if args.table:
-        results = run.load_results(out)
-        if results.get("config_name") != "synthetic":
-            raise ConfigError(f"{out} holds no --synthetic results (config_name={results.get('config_name')!r})")
+        results = _results_of(out, "synthetic", "--synthetic")
     else:
         results = run.run_synthetic(tokens=args.tokens or run.SYNTHETIC_TOKENS,
                                     vocabs=args.vocab_sizes or run.SYNTHETIC_VOCABS, dims=args.dims or run.SYNTHETIC_DIMS,

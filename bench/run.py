@@ -62,10 +62,11 @@ def trainers_of(config: TrainConfig) -> tuple[str, ...]:
     return ("gensim", "gensim_iterable", "jaxgram") if config.kernel == "xla" else ("gensim", "jaxgram")
 
 
-def train_config(name: str, seed: int) -> TrainConfig:
+def train_config(name: str, seed: int, workers: int | None = None) -> TrainConfig:
+    """The config's [train] table at `seed`, with `workers` worker threads for both trainers."""
     base, changes = _base_config(name)
-    # Both trainers get every core (gensim at its fastest), unless the config names a count.
-    return base.with_train(seed=seed, **{"workers": usable_cores(), **changes}).train
+    # Both trainers get every core (gensim at its fastest), unless the caller or the config names a count.
+    return base.with_train(seed=seed, **{"workers": usable_cores() if workers is None else workers, **changes}).train
 
 
 def agreement_settings(name: str) -> EvalSettings:
@@ -239,6 +240,22 @@ def corpus_record(corpus: Path) -> dict:
     return {"file": corpus.name, "bytes": corpus.stat().st_size, "sha256": sha256_file(corpus)}
 
 
+def measure_run(trainer: str, corpus: Path, config: TrainConfig, run_dir: Path, progress: bool = False) -> dict:
+    """Train `trainer` once in its own child process and score its vectors: one row of a benchmark's runs."""
+    stats = run_trainer(trainer, corpus, config, run_dir, progress=progress)
+    return {
+        "seed": config.seed,
+        "corpus_words": stats["corpus_words"],
+        "process_seconds": stats["process_seconds"],
+        "wall_seconds": stats["wall_seconds"],
+        "train_loop_seconds": stats["train_loop_seconds"],
+        # The whole process's rate: what a user waiting for `jaxgram train` (or a gensim script) gets.
+        "words_per_second": stats["corpus_words"] * config.epochs / stats["process_seconds"],
+        "peak_rss_mib": stats["peak_rss_mib"],
+        **quality(run_dir / "vectors.bin"),
+    }
+
+
 def run_benchmark(corpus=None, mirror=None, config_name: str = "default", seeds: int = 3, out=None, work=None,
                   progress: bool = False) -> dict:
     """Train jaxgram and gensim `seeds` times each, score them; write and return the results."""
@@ -255,19 +272,8 @@ def run_benchmark(corpus=None, mirror=None, config_name: str = "default", seeds:
         runs = {trainer: [] for trainer in trainers}
         for config in configs:
             for trainer in trainers:
-                run_dir = _run_dir(work, trainer, config.seed)
-                stats = run_trainer(trainer, corpus, config, run_dir, progress=progress)
-                runs[trainer].append({
-                    "seed": config.seed,
-                    "corpus_words": stats["corpus_words"],
-                    "process_seconds": stats["process_seconds"],
-                    "wall_seconds": stats["wall_seconds"],
-                    "train_loop_seconds": stats["train_loop_seconds"],
-                    # The whole process's rate: what a user waiting for `jaxgram train` (or a gensim script) gets.
-                    "words_per_second": stats["corpus_words"] * config.epochs / stats["process_seconds"],
-                    "peak_rss_mib": stats["peak_rss_mib"],
-                    **quality(run_dir / "vectors.bin"),
-                })
+                runs[trainer].append(measure_run(trainer, corpus, config, _run_dir(work, trainer, config.seed),
+                                                 progress))
         flops = softmax_flops(corpus, configs[0]) if configs[0].objective == "softmax" else None
         # Read back from the run folders, which go with the scratch folder.
         models = {trainer: {config.seed: load_vectors(_run_dir(work, trainer, config.seed)) for config in configs}
@@ -280,24 +286,19 @@ def run_benchmark(corpus=None, mirror=None, config_name: str = "default", seeds:
     return results
 
 
-def _summarise(runs: dict, config: TrainConfig, config_name: str, corpus: dict, machine: dict, flops,
-               agreed: dict) -> dict:
-    trainers = {}
-    for trainer, rows in runs.items():
-        trainers[trainer] = {key: summary([row[key] for row in rows])
-                             for key in ("process_seconds", "wall_seconds", "train_loop_seconds", "words_per_second",
-                                         "peak_rss_mib",
-                                         "analogy_accuracy", "wordsim353_spearman")}
-        trainers[trainer]["runs"] = rows
-    jax_runs, gensim_runs = trainers["jaxgram"], trainers["gensim"]
+# The figures of a run that a benchmark summarises over seeds (measure_run's rows).
+RUN_FIGURES = ("process_seconds", "wall_seconds", "train_loop_seconds", "words_per_second", "peak_rss_mib",
+               "analogy_accuracy", "wordsim353_spearman")
 
-    def ratio(key):
-        return jax_runs[key]["median"] / gensim_runs[key]["median"]
 
-    def within(key):
-        # jaxgram's mean must reach at least the bottom of gensim's seed-to-seed range
-        ours, theirs = jax_runs[key]["mean"], gensim_runs[key]["min"]
-        return None if ours is None or theirs is None else ours >= theirs
+def trainer_summaries(runs: dict) -> dict:
+    """trainer -> each of RUN_FIGURES summarised over its rows (a figure a run lacks counts as None), and the rows."""
+    return {trainer: {**{key: summary([row.get(key) for row in rows]) for key in RUN_FIGURES}, "runs": rows}
+            for trainer, rows in runs.items()}
+
+
+def quality_rules(jax_runs: dict, gensim_runs: dict) -> dict:
+    """Each quality figure's rule (QUALITY_TOLERANCE) over two trainers' summaries, and whether it holds."""
 
     def rule(key):
         # jaxgram's mean may fall QUALITY_TOLERANCE below gensim's lowest seed
@@ -307,6 +308,22 @@ def _summarise(runs: dict, config: TrainConfig, config_name: str, corpus: dict, 
             return {"rule": rule, "threshold": None, "holds": None}
         threshold = theirs - QUALITY_TOLERANCE[key]
         return {"rule": rule, "threshold": threshold, "holds": ours >= threshold}
+
+    return {key: rule(key) for key in QUALITY_TOLERANCE}
+
+
+def _summarise(runs: dict, config: TrainConfig, config_name: str, corpus: dict, machine: dict, flops,
+               agreed: dict) -> dict:
+    trainers = trainer_summaries(runs)
+    jax_runs, gensim_runs = trainers["jaxgram"], trainers["gensim"]
+
+    def ratio(key):
+        return jax_runs[key]["median"] / gensim_runs[key]["median"]
+
+    def within(key):
+        # jaxgram's mean must reach at least the bottom of gensim's seed-to-seed range
+        ours, theirs = jax_runs[key]["mean"], gensim_runs[key]["min"]
+        return None if ours is None or theirs is None else ours >= theirs
 
     softmax = None
     if flops is not None:
@@ -326,7 +343,7 @@ def _summarise(runs: dict, config: TrainConfig, config_name: str, corpus: dict, 
         "peak_rss_ratio": ratio("peak_rss_mib"),
         "quality_within_gensim_range": {"analogy_accuracy": within("analogy_accuracy"),
                                         "wordsim353_spearman": within("wordsim353_spearman")},
-        "quality_rule": {key: rule(key) for key in QUALITY_TOLERANCE},
+        "quality_rule": quality_rules(jax_runs, gensim_runs),
         "agreement": agreed,
         "softmax_matmul": softmax,
         "notes": "speed and memory: median over seeds; quality: mean [min, max]; process_seconds: a trainer's whole "

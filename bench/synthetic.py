@@ -176,10 +176,15 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    return run_writer(parser.prog, lambda: write_corpus(args.out, args.tokens, args.vocab, args.seed))
+
+
+def run_writer(prog: str, write) -> int:
+    """A corpus command's body: call `write()`, print what it wrote (its to_dict()), or its error in one line."""
     try:
-        corpus = write_corpus(args.out, args.tokens, args.vocab, args.seed)
-    except ValueError as exc:
-        print(f"python -m bench.synthetic: error: {exc}", file=sys.stderr)
+        corpus = write()
+    except ValueError as exc:  # jaxgram's ConfigError is one too
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     print(corpus.to_dict())
     return 0

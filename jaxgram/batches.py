@@ -91,15 +91,15 @@ def widest_centres(config: TrainConfig, counts: np.ndarray, kernel: str = "xla")
         return None
     hits = busiest_row_hits_of(config, counts)
     if kernel != "fused":
-        return widest_lockstep(hits, config.alpha)
+        return widest_lockstep(hits, config.alpha, config.tied)
     pairs = contexts_per_centre(config)
-    most = most_fused_threads(hits, config.alpha, pairs)
+    most = most_fused_threads(hits, config.alpha, pairs, config.tied)
     if threads > most:
         raise ConfigError(f"workers={threads} is too many for this vocabulary at alpha={config.alpha}: each thread's "
                           f"copy of its most frequent word's row would miss about {(threads - 1) * pairs * hits:.0f} "
-                          f"other threads' updates (at most {stale_hits_allowed(config.alpha):.0f}); the most that "
-                          f"fit are workers={most}, or a lower alpha")
-    return max(threads, widest_fused_pairs(hits, config.alpha, threads) // pairs)
+                          f"other threads' updates (at most {stale_hits_allowed(config.alpha, config.tied):.0f}); the "
+                          f"most that fit are workers={most}, or a lower alpha")
+    return max(threads, widest_fused_pairs(hits, config.alpha, threads, config.tied) // pairs)
 
 
 def fitted_workers(config: TrainConfig, counts: np.ndarray) -> TrainConfig:
@@ -108,7 +108,8 @@ def fitted_workers(config: TrainConfig, counts: np.ndarray) -> TrainConfig:
     (widest_centres refuses it if it does not fit)."""
     if config.workers is not None or resolved_workers(config) == 1:
         return config
-    most = most_fused_threads(busiest_row_hits_of(config, counts), config.alpha, contexts_per_centre(config))
+    most = most_fused_threads(busiest_row_hits_of(config, counts), config.alpha, contexts_per_centre(config),
+                              config.tied)
     if resolved_workers(config) <= most:
         return config
     log.info("training with %i workers, not the %i usable cores: more threads on this vocabulary would train "

@@ -7,6 +7,8 @@ subcommand's handler takes the parsed arguments and returns an exit status.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import sys
 from collections.abc import Sequence
 
@@ -60,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         installed = True
     except ValueError:  # not the main thread, the only one Python lets handle signals
         installed = False
+    previous_hook = sys.unraisablehook
+    if installed:
+        sys.unraisablehook = functools.partial(_interrupt_again, previous_hook)
     try:
         return int(args.func(args) or 0)
     except JaxgramError as exc:
@@ -71,6 +76,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if installed:  # None: a handler set outside Python, which cannot be put back; the default can
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+            sys.unraisablehook = previous_hook
+
+
+def _interrupt_again(previous_hook, unraisable) -> None:
+    """sys.unraisablehook while a command runs: a KeyboardInterrupt that landed where Python ignores
+    exceptions is raised again in the main thread, not lost. SIGTERM's handler runs wherever the main
+    thread is, and that was once JAX's gc callback: the run printed "Exception ignored" with a
+    traceback and trained on (jax-ml/jax#18246). The interrupt is marked again from another thread a
+    moment later, so that it comes once this hook has returned: one raised in here is ignored too.
+    (interrupt_main does nothing once the command has ended: SIGTERM's handler is no longer Python's.)"""
+    import _thread
+    import signal
+    import threading
+
+    again = threading.Timer(0.01, _thread.interrupt_main, (signal.SIGTERM,))
+    try:
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            again.start()
+        else:
+            previous_hook(unraisable)
+    except KeyboardInterrupt:  # another signal, come while in here: pass it on the same way
+        if again.ident is None:
+            again.start()
+
+
+@contextlib.contextmanager
+def interrupts_held():
+    """Hold SIGTERM and SIGINT inside the block, and act on them as it ends.
+
+    For start-up code that no KeyboardInterrupt may land in: one raised while jaxlib's C++ extension
+    imports itself (its initialisation runs Python code) aborted the process (status -6, a C++ stack
+    dump) or failed the import with a traceback. Keep such blocks short: a held signal waits for
+    the block. The handlers are put back before a held signal is raised again, so it has the effect
+    it would have had (KeyboardInterrupt under main, the default elsewhere). Outside the main thread,
+    where Python runs no handlers, nothing is held."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: held.append(signum))
+                for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)
 
 
 if __name__ == "__main__":

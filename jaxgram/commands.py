@@ -171,8 +171,9 @@ def _option_help(name: str, default) -> str:
     parts = [_OPTION_HELP[name]] if name in _OPTION_HELP else []
     if name in choices:
         parts.append(f"one of {', '.join(choices[name])}")
-    if name == "workers" and default is None:  # what None resolves to on this machine
-        default = f"{config.default_workers()} here"
+    if name == "workers":
+        parts.append(f"1 to {config.MAX_WORKERS}")
+        default = f"the usable cores (affinity mask and cgroup CPU quota), {config.default_workers()} here"
     return "; ".join([*parts, f"default: {default}"])
 
 
@@ -186,7 +187,7 @@ _OPTION_HELP = {
     "batch_size": "pairs per step; the default is 16384 for the fused kernel, 1024 for the xla step on CPU and 12288 on an "
                   "accelerator, narrowed for the xla step "
                   "to the widest this vocabulary allows (logged); a wider value is refused; None: that default",
-    "workers": "CPU threads of the fused kernel (gensim's workers): the usable cores, at most 2, unless given",
+    "workers": "CPU threads of the fused kernel (gensim's workers, word2vec.c's -threads), not JAX devices",
 }
 
 
@@ -245,18 +246,19 @@ def cluster_from_args(args):
 
 
 def _train(args) -> int:
+    from jaxgram.cli import interrupts_held
+
+    # Start-up holds SIGTERM and Ctrl-C until it ends (a second or two): importing JAX runs its C++
+    # extension's initialisation, which a KeyboardInterrupt turns into an abort. Not while joining a
+    # multi-process run, which waits on the other processes.
+    with interrupts_held():
+        config, save = _checked_start(args)
     from jaxgram import distributed
-    from jaxgram.compilation_cache import enable_compilation_cache
-    from jaxgram.outputs import DEFAULT_SAVE, checked_save
 
-    _check_word2vec_c_switches(args)
-    save = checked_save(_save_formats(args) or DEFAULT_SAVE)
-    config = config_from_args(args)
-    distributed.configure_cpu_workers(config.workers)  # all three before any JAX computation
-    enable_compilation_cache(args.compilation_cache)
-    distributed.initialize(cluster_from_args(args))
-    from jaxgram.training import train
-
+    distributed.initialize(cluster_from_args(args))  # before any JAX computation
+    with interrupts_held():
+        _start_jax()
+        from jaxgram.training import train
     result = train(args.corpus, config, out=args.out, resume=args.resume, progress=not args.no_progress,
                    encoded_text=args.encoded_text, save=save)
     wrote = f"wrote {args.out}" if distributed.is_primary() else "process 0 writes the outputs"
@@ -265,8 +267,34 @@ def _train(args) -> int:
     return 0
 
 
+def _checked_start(args):
+    """(config, save formats), checked before any heavy work; JAX set up for the run (CPU devices,
+    compilation cache) but not started."""
+    _check_word2vec_c_switches(args)
+    config = config_from_args(args)  # plain Python: a bad value is refused before JAX is imported
+    from jaxgram import distributed
+    from jaxgram.compilation_cache import enable_compilation_cache
+    from jaxgram.outputs import DEFAULT_SAVE, checked_save
+
+    save = checked_save(_save_formats(args) or DEFAULT_SAVE)
+    # The CPU devices a mesh (--devices) needs, not one per worker: the workers are threads.
+    distributed.configure_cpu_workers(config.workers, config.devices)
+    enable_compilation_cache(args.compilation_cache)
+    return config, save
+
+
+def _start_jax() -> None:
+    """Create JAX's backends (devices, thread pools) now rather than inside training."""
+    import jax
+
+    jax.devices()
+
+
 def _load(path: Path):
-    from jaxgram.embeddings import Embeddings
+    from jaxgram.cli import interrupts_held
+
+    with interrupts_held():  # gensim's and SciPy's C extensions initialise themselves (see _train)
+        from jaxgram.embeddings import Embeddings
 
     if not path.exists():
         raise DataError(f"vectors file {path} does not exist; train first or pass --vectors")
@@ -301,7 +329,10 @@ def _similarity(args) -> int:
 
 
 def _toy(args) -> int:
-    from jaxgram.toy import run_toy
+    from jaxgram.cli import interrupts_held
+
+    with interrupts_held():  # imports JAX (see _train)
+        from jaxgram.toy import run_toy
 
     print(run_toy(tuple(args.seeds)).format())
     return 0

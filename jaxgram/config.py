@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jaxgram.errors import ConfigError
@@ -40,6 +41,15 @@ BATCH_PAIRS = {"cpu": 1024, "fused": 16384, "accelerator": 12288}
 # gensim keeps fewer, we keep exactly N, ties alphabetical). gensim's own max_vocab_size, a memory
 # cap applied while counting, has no twin here.
 GENSIM_NAMES = {"vector_size": "dim", "shrink_windows": "shrink_window", "max_final_vocab": "max_vocab_size"}
+# The most `workers` a run may ask for. The fused kernel gives each of its threads its own copies of
+# the frequent words' rows, up to 512 KiB per table (csrc/ns_sgd.cc kCopyFloats, PartRows, Allocate)
+# plus their marks and scratch: up to 2 MiB a thread, so 1,024 threads hold up to 2 GiB besides the
+# tables. That is more than the cores of the largest two-socket servers (768 hardware threads), and
+# threads beyond the cores only take turns. A count far past it (100,000) used to grow the process
+# past 15 GB in minutes without a word; it is refused before any work instead.
+MAX_WORKERS = 1024
+# Where the kernel shows this process its cgroups (v2 at the top, v1 one folder per controller).
+CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 @dataclass(frozen=True)
@@ -76,8 +86,9 @@ class TrainConfig:
     # Encoded tokens per chunk the host turns into training groups at a time (bounds host
     # memory); each chunk is cut into the workers' shares, so it is part of what a seed reproduces.
     chunk_tokens: int = 4_000_000
-    # CPU worker count for sparse SGD (like gensim's workers); None = the usable cores, capped
-    # at 2 (see default_workers).
+    # CPU worker count for sparse SGD (like gensim's workers): threads of the fused kernel, not JAX
+    # devices; None = the usable cores (affinity mask and cgroup CPU quota; see default_workers).
+    # At most MAX_WORKERS.
     workers: int | None = None
     # Which implementation runs the step (KERNELS): the fused kernel's pair-by-pair update is
     # gensim's; the XLA step is a batched version of the same objective (jaxgram.step).
@@ -114,7 +125,7 @@ class TrainConfig:
                               "synchronous mesh path (set devices to N or 'all')")
         _at_least("chunk_tokens", self.chunk_tokens, 2)
         if self.workers is not None:
-            _at_least("workers", self.workers, 1)
+            _within("workers", self.workers, 1, MAX_WORKERS)
         if not 0 < self.alpha < math.inf:
             raise ConfigError(f"alpha={self.alpha!r} is not allowed: it must be > 0 and finite")
         if not 0 <= self.min_alpha <= self.alpha:
@@ -174,17 +185,100 @@ def with_spelling(error: ConfigError, given_as: Mapping[str, str]) -> ConfigErro
     return ConfigError(f"{error} (given as {given_as[field]})")
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+def usable_cores(cgroup_root: str | Path | None = None) -> int:
+    """CPU cores this process may use: its affinity mask, lowered to its cgroup's CPU quota rounded up
+    (docker's --cpus 1.5 allows 1.5 cores' worth of time: 2 cores), at least 1.
+    `cgroup_root`: where the cgroups are mounted, CGROUP_ROOT unless given."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root or CGROUP_ROOT, _own_cgroups())
+    if quota is not None:
+        cores = min(cores, math.ceil(quota))
+    return max(1, cores)
+
+
+def cgroup_cpu_quota(root: str | Path = CGROUP_ROOT, own: Mapping[str, str] | None = None) -> float | None:
+    """Cores' worth of CPU time the cgroups under `root` allow (quota / period), the least of this
+    process's cgroup and those above it; None where none sets a quota (or there are no cgroups).
+
+    cgroup v2: cpu.max, "QUOTA PERIOD" or "max PERIOD". v1: cpu.cfs_quota_us (-1: none) and
+    cpu.cfs_period_us in the cpu controller's folder. `own`: the process's cgroup path per version
+    ("v2", "v1"), from /proc/self/cgroup; a path that is not under `root` (a container that sees
+    only its own cgroup, mounted at `root`) leaves `root` itself to read."""
+    root, own = Path(root), own or {}
+    quotas = [_cpu_max(folder / "cpu.max") for folder in _folders_up(root, own.get("v2", "/"))]
+    for controller in ("cpu", "cpu,cpuacct"):
+        quotas += [_cfs_quota(folder) for folder in _folders_up(root / controller, own.get("v1", "/"))]
+    return min((quota for quota in quotas if quota is not None), default=None)
+
+
+def _folders_up(root: Path, path: str) -> list[Path]:
+    """`root`/`path` and each folder above it up to `root`, those that exist."""
+    # A path with ".." lies outside the cgroups this process can see (another namespace's): read `root`.
+    folder, folders = (root if ".." in Path(path).parts else root / path.strip("/")), []
+    while True:
+        if folder.is_dir():
+            folders.append(folder)
+        if folder == root or root not in folder.parents:
+            return folders
+        folder = folder.parent
+
+
+def _cpu_max(path: Path) -> float | None:
+    fields = _read_fields(path)
+    if len(fields) != 2 or fields[0] == "max":
+        return None
+    return _ratio(fields[0], fields[1])
+
+
+def _cfs_quota(folder: Path) -> float | None:
+    quota, period = _read_fields(folder / "cpu.cfs_quota_us"), _read_fields(folder / "cpu.cfs_period_us")
+    if len(quota) != 1 or len(period) != 1:
+        return None
+    return _ratio(quota[0], period[0])
+
+
+def _ratio(quota: str, period: str) -> float | None:
+    """quota / period, or None where either is not a positive count (v1's -1 means no quota)."""
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except ValueError:
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def _read_fields(path: Path) -> list[str]:
+    try:
+        return path.read_text().split()
+    except OSError:  # absent: no such controller or version here
+        return []
+
+
+def _own_cgroups() -> dict[str, str]:
+    """This process's cgroup path per version from /proc/self/cgroup: {"v2": ..., "v1": the cpu controller's}."""
+    own = {}
+    for line in _read_lines(Path("/proc/self/cgroup")):
+        number, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if number == "0" and controllers == "":
+            own["v2"] = path
+        elif "cpu" in controllers.split(","):
+            own["v1"] = path
+    return own
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except OSError:  # not Linux
+        return []
 
 
 def default_workers() -> int:
-    """Workers when the config names none: the usable cores, at most 2."""
-    return max(1, min(2, usable_cores()))
+    """Workers when the config names none: the usable cores (usable_cores), at most MAX_WORKERS."""
+    return min(usable_cores(), MAX_WORKERS)
 
 
 def resolved_workers(config: TrainConfig) -> int:
@@ -219,6 +313,12 @@ def resolved_batch_size(config: TrainConfig, platform: str = "cpu", kernel: str 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not allowed: choose one of {', '.join(allowed)}")
+
+
+def _within(name: str, value: Any, minimum: int, maximum: int) -> None:
+    _at_least(name, value, minimum)
+    if value > maximum:
+        raise ConfigError(f"{name}={value!r} is not allowed: it must be in {minimum}..{maximum}")
 
 
 def _at_least(name: str, value: Any, minimum: int) -> None:

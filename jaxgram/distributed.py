@@ -1,8 +1,9 @@
 """JAX's multi-device, multi-process runtime as `jaxgram train` uses it.
 
-- `configure_cpu_workers`: how many CPU devices JAX creates (one per training worker), set
-  where the process starts, before JAX runs: by the CLI, or by a library user who wants
-  more than one CPU worker. Importing jaxgram never changes `jax.config`.
+- `configure_cpu_workers`: how many CPU devices JAX creates (what a CPU mesh, `devices`,
+  needs; the fused kernel's workers are threads, not devices), set where the process starts,
+  before JAX runs: by the CLI, or by a library user who wants a CPU mesh. Importing jaxgram
+  never changes `jax.config`.
 - `Cluster` + `initialize`: `jax.distributed.initialize` from explicit flags
   (--coordinator HOST:PORT --num-processes N --process-id I) or JAX's cluster
   auto-detection (Slurm, Open MPI, TPU pods). CPU collectives go through gloo.
@@ -90,36 +91,53 @@ def initialize(cluster: Cluster) -> None:
         raise ClusterError(f"jax.distributed.initialize failed ({where}): {first_line}{hint}") from exc
 
 
-def configure_cpu_workers(workers: int | None = None) -> int:
-    """Give JAX `workers` CPU devices (default: the usable cores, capped at 2); call before JAX runs.
+def configure_cpu_workers(workers: int | None = None, devices: int | str | None = None) -> int:
+    """Ready this process for a run with `workers` and `devices` (TrainConfig's); call before JAX runs.
 
-    Also keeps malloc to one heap arena (see _one_malloc_arena): settings for the whole
-    process, which is why they belong where it starts, not on import.
-
-    One CPU device per worker, so that a CPU mesh (`devices`) has them. A count the user
-    already chose (JAX_NUM_CPU_DEVICES, jax_num_cpu_devices, or XLA's
-    --xla_force_host_platform_device_count) is kept unless `workers` is given. Returns the
-    count JAX will have; once JAX has started it can no longer change, so asking for more
-    devices than it has raises ConfigError saying how to call this in time.
+    Keeps malloc to one heap arena (see _one_malloc_arena) and gives JAX the CPU devices the run
+    needs: settings for the whole process, which is why they belong where it starts, not on import.
+    `workers` are the fused kernel's threads, parts of one call on XLA's thread pool, not devices:
+    they are only checked here (TrainConfig's bound), so a large count creates no devices. Devices
+    matter to a CPU mesh: `devices` = N gives N where the usable cores are at least N; None, "all"
+    or more give default_cpu_devices(), unless the user already chose a count (JAX_NUM_CPU_DEVICES,
+    jax_num_cpu_devices, or XLA's --xla_force_host_platform_device_count), which is kept. Returns the
+    CPU device count JAX will have; once JAX has started on CPU it can no longer change, so asking
+    for more devices then raises ConfigError saying how to call this in time.
     """
-    from jaxgram.config import default_workers
+    from jaxgram.config import TrainConfig, usable_cores
 
+    TrainConfig(workers=workers, devices=devices).validate()  # their one-line errors, before any work
     _one_malloc_arena()
-    if workers is None:
+    # More CPU devices than cores only simulate a mesh, and each costs memory and start-up time
+    # (1,024 about 115 MiB; 100,000 grew past 11 GB; a mesh of 999 aborted XLA on two cores), so
+    # those are the user's to ask for by JAX_NUM_CPU_DEVICES; device_mesh says so. `devices` may
+    # also count accelerators, which these CPU devices are not.
+    wanted = devices if isinstance(devices, int) and devices <= usable_cores() else None
+    if wanted is None:
         if jax.config.jax_num_cpu_devices != -1 or _forced_host_devices():
             return _cpu_device_count_if_started() or max(jax.config.jax_num_cpu_devices, 1)
-        workers = default_workers()
+        wanted = default_cpu_devices()
     try:
-        jax.config.update("jax_num_cpu_devices", workers)
+        jax.config.update("jax_num_cpu_devices", wanted)
     except RuntimeError:  # JAX's backends already exist: the device count is fixed
         started_with = _cpu_device_count_if_started() or 1
-        if started_with < workers:
+        if devices == wanted and started_with < wanted and jax.default_backend() == "cpu":
             raise ConfigError(
-                f"workers={workers} is not allowed: JAX already started with {started_with} CPU device(s); call "
-                f"jaxgram.configure_cpu_workers({workers}) before any JAX computation, or set "
-                f"JAX_NUM_CPU_DEVICES={workers}") from None
+                f"devices={wanted} is not allowed: only {started_with} CPU device(s) are available, as JAX already "
+                f"started; call jaxgram.configure_cpu_workers(devices={wanted}) before any JAX computation, or set "
+                f"JAX_NUM_CPU_DEVICES={wanted}") from None
         return started_with
-    return workers
+    return wanted
+
+
+def default_cpu_devices() -> int:
+    """CPU devices when a run names no count (`devices` None or "all"): two, one on a one-core machine.
+
+    The count `jaxgram train` always had by default, so that devices="all" on CPU is still a mesh of
+    two; a run without a mesh trains on the first device and needs no more."""
+    from jaxgram.config import usable_cores
+
+    return min(2, usable_cores())
 
 
 def _one_malloc_arena() -> None:

@@ -14,7 +14,7 @@ What one stale start can take is a step size: a row that takes n changes compute
 start moves about alpha * n times a single change before any of them sees the others. So the
 bound is on alpha times the busiest row's expected stale hits:
 
-    alpha * stale hits <= STALE_BUDGET
+    alpha * stale hits <= STALE_BUDGET  (tied tables: TIED_SHARE of it)
 
 where h, the busiest row's expected hits per pair, counts every role a row plays: the output
 row of the pair's centre (its share of the centres subsampling keeps) and of its K negatives
@@ -35,6 +35,13 @@ import numpy as np
 
 # alpha times the stale hits the busiest row may take (see the module docstring).
 STALE_BUDGET = 0.025 * 400
+# With tied tables a quarter of it. A pair whose context is its centre's word scores a row against
+# itself, and every such change grows the row along itself: stale changes then add in one direction
+# instead of partly cancelling. Measured on planted-cluster corpora (bench/planted.py: 200 words in
+# 20 groups, alpha 0.025): tied tables diverged with 4 threads at 8,192 pairs a step (alpha x stale
+# hits 5.4) and trained at 4,096 (2.7); the XLA step, tied, diverged at 2,048 streams at alpha 0.1
+# (7.2) and trained at alpha 0.025 (1.8).
+TIED_SHARE = 0.25
 
 
 def busiest_row_hits(counts: np.ndarray, keep_prob: np.ndarray, noise_probs: np.ndarray, negative: int,
@@ -48,25 +55,25 @@ def busiest_row_hits(counts: np.ndarray, keep_prob: np.ndarray, noise_probs: np.
     return float(max(np.max(output), np.max(share)))
 
 
-def stale_hits_allowed(alpha: float) -> float:
-    """The stale hits the busiest row may take at `alpha`."""
-    return STALE_BUDGET / alpha
+def stale_hits_allowed(alpha: float, tied: bool = False) -> float:
+    """The stale hits the busiest row may take at `alpha` (tied tables: TIED_SHARE of them)."""
+    return STALE_BUDGET * (TIED_SHARE if tied else 1.0) / alpha
 
 
-def widest_lockstep(row_hits: float, alpha: float) -> int:
+def widest_lockstep(row_hits: float, alpha: float, tied: bool = False) -> int:
     """The most streams (centres per step, all devices together) the XLA step trains side by side."""
-    return max(1, int(stale_hits_allowed(alpha) / row_hits))
+    return max(1, int(stale_hits_allowed(alpha, tied) / row_hits))
 
 
-def widest_fused_pairs(row_hits: float, alpha: float, threads: int) -> int | None:
+def widest_fused_pairs(row_hits: float, alpha: float, threads: int, tied: bool = False) -> int | None:
     """The most pairs per step the fused kernel's `threads` take (None: one thread, no bound)."""
     if threads <= 1:
         return None
-    return max(1, int(stale_hits_allowed(alpha) * threads / ((threads - 1) * row_hits)))
+    return max(1, int(stale_hits_allowed(alpha, tied) * threads / ((threads - 1) * row_hits)))
 
 
-def most_fused_threads(row_hits: float, alpha: float, pairs_per_centre: int) -> int:
+def most_fused_threads(row_hits: float, alpha: float, pairs_per_centre: int, tied: bool = False) -> int:
     """The most threads the fused kernel can run within the bound with one centre per thread per step:
     T threads of one centre each (T * pairs_per_centre pairs) take (T - 1) * pairs_per_centre * h
     stale hits."""
-    return 1 + math.floor(stale_hits_allowed(alpha) / (row_hits * pairs_per_centre))
+    return 1 + math.floor(stale_hits_allowed(alpha, tied) / (row_hits * pairs_per_centre))

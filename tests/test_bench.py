@@ -194,15 +194,17 @@ def test_results_name_the_corpus_by_file_size_and_sha256_not_by_path(tiny_corpus
 
 def test_committed_results_hold_no_machine_private_path():
     paths = sorted((ROOT / "bench" / "results").glob("*.json"))
-    # synthetic.json (`python -m bench --synthetic`) joins them once the lead has measured it
-    assert [path.stem for path in paths if path.stem != "synthetic"] == ["default", "dostoevsky", "softmax", "xla",
-                                                                         "xla_devices2"]
+    # synthetic.json (`python -m bench --synthetic`), cores.json (`--workers`) and planted.json (`--planted`)
+    # join them once the lead has measured them
+    many_corpora = {"synthetic", "planted"}
+    assert [path.stem for path in paths if path.stem not in {*many_corpora, "cores"}] == [
+        "default", "dostoevsky", "softmax", "xla", "xla_devices2"]
     for path in paths:
         results = json.loads(path.read_text())
         assert results["format"] == 2 and results["config_name"] == path.stem
-        corpora = results["corpora"] if path.stem == "synthetic" else [results["corpus"]]
+        corpora = results["corpora"] if path.stem in many_corpora else [results["corpus"]]
         assert all(set(corpus) >= {"file", "bytes", "sha256"} or "same_corpus_as" in corpus for corpus in corpora)
-        if path.stem != "synthetic":
+        if path.stem not in many_corpora:
             assert set(results["corpus"]) == {"file", "bytes", "sha256"}
         assert str(Path.home()) not in path.read_text() and "/tmp/" not in path.read_text()
 
@@ -217,3 +219,110 @@ def test_the_readme_performance_table_is_the_one_the_results_json_gives():
     table = readme[marker.end():].split("\n\n", 1)[0].strip()
     files = [ROOT / name for name in marker.group(1).split()]
     assert table == readme_table([load_results(path) for path in files])
+
+
+# -- `python -m bench --corpus FILE --workers ...`: both trainers at each worker count ---------------
+
+def test_bench_workers_writes_each_count_and_prints_its_table(tiny_corpus, tmp_path):
+    out = tmp_path / "cores.json"
+    completed = _bench("--corpus", tiny_corpus, "--workers", "1,3", "--seeds", 1, "--out", out)
+    assert completed.returncode == 0, completed.stderr
+    results = json.loads(out.read_text())
+    assert results["config_name"] == "cores" and results["base_config"] == "default"
+    assert results["workers"] == [1, 3] and results["seeds"] == 1 and results["complete"] is True
+    assert results["corpus_words"] == 1500 * 8 and results["corpus"]["file"] == "corpus.txt"
+    assert results["config"]["workers"] is None and "gensim_workers" not in results["machine"]
+    for row, count in zip(results["counts"], (1, 3)):
+        assert row["workers"] == count and row["exit_status"] == {"jaxgram": [0], "gensim": [0]}
+        for trainer in ("jaxgram", "gensim"):
+            (run,) = row["trainers"][trainer]["runs"]
+            assert run["exit_status"] == 0 and run["process_seconds"] > run["wall_seconds"] > 0
+            assert row["trainers"][trainer]["words_per_second"]["median"] > 0
+        assert set(row["quality_rule"]) == {"analogy_accuracy", "wordsim353_spearman"}
+        assert row["agreement"]["jaxgram_vs_gensim"]["overlap_at_k"]["median"] is not None
+        assert row["agreement"]["bar"]["holds"] is None  # one seed: no noise floor
+        assert set(row["bars"]) == {"agreement", "analogy_accuracy", "wordsim353_spearman", "exits"}
+        assert row["bars"]["exits"] is True and row["holds"] in (None, False)
+    lines = completed.stdout.splitlines()
+    assert lines[0].startswith("worker counts, config default:") and "1 seed(s) per trainer and count" in lines[0]
+    cores = results["machine"]["cores"]
+    assert any(line.startswith("| 1 | ") for line in lines)
+    assert any(line.startswith("| 3 * | ") for line in lines) == (cores < 3)
+    assert (f"This machine has {cores} cores: the rows marked * (3 workers)" in completed.stdout) == (cores < 3)
+    table = _bench("--cores-table", out)  # the same table, from the JSON alone
+    assert table.returncode == 0, table.stderr
+    assert table.stdout == completed.stdout.split("written:")[0]
+
+
+def _fake_run(diverging_seed):
+    """bench.cores.measure_run's stand-in: rows of fixed figures; jaxgram diverges at `diverging_seed`."""
+    from jaxgram.errors import TrainingDiverged
+
+    def measure_run(trainer, corpus, config, run_dir, progress=False):
+        if trainer == "jaxgram" and config.seed == diverging_seed:
+            raise TrainingDiverged("the loss became nan in epoch 2")
+        return {"seed": config.seed, "corpus_words": 100, "process_seconds": 2.0, "wall_seconds": 1.5,
+                "train_loop_seconds": 1.0, "words_per_second": 250.0, "peak_rss_mib": 300.0,
+                "analogy_accuracy": 0.5, "wordsim353_spearman": 0.4}
+    return measure_run
+
+
+def test_a_diverged_run_is_recorded_with_exit_3_and_fails_its_count(monkeypatch, tmp_path):
+    from bench import cores
+
+    base = np.random.default_rng(0).normal(size=(50, 8))
+    loaded = []
+    monkeypatch.setattr(cores, "measure_run", _fake_run(diverging_seed=3))
+    monkeypatch.setattr(cores, "load_vectors", lambda run_dir: loaded.append(run_dir.name) or _embeddings(base))
+    row = cores.measure_count(tmp_path / "corpus.txt", "default", 4, 3, tmp_path, progress=False)
+    assert row["exit_status"] == {"gensim": [0, 0, 0], "jaxgram": [0, 0, 3]}
+    failed = row["trainers"]["jaxgram"]["runs"][2]
+    assert failed == {"seed": 3, "exit_status": 3, "error": "TrainingDiverged: the loss became nan in epoch 2"}
+    assert row["trainers"]["jaxgram"]["process_seconds"]["values"] == [2.0, 2.0, None]
+    # Agreement over the seeds both trainers finished: identical vectors agree fully, so that bar holds.
+    assert sorted(loaded) == ["gensim-seed1", "gensim-seed2", "jaxgram-seed1", "jaxgram-seed2"]
+    assert row["agreement"]["bar"]["holds"] is True and row["bars"]["analogy_accuracy"] is True
+    assert row["bars"]["exits"] is False and row["holds"] is False
+
+
+def test_every_bar_holding_makes_a_count_hold_and_a_refused_count_list_is_one_line(monkeypatch, tmp_path):
+    from bench import cores
+
+    monkeypatch.setattr(cores, "measure_run", _fake_run(diverging_seed=None))
+    vectors = np.random.default_rng(1).normal(size=(30, 8))
+    monkeypatch.setattr(cores, "load_vectors", lambda run_dir: _embeddings(vectors))
+    row = cores.measure_count(tmp_path / "corpus.txt", "default", 2, 2, tmp_path, progress=False)
+    assert row["bars"] == {"agreement": True, "analogy_accuracy": True, "wordsim353_spearman": True, "exits": True}
+    assert row["holds"] is True
+    assert [cores.verdict(bars) for bars in ([True, True], [True, None], [None, False])] == [True, None, False]
+    refused = _bench("--corpus", tmp_path / "corpus.txt", "--workers", "2,0")
+    assert refused.returncode == 2 and "workers=[2, 0]" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def _cores_table(results):
+    from bench.cores import format_cores_table
+
+    return format_cores_table(results)
+
+
+def _planted_table(results):
+    from bench.planted_grid import format_planted_table
+
+    return format_planted_table(results)
+
+
+@pytest.mark.parametrize("command, printer", [("--cores-table", _cores_table),
+                                              ("--planted --table --out", _planted_table)])
+def test_a_table_in_the_docs_is_the_one_its_results_json_gives(command, printer):
+    # docs/performance.md's cores and planted tables are printed by `python -m bench COMMAND FILE`, never typed by
+    # hand: a marker comment names the command and the file, and the printed text follows it.
+    from bench.run import load_results
+
+    marker = re.compile(rf"<!-- python -m bench {re.escape(command)} (\S+) -->\n")
+    found = [(document, match) for document in sorted((ROOT / "docs").glob("*.md"))
+             for match in marker.finditer(document.read_text(encoding="utf-8"))]
+    if not found:
+        pytest.skip(f"no document shows a `python -m bench {command}` table yet")
+    for document, match in found:
+        printed = printer(load_results(ROOT / match.group(1)))
+        assert document.read_text(encoding="utf-8")[match.end():].startswith(printed + "\n"), document.name

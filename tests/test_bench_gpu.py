@@ -30,7 +30,7 @@ def books(tmp_path_factory):
 def test_gpu_script_smoke_mode_runs_on_cpu(books, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "GPU_SMOKE": "1", "OUT": str(out), "GPU_CORPUS": str(books), "PYTHON": sys.executable,
-           "JAX_PLATFORMS": "cpu", "GPU_WORK": str(tmp_path)}
+           "JAX_PLATFORMS": "cpu", "GPU_WORK": str(tmp_path), "GPU_CORES": "2"}
     completed = subprocess.run(["bash", "bench/gpu.sh"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     results = json.loads((out / "gpu.json").read_text())
@@ -54,6 +54,23 @@ def test_gpu_script_smoke_mode_runs_on_cpu(books, tmp_path):
     assert len(vectors) == results["books"]["runs"][0]["vocab_size"] == 15 and vectors.vector_size == 100
     assert '"steady_words_per_second"' in completed.stdout and (out / "gpu.log").is_file()
     assert not list(tmp_path.glob("jaxgram-gpu-*"))  # the synthetic corpus went with its scratch folder
+    # The cores part: both trainers on the books at each worker count, on the CPUs.
+    cores = json.loads((out / "cores.json").read_text())
+    assert cores["config_name"] == "cores" and cores["workers"] == [2] and cores["seeds"] == 1
+    assert cores["complete"] is True and cores["corpus"]["file"] == "books.txt"
+    assert [row["exit_status"] for row in cores["counts"]] == [{"jaxgram": [0], "gensim": [0]}]
+    assert "== cores exit status 0" in completed.stdout and "\n| 2 | " in completed.stdout
+
+
+def test_gpu_script_skips_the_cores_part_saying_why(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "GPU_SMOKE": "1", "OUT": str(out), "GPU_CORPUS": str(tmp_path / "missing.txt"),
+           "PYTHON": sys.executable, "JAX_PLATFORMS": "cpu", "GPU_PARTS": "cores"}
+    completed = subprocess.run(["bash", "bench/gpu.sh"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert f"== cores benchmark skipped: no corpus file {tmp_path / 'missing.txt'}" in completed.stdout
+    assert not (out / "gpu.json").exists() and not (out / "cores.json").exists()  # GPU_PARTS=cores: no measure part
+    assert "cores benchmark skipped" in (out / "gpu.log").read_text()
 
 
 def test_books_are_skipped_with_a_reason_when_there_is_no_corpus(tmp_path):

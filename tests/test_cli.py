@@ -1,8 +1,17 @@
-"""The `jaxgram` parser: every subcommand module registers, and a broken one fails loudly."""
+"""The `jaxgram` parser: every subcommand module registers, and a broken one fails loudly; SIGTERM
+stops a command wherever it lands."""
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
 from jaxgram import cli
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _subcommands(parser) -> set[str]:
@@ -51,3 +60,73 @@ def test_subcommand_parsers_are_the_strict_single_dash_parser():
 def test_single_dash_options_match_only_when_written_in_full(argv, dim, left):
     parsed, unparsed = _word2vec_style_parser().parse_known_args(argv)
     assert (parsed.dim, parsed.sample, unparsed) == (dim, None, left)
+
+
+# -- SIGTERM wherever it lands -------------------------------------------------------------------------
+
+# A stand-in command run by cli.main in a child: argv[1] says where its SIGTERM lands.
+STAND_IN = textwrap.dedent("""
+    import argparse, gc, signal, sys, time
+    from jaxgram import cli
+
+    def in_gc_callback():
+        # JAX's gc callback once caught the KeyboardInterrupt SIGTERM became; Python ignores an
+        # exception raised there ("Exception ignored in ...") and the command went on.
+        def callback(phase, info):
+            if phase == "start" and not fired:
+                fired.append(True)
+                signal.raise_signal(signal.SIGTERM)
+        fired = []
+        gc.callbacks.append(callback)
+        gc.collect()
+
+    def while_held():
+        with cli.interrupts_held():
+            signal.raise_signal(signal.SIGTERM)
+            time.sleep(0.05)
+            print("held", flush=True)
+
+    def command(args):
+        {"gc": in_gc_callback, "held": while_held}[args.where]()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # Python work, where a pending interrupt is acted on
+            sum(range(1000))
+        print("went on", flush=True)
+        return 0
+
+    def build_parser():
+        parser = argparse.ArgumentParser(prog="jaxgram")
+        probe = parser.add_subparsers(dest="command", required=True).add_parser("probe")
+        probe.add_argument("where")
+        probe.set_defaults(func=command)
+        return parser
+
+    cli.build_parser = build_parser
+    sys.exit(cli.main(["probe", sys.argv[1]]))
+""")
+
+
+@pytest.mark.parametrize("where, printed", [("gc", ""), ("held", "held\n")])
+def test_sigterm_stops_the_command_even_where_python_ignores_exceptions_or_it_was_held(where, printed):
+    completed = subprocess.run([sys.executable, "-c", STAND_IN, where], capture_output=True, text=True, timeout=60,
+                               cwd=REPO)
+    assert (completed.returncode, completed.stdout) == (130, printed), completed.stderr
+    assert completed.stderr == "jaxgram probe: interrupted\n"
+
+
+HELD_OUTSIDE_MAIN = textwrap.dedent("""
+    import signal, time
+    from jaxgram.cli import interrupts_held
+
+    with interrupts_held():  # SIGTERM's default action: the held signal ends the process as the block ends
+        signal.raise_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        print("held", flush=True)
+    print("not reached", flush=True)
+""")
+
+
+def test_interrupts_held_outside_the_cli_acts_on_the_signal_as_the_default_would():
+    completed = subprocess.run([sys.executable, "-c", HELD_OUTSIDE_MAIN], capture_output=True, text=True, timeout=60,
+                               cwd=REPO)
+    assert (completed.returncode, completed.stdout, completed.stderr) == (-signal.SIGTERM, "held\n", "")

@@ -6,6 +6,7 @@ import pytest
 
 from jaxgram import Embeddings, TrainConfig
 from jaxgram.cli import main
+from jaxgram.config import default_workers
 from jaxgram.toy import toy_sentences
 
 
@@ -24,6 +25,7 @@ def trained(tmp_path_factory):
 def test_train_command_writes_outputs_with_the_given_config(trained):
     config = json.loads((trained / "config.json").read_text())
     assert (config["dim"], config["epochs"], config["shrink_window"], config["objective"]) == (12, 2, False, "ns")
+    assert config["workers"] == default_workers()  # the count the run used, not None
     assert np.load(trained / "E.npy").shape[1] == 12
     vocab = [line.split("\t")[1] for line in (trained / "vocab.tsv").read_text().splitlines()]
     first_sentence = [vocab[int(i)] for i in (trained / "corpus_encoded.txt").read_text().splitlines()[0].split()]
@@ -150,6 +152,7 @@ def test_train_help_lists_each_option_once_with_all_its_names(capsys):
     (["--vector-size", "big"], "dim='big' has the wrong type: expected int (given as --vector-size)"),
     (["-iter", "1.5"], "epochs='1.5' has the wrong type: expected int (given as -iter)"),
     (["-threads", "0"], "workers=0 is not allowed: it must be >= 1 (given as -threads)"),
+    (["-threads", "2000"], "workers=2000 is not allowed: it must be in 1..1024 (given as -threads)"),
     (["-min-count", "0"], "min_count=0 is not allowed: it must be >= 1 (given as -min-count)"),
     (["-negative", "-1"], "negative=-1 is not allowed: it must be >= 1 (given as -negative)"),
     (["-window", "0"], "window=0 is not allowed: it must be >= 1 (given as -window)"),
@@ -273,3 +276,20 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0 and capsys.readouterr().out == f"jaxgram {jaxgram.__version__}\n"
+
+
+# Runs the CLI as `jaxgram` does and says whether JAX was imported: the check costs no heavy work.
+CLI_AND_JAX = "import sys; from jaxgram.cli import main; status = main(sys.argv[1:]); print('jax' in sys.modules); " \
+              "sys.exit(status)"
+
+
+def test_a_worker_count_past_the_bound_is_refused_in_one_line_before_jax_starts(tmp_path):
+    import subprocess
+    import sys
+
+    argv = ["train", "--corpus", str(tmp_path / "c.txt"), "--out", str(tmp_path / "o"), "--workers", "100000"]
+    completed = subprocess.run([sys.executable, "-c", CLI_AND_JAX, *argv], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2
+    assert completed.stderr == "jaxgram train: error: workers=100000 is not allowed: it must be in 1..1024\n"
+    assert completed.stdout == "False\n"  # refused before JAX (or any CPU device) was started
+    assert not (tmp_path / "o").exists()

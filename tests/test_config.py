@@ -1,6 +1,7 @@
 import dataclasses
 import inspect
 import math
+from pathlib import Path
 
 import pytest
 
@@ -66,16 +67,77 @@ def test_devices_take_a_count_or_all_and_shard_tables_needs_them():
         TrainConfig.from_dict({"chunk_tokens": 1})
 
 
-def test_workers_default_to_the_usable_cores_capped_at_2(monkeypatch):
+def _no_cgroup_quota(monkeypatch, tmp_path):
     from jaxgram import config as config_module
 
+    monkeypatch.setattr(config_module, "CGROUP_ROOT", str(tmp_path / "no-cgroups"))
+
+
+def test_workers_default_to_every_usable_core_up_to_the_bound(monkeypatch, tmp_path):
+    from jaxgram import config as config_module
+
+    _no_cgroup_quota(monkeypatch, tmp_path)
     assert TrainConfig().workers is None
     assert TrainConfig.from_dict({"workers": 3}).workers == 3
-    for cores, expected in ((1, 1), (2, 2), (16, 2)):
+    # No cap at 2 any more (16 cores: 16 workers, as gensim's and word2vec.c's threads are meant to be set).
+    for cores, expected in ((1, 1), (2, 2), (16, 16), (5000, config_module.MAX_WORKERS)):
         monkeypatch.setattr(config_module.os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
         assert config_module.default_workers() == expected
         assert config_module.resolved_workers(TrainConfig()) == expected
     assert config_module.resolved_workers(TrainConfig(workers=5)) == 5
+
+
+def _write(folder: Path, name: str, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+
+
+@pytest.mark.parametrize("files, own, quota", [
+    ({}, {}, None),  # no cgroups at all
+    ({"cpu.max": "max 100000\n"}, {}, None),  # v2, no quota
+    ({"cpu.max": "150000 100000\n"}, {}, 1.5),  # v2: docker --cpus 1.5
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, {}, None),  # v1, no quota
+    ({"cpu,cpuacct/cpu.cfs_quota_us": "50000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, {}, 0.5),  # v1
+    # The process's own cgroup and the ones above it: the least quota along the path counts.
+    ({"cpu.max": "max 100000", "a/cpu.max": "400000 100000", "a/b/cpu.max": "max 100000"}, {"v2": "/a/b"}, 4.0),
+    ({"a/cpu.max": "800000 100000", "a/b/cpu.max": "300000 100000"}, {"v2": "/a/b"}, 3.0),
+    # A path this view of the cgroups does not have (a container sees its own cgroup at the root).
+    ({"cpu.max": "200000 100000"}, {"v2": "/docker/abc"}, 2.0),
+    ({"cpu.max": "garbage"}, {}, None),
+])
+def test_cgroup_cpu_quota_reads_crafted_cgroup_files(tmp_path, files, own, quota):
+    from jaxgram.config import cgroup_cpu_quota
+
+    for name, text in files.items():
+        path = tmp_path / name
+        _write(path.parent, path.name, text)
+    assert cgroup_cpu_quota(tmp_path, own) == quota
+
+
+@pytest.mark.parametrize("affinity, cpu_max, expected", [
+    (8, "150000 100000", 2),  # 1.5 cores' time: rounded up
+    (8, "50000 100000", 1),  # half a core: at least 1
+    (2, "800000 100000", 2),  # the affinity mask is the tighter bound
+    (8, "max 100000", 8),
+])
+def test_usable_cores_are_the_affinity_mask_within_the_cgroup_quota(monkeypatch, tmp_path, affinity, cpu_max, expected):
+    from jaxgram import config as config_module
+
+    _write(tmp_path, "cpu.max", cpu_max)
+    monkeypatch.setattr(config_module, "_own_cgroups", dict)  # this process's own path: the root
+    monkeypatch.setattr(config_module.os, "sched_getaffinity", lambda pid: set(range(affinity)), raising=False)
+    assert config_module.usable_cores(tmp_path) == expected
+    monkeypatch.setattr(config_module, "CGROUP_ROOT", str(tmp_path))
+    assert config_module.default_workers() == expected
+
+
+def test_workers_have_an_upper_bound_named_in_one_line():
+    from jaxgram.config import MAX_WORKERS
+
+    assert TrainConfig(workers=MAX_WORKERS).validate().workers == MAX_WORKERS
+    for value in (MAX_WORKERS + 1, 100_000):
+        with pytest.raises(ConfigError, match=rf"^workers={value} is not allowed: it must be in 1\.\.{MAX_WORKERS}$"):
+            TrainConfig.from_dict({"workers": value})
 
 
 @pytest.mark.parametrize("value, message", [(0, "workers=0.*>= 1"), (True, "workers=True has the wrong type"),

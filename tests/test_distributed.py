@@ -302,26 +302,50 @@ def test_bad_distributed_flags_give_one_line_and_exit_2(toy_corpus, tmp_path, ca
 
 
 CONFIGURE = """
-import sys, jax
+import json, sys, jax
 from jaxgram import configure_cpu_workers
 from jaxgram.errors import ConfigError
-print(configure_cpu_workers(int(sys.argv[1]) if sys.argv[1] != "default" else None), jax.local_device_count())
+print(configure_cpu_workers(**json.loads(sys.argv[1])), jax.local_device_count())
 try:
-    configure_cpu_workers(jax.local_device_count() + 1)
+    print(configure_cpu_workers(devices=int(sys.argv[2])))
 except ConfigError as exc:
     print(exc)
 """
 
 
-@pytest.mark.parametrize("asked, env, expected", [("3", None, 3), ("1", None, 1), ("default", "4", 4)])
-def test_configure_cpu_workers_sets_the_device_count_before_jax_starts(asked, env, expected):
+# The CPU devices follow `devices` (a CPU mesh) up to the usable cores, never `workers` (the fused
+# kernel's threads): a worker count used to make as many devices, and 100,000 of them grew the
+# process past 15 GB. The default is the two devices jaxgram always had (one on a one-core machine).
+@pytest.mark.parametrize("asked, env, expected", [
+    ({"devices": 1}, None, 1), ({"devices": 1, "workers": 64}, None, 1), ({"devices": 2}, None, 2),
+    ({"workers": 64}, None, 2), ({}, None, 2), ({"devices": "all", "workers": 8}, None, 2),
+    ({"devices": 5000}, None, 2),  # more than the cores: not simulated unless the user says so
+    ({}, "4", 4), ({"workers": 64}, "4", 4), ({"devices": 4}, "4", 4),  # a count the user chose is kept
+])
+def test_configure_cpu_workers_sets_the_device_count_a_mesh_needs_before_jax_starts(asked, env, expected):
+    from jaxgram.config import usable_cores
+
+    if usable_cores() < 2:
+        pytest.skip("needs two usable cores")
     environment = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
     if env:
-        environment["JAX_NUM_CPU_DEVICES"] = env  # a count the user chose is kept
-    completed = subprocess.run([sys.executable, "-c", CONFIGURE, asked], capture_output=True, text=True,
-                               env={**environment, "JAX_PLATFORMS": "cpu"}, check=True)
-    first, message = completed.stdout.splitlines()
+        environment["JAX_NUM_CPU_DEVICES"] = env
+    later = expected + 1 if expected + 1 <= usable_cores() else expected
+    completed = subprocess.run([sys.executable, "-c", CONFIGURE, json.dumps(asked), str(later)], capture_output=True,
+                               text=True, env={**environment, "JAX_PLATFORMS": "cpu"}, check=True)
+    first, second = completed.stdout.splitlines()
     assert first.split() == [str(expected), str(expected)]
-    # Once JAX runs its device count is fixed: asking for more names the call to make in time.
-    assert f"workers={expected + 1} is not allowed: JAX already started with {expected}" in message
-    assert f"configure_cpu_workers({expected + 1}) before any JAX computation" in message
+    if later == expected:  # as many as JAX has: fine
+        assert second == str(expected)
+    else:  # once JAX runs its device count is fixed: asking for more names the call to make in time
+        assert f"devices={later} is not allowed: only {expected} CPU device(s) are available" in second
+        assert f"configure_cpu_workers(devices={later}) before any JAX computation" in second
+
+
+def test_configure_cpu_workers_refuses_a_worker_count_past_the_bound_before_jax_starts():
+    from jaxgram import configure_cpu_workers
+    from jaxgram.config import MAX_WORKERS
+    from jaxgram.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"^workers=100000 is not allowed: it must be in 1\.\.{MAX_WORKERS}$"):
+        configure_cpu_workers(100_000)

@@ -219,3 +219,68 @@ def test_divergence_in_a_later_epoch_keeps_the_last_good_checkpoint(runs, corpus
     assert sha256_file(folder / manifest["arrays_file"]) == manifest["arrays_sha256"]
     assert checkpoint.load(folder).meta["epochs_done"] == 1
     assert not (out / "vectors.bin").exists() and not (out / "E.npy").exists()
+
+
+# -- SIGTERM at any moment -----------------------------------------------------------------------------
+
+# Sixty-four workers on this corpus: start-up and each call take a while, and an epoch a few seconds.
+SIGTERM_ARGS = ["--dim", "32", "--epochs", "50", "--min-count", "1", "--workers", "64", "--no-progress"]
+
+
+def _wait_for_library(child: subprocess.Popen, name: str, timeout: float = 60) -> None:
+    """Return once the child has mapped a shared library whose path contains `name` (Linux's /proc)."""
+    maps = Path(f"/proc/{child.pid}/maps")
+    deadline = time.monotonic() + timeout
+    while name not in maps.read_text():
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, f"{name} not loaded after {timeout} s"
+        time.sleep(0.002)
+
+
+def _wait_for_checkpoint(child: subprocess.Popen, out: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not (out / "checkpoint" / checkpoint.MANIFEST).exists():
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, f"no checkpoint after {timeout} s"
+        time.sleep(0.01)
+
+
+# When SIGTERM is sent: Python's start-up; jaxlib's C++ extension initialising (a KeyboardInterrupt
+# inside it aborted the process or failed the import with a traceback); the rest of JAX's start-up
+# (backend, thread pools; a KeyboardInterrupt in JAX's gc callback was once ignored and training
+# went on); the fused kernel just loaded (the first compile); mid-training, inside a long call.
+MOMENTS = {
+    "at-once": lambda child, out: None,
+    "python-start": lambda child, out: time.sleep(0.1),
+    "jaxlib-init": lambda child, out: _wait_for_library(child, "jaxlib/libjax_common"),
+    "jax-start": lambda child, out: (_wait_for_library(child, "jaxlib/libjax_common"), time.sleep(0.3)),
+    "jax-started": lambda child, out: (_wait_for_library(child, "jaxlib/libjax_common"), time.sleep(0.8)),
+    "first-compile": lambda child, out: _wait_for_library(child, "_ns_sgd"),
+    "mid-training": _wait_for_checkpoint,
+}
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc to see what the child loaded")
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_sigterm_at_any_moment_stops_train_within_seconds_in_one_line(corpus, tmp_path, moment):
+    """SIGTERM stops `jaxgram train` within 10 s whenever it comes: exit 130 and one line, or, before
+    the CLI has taken SIGTERM over (Python still starting), the default: killed by it, silently."""
+    out = tmp_path / "run"
+    child = jaxgram_cli("train", "--corpus", str(corpus), "--out", str(out), *SIGTERM_ARGS)
+    try:
+        MOMENTS[moment](child, out)
+        sent = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        status, _, stderr = finish(child, timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert status in (130, -signal.SIGTERM), stderr
+    if status == 130:
+        assert_one_line_error(stderr, "jaxgram train: interrupted")
+    else:
+        assert stderr == ""
+    assert took < 10, f"exited {took:.1f} s after SIGTERM"
+    assert not (out / "vectors.bin").exists()
