@@ -100,7 +100,7 @@ def machine_info(config: TrainConfig) -> dict:
     from jaxgram.distributed import configure_cpu_workers
     from jaxgram.step import resolve_kernel
 
-    configure_cpu_workers(config.workers)  # the CPU devices the jaxgram child will have too
+    configure_cpu_workers(config.workers, config.devices)  # the CPU devices the jaxgram child will have too
 
     cpu_model = platform.processor() or platform.machine()
     try:

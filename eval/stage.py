@@ -26,7 +26,7 @@ def main(argv=None) -> int:
             from jaxgram.compilation_cache import enable_compilation_cache
             from jaxgram.distributed import configure_cpu_workers
 
-            configure_cpu_workers(config.workers)  # this child is a process start: before JAX runs
+            configure_cpu_workers(config.workers, config.devices)  # a process start: before JAX runs
             enable_compilation_cache()  # $JAXGRAM_COMPILATION_CACHE or the default folder
         run_in_this_process(args.trainer, args.corpus, config, args.out, progress=args.progress,
                             initial_vectors=args.initial_vectors)

@@ -38,6 +38,7 @@ from jaxgram.data import (
 from jaxgram.errors import ConfigError
 from jaxgram.staleness import (
     busiest_row_hits,
+    highest_tied_alpha,
     most_fused_threads,
     stale_hits_allowed,
     widest_fused_pairs,
@@ -87,6 +88,8 @@ def widest_centres(config: TrainConfig, counts: np.ndarray, kernel: str = "xla")
     allows on a vocabulary of `counts`; None when it sets none (a dense step, or one fused thread).
     Refuses a fused worker count that would take more stale hits than the bound with one centre each."""
     threads = resolved_workers(config) if kernel == "fused" else 1
+    if config.tied and (kernel == "fused" or trains_in_lockstep(config, kernel)):
+        _check_tied_alpha(config, counts)
     if not trains_in_lockstep(config, kernel) and threads == 1:
         return None
     hits = busiest_row_hits_of(config, counts)
@@ -100,6 +103,16 @@ def widest_centres(config: TrainConfig, counts: np.ndarray, kernel: str = "xla")
                           f"other threads' updates (at most {stale_hits_allowed(config.alpha, config.tied):.0f}); the "
                           f"most that fit are workers={most}, or a lower alpha")
     return max(threads, widest_fused_pairs(hits, config.alpha, threads, config.tied) // pairs)
+
+
+def _check_tied_alpha(config: TrainConfig, counts: np.ndarray) -> None:
+    """Refuse tied tables at an alpha past staleness.TIED_ALPHA_HITS on this vocabulary."""
+    highest = highest_tied_alpha(busiest_row_hits_of(config, counts))
+    if config.alpha > highest:
+        raise ConfigError(f"tied=True is not allowed at alpha={config.alpha} on this vocabulary: its most frequent "
+                          f"word's row, hit {busiest_row_hits_of(config, counts):.2f} times a pair in every role, "
+                          f"would grow along itself; the highest alpha that fits is alpha={highest:.3g}, or untied "
+                          "tables")
 
 
 def fitted_workers(config: TrainConfig, counts: np.ndarray) -> TrainConfig:

@@ -25,8 +25,8 @@ import matplotlib.pyplot as plt
 from eval.figures import notebook_setup, show_table
 from jaxgram import configure_cpu_workers
 
-# A kernel is a process start, like `jaxgram train`'s: before any JAX work, give JAX one CPU
-# device per training worker (the usable cores, up to 2).
+# A kernel is a process start, like `jaxgram train`'s: before any JAX work, set up the process for
+# training (the fused kernel's worker threads default to the usable cores).
 configure_cpu_workers()
 
 REPO, OUT, MIRROR = notebook_setup("02_dostoevsky", OUT, MIRROR, books=True)

@@ -87,7 +87,7 @@ print(f"jaxgram and gensim share {cross:.1%} of their top-{config.eval.overlap_k
 #
 # Wall time is the whole train call in the child process (importing the trainer, building the vocabulary, JIT
 # compilation and training); "training loop" is the epochs only. Both trainers get the same machine and the same
-# worker threads (one per core, up to 2), each walking its own share of the corpus: gensim's, and the threads of
+# worker threads (one per usable core), each walking its own share of the corpus: gensim's, and the threads of
 # jaxgram's fused kernel.
 
 # %%

@@ -27,8 +27,8 @@ os.environ.setdefault("JAXGRAM_COMPILATION_CACHE", _SESSION_CACHE.name)
 
 # Tests run with strict dtype promotion so an accidental float64/int mix is an error.
 jax.config.update("jax_numpy_dtype_promotion", "strict")
-# The test session is a process start like the CLI's: give JAX one CPU device per worker, so
-# in-process training runs the same CPU workers `jaxgram train` does.
+# The test session is a process start like the CLI's: give JAX the CPU devices `jaxgram train`
+# does (2 by default), so in-process training and meshes of 2 run as the CLI's do.
 configure_cpu_workers()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -48,7 +48,8 @@ def test_the_lockstep_width_is_bounded_by_the_busiest_row_of_the_vocabulary():
     assert widest == int(STALE_BUDGET / config.alpha / (1000 / 1620 + 5 * noise[0]))
     # A higher alpha, or tied tables (the context's row is the same row), narrow it.
     assert widest_centres(dataclasses.replace(config, alpha=4 * config.alpha), counts) == pytest.approx(widest / 4, abs=1)
-    assert widest_centres(dataclasses.replace(config, tied=True), counts) < widest
+    slow = dataclasses.replace(config, alpha=0.01)  # tied tables at 0.025 are refused on so skewed a vocabulary
+    assert widest_centres(dataclasses.replace(slow, tied=True), counts) < widest_centres(slow, counts)
     # A default is narrowed to the widest and split over the devices; a width the user chose is per
     # device, and refused when all devices' together pass the widest.
     wide = dataclasses.replace(CONFIG, batch_size=None)

@@ -11,6 +11,8 @@ from jaxgram.data import noise_distribution
 from jaxgram.errors import ConfigError
 from jaxgram.staleness import (
     STALE_BUDGET,
+    TIED_ALPHA_HITS,
+    TIED_SHARE,
     busiest_row_hits,
     most_fused_threads,
     stale_hits_allowed,
@@ -80,3 +82,23 @@ def test_a_default_worker_count_past_the_bound_is_lowered(monkeypatch):
     assert fitted_workers(config, COUNTS).workers == most
     monkeypatch.setattr("jaxgram.config.usable_cores", lambda: most)
     assert fitted_workers(config, COUNTS).workers is None
+
+
+def test_tied_tables_take_a_quarter_of_the_budget():
+    assert stale_hits_allowed(0.025, tied=True) == pytest.approx(TIED_SHARE * stale_hits_allowed(0.025))
+    assert widest_lockstep(0.3, 0.025, tied=True) == int(TIED_SHARE * STALE_BUDGET / 0.025 / 0.3)
+    untied, tied = (widest_fused_pairs(0.3, 0.025, 4, tied=t) for t in (False, True))
+    assert tied == pytest.approx(TIED_SHARE * untied, abs=1)
+    assert most_fused_threads(0.3, 0.025, 6, tied=True) < most_fused_threads(0.3, 0.025, 6)
+
+
+def test_tied_tables_at_too_high_an_alpha_are_refused_on_every_path():
+    config = TrainConfig(window=5, min_count=1, sample=0.0, tied=True, workers=1)
+    hits = busiest_row_hits(COUNTS, np.ones(5), NOISE, 5, tied=True)
+    highest = TIED_ALPHA_HITS / hits
+    for kernel in ("fused", "xla"):
+        widest_centres(dataclasses.replace(config, alpha=0.9 * highest), COUNTS, kernel)  # fits: no error
+        with pytest.raises(ConfigError, match=rf"^tied=True is not allowed at alpha=.*the highest alpha that fits is "
+                                              rf"alpha={highest:.3g}, or untied tables$"):
+            widest_centres(dataclasses.replace(config, alpha=1.1 * highest), COUNTS, kernel)
+    assert widest_centres(dataclasses.replace(config, alpha=1.1 * highest, tied=False), COUNTS, "xla") is not None
