@@ -141,8 +141,8 @@ plot_pca(models, WORDS)
 #   cos(love, crime) is *lower* than with two tables.
 # - **Cosines are lower across the board with one table**, partly because two-table word2vec vectors share a common
 #   direction (a clearly positive mean cosine among frequent words) while the shared-table vectors do not (mean cosine
-#   about 0): the opposite of "every word looks similar". Ranks remove that offset: by rank, *crime* sits somewhat
-#   closer to *love* with one table, yet still more than a thousand words away.
+#   about 0): the opposite of "every word looks similar". Ranks remove that offset: by rank, *crime* sits closer to
+#   *love* with one table, yet still hundreds of words away.
 # - **What one table does cost is the fit.** Its loss stays far above the two-table loss. The score of a pair becomes
 #   the symmetric $E_c \cdot E_t$, so words that occur *next to each other* are pulled towards each other directly,
 #   instead of words that occur *in the same contexts* being pulled towards the same context vectors. The neighbours
