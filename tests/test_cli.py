@@ -66,8 +66,10 @@ def test_single_dash_options_match_only_when_written_in_full(argv, dim, left):
 
 # A stand-in command run by cli.main in a child: argv[1] says where its SIGTERM lands.
 STAND_IN = textwrap.dedent("""
-    import argparse, gc, signal, sys, time
+    import gc, signal, sys, time
     from jaxgram import cli
+    sys.path.insert(0, "tests")  # the child runs in the checkout
+    from stand_in_cli import run
 
     def in_gc_callback():
         # JAX's gc callback once caught the KeyboardInterrupt SIGTERM became; Python ignores an
@@ -94,15 +96,7 @@ STAND_IN = textwrap.dedent("""
         print("went on", flush=True)
         return 0
 
-    def build_parser():
-        parser = argparse.ArgumentParser(prog="jaxgram")
-        probe = parser.add_subparsers(dest="command", required=True).add_parser("probe")
-        probe.add_argument("where")
-        probe.set_defaults(func=command)
-        return parser
-
-    cli.build_parser = build_parser
-    sys.exit(cli.main(["probe", sys.argv[1]]))
+    run("probe", command, "where", ["probe", sys.argv[1]])
 """)
 
 

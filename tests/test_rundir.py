@@ -29,8 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 # A stand-in `jaxgram train` run through the real cli.main: claims --out, fills the scratch
 # folder, prints that folder (the parent's cue that it is under way) and waits to be stopped.
 STAND_IN = textwrap.dedent("""
-    import argparse, sys, time
-    from jaxgram import cli, rundir
+    import sys, time
+    from jaxgram import rundir
+    sys.path.insert(0, "tests")  # the child runs in the checkout
+    from stand_in_cli import run
 
     def hold(args):
         with rundir.claim(args.out), rundir.scratch_folder(args.out) as scratch:
@@ -39,15 +41,7 @@ STAND_IN = textwrap.dedent("""
             time.sleep(120)
         return 0
 
-    def build_parser():
-        parser = argparse.ArgumentParser(prog="jaxgram")
-        train = parser.add_subparsers(dest="command", required=True).add_parser("train")
-        train.add_argument("--out")
-        train.set_defaults(func=hold)
-        return parser
-
-    cli.build_parser = build_parser
-    sys.exit(cli.main(sys.argv[1:]))
+    run("train", hold, "--out", sys.argv[1:])
 """)
 
 
