@@ -86,17 +86,19 @@ def busiest_row_hits_of(config: TrainConfig, counts: np.ndarray) -> float:
 def widest_centres(config: TrainConfig, counts: np.ndarray, kernel: str = "xla") -> int | None:
     """The most centres per step (all devices together) the stale-update bound (jaxgram.staleness)
     allows on a vocabulary of `counts`; None when it sets none (a dense step, or one fused thread).
-    Refuses a fused worker count that would take more stale hits than the bound with one centre each."""
-    threads = resolved_workers(config) if kernel == "fused" else 1
-    if config.tied and (kernel == "fused" or trains_in_lockstep(config, kernel)):
-        _check_tied_alpha(config, counts)
-    if not trains_in_lockstep(config, kernel) and threads == 1:
-        return None
+    Refuses tied tables at too high an alpha, and a fused worker count that would take more stale
+    hits than the bound with one centre each."""
+    if kernel != "fused" and not trains_in_lockstep(config, kernel):
+        return None  # a dense step trains from one snapshot: no rows go stale within it
     hits = busiest_row_hits_of(config, counts)
+    if config.tied:
+        _check_tied_alpha(config, hits)
     if kernel != "fused":
         return widest_lockstep(hits, config.alpha, config.tied)
-    pairs = contexts_per_centre(config)
-    most = most_fused_threads(hits, config.alpha, pairs, config.tied)
+    threads, pairs = resolved_workers(config), contexts_per_centre(config)
+    if threads == 1:
+        return None
+    most = _most_threads(config, hits)
     if threads > most:
         raise ConfigError(f"workers={threads} is too many for this vocabulary at alpha={config.alpha}: each thread's "
                           f"copy of its most frequent word's row would miss about {(threads - 1) * pairs * hits:.0f} "
@@ -105,29 +107,32 @@ def widest_centres(config: TrainConfig, counts: np.ndarray, kernel: str = "xla")
     return max(threads, widest_fused_pairs(hits, config.alpha, threads, config.tied) // pairs)
 
 
-def _check_tied_alpha(config: TrainConfig, counts: np.ndarray) -> None:
-    """Refuse tied tables at an alpha past staleness.TIED_ALPHA_HITS on this vocabulary."""
-    highest = highest_tied_alpha(busiest_row_hits_of(config, counts))
+def _most_threads(config: TrainConfig, hits: float) -> int:
+    """staleness.most_fused_threads for this config, its busiest row taking `hits` hits per pair."""
+    return most_fused_threads(hits, config.alpha, contexts_per_centre(config), config.tied)
+
+
+def _check_tied_alpha(config: TrainConfig, hits: float) -> None:
+    """Refuse tied tables at an alpha past staleness.TIED_ALPHA_HITS, the busiest row taking `hits` a pair."""
+    highest = highest_tied_alpha(hits)
     if config.alpha > highest:
         raise ConfigError(f"tied=True is not allowed at alpha={config.alpha} on this vocabulary: its most frequent "
-                          f"word's row, hit {busiest_row_hits_of(config, counts):.2f} times a pair in every role, "
-                          f"would grow along itself; the highest alpha that fits is alpha={highest:.3g}, or untied "
-                          "tables")
+                          f"word's row, hit {hits:.2f} times a pair in every role, would grow along itself; the "
+                          f"highest alpha that fits is alpha={highest:.3g}, or untied tables")
 
 
 def fitted_workers(config: TrainConfig, counts: np.ndarray) -> TrainConfig:
     """`config` with its default worker count (None: the usable cores) lowered to what the stale-update
     bound allows on a vocabulary of `counts` (a tiny vocabulary on many cores); a count given is kept
     (widest_centres refuses it if it does not fit)."""
-    if config.workers is not None or resolved_workers(config) == 1:
+    cores = resolved_workers(config)  # reads the affinity mask and the cgroup files: once
+    if config.workers is not None or cores == 1:
         return config
-    most = most_fused_threads(busiest_row_hits_of(config, counts), config.alpha, contexts_per_centre(config),
-                              config.tied)
-    if resolved_workers(config) <= most:
+    most = _most_threads(config, busiest_row_hits_of(config, counts))
+    if cores <= most:
         return config
     log.info("training with %i workers, not the %i usable cores: more threads on this vocabulary would train "
-             "copies of its most frequent rows from too stale a start (jaxgram.staleness)", most,
-             resolved_workers(config))
+             "copies of its most frequent rows from too stale a start (jaxgram.staleness)", most, cores)
     return dataclasses.replace(config, workers=most)
 
 
