@@ -57,7 +57,7 @@ _ONLY_WITH = {"tokens": ("synthetic", "planted"), "dims": ("synthetic", "planted
               "large_cell": ("synthetic",), "plot": ("synthetic",), "table": ("synthetic", "planted"),
               "workers": ("corpus", "mirror", "planted"), "corpora": ("planted",), "widths": ("planted",),
               "alphas": ("planted",), "tying": ("planted",), "epochs": ("planted",),
-              "noise": ("planted",)}
+              "noise": ("planted",), "gensim_shares": ("corpus",)}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="worker counts (like 1,2,4,8): with --corpus or --mirror, train both trainers with "
                              f"workers=T at each count T (default out: {CORES_OUT}); with --planted, the fused "
                              f"kernel's counts (default: {','.join(map(str, WORKERS))})")
+    parser.add_argument("--gensim-shares", action="store_true", default=None,
+                        help="with --corpus and --workers, train nothing: print the words gensim's corpus_file "
+                             "workers read in an epoch at each count (they read past their shares: bench.gensim_shares)")
     parser.add_argument("--cores-table", type=Path, nargs="?", const=CORES_OUT, metavar="JSON",
                         help=f"train nothing: print the Markdown table of a --workers results file (default: {CORES_OUT})")
     synthetic = parser.add_argument_group("--synthetic options")
@@ -149,6 +152,8 @@ def main(argv=None) -> int:
             return _synthetic(args)
         if mode == "planted":
             return _planted(args)
+        if args.gensim_shares:
+            return _gensim_shares(args)
         return _benchmark(args) if args.workers is None else _cores(args)
     except JaxgramError as exc:
         print(f"python -m bench: error: {exc}", file=sys.stderr)
@@ -258,5 +263,20 @@ def _large_cell(args) -> bool:
     return args.tokens is None and args.vocab_sizes is None and args.dims is None
 
 
+def _gensim_shares(args) -> int:
+    from bench.gensim_shares import corpus_words, words_read
+
+    if args.workers is None:
+        raise ConfigError("--gensim-shares needs --workers (the counts to read the corpus with, like 2,8,16,64)")
+    total = corpus_words(args.corpus)
+    print(f"gensim corpus_file workers on {args.corpus} ({total:,} words): words read in one epoch\n")
+    print("| workers | words read | of the corpus |\n|---:|---:|---:|")
+    for count in args.workers:
+        read = words_read(args.corpus, count)
+        print(f"| {count} | {read:,} | {read / total:.3f} |")
+    return 0
+
+
 if __name__ == "__main__":
     sys.exit(main())
+
