@@ -8,6 +8,7 @@ one, never a prefix, and a killed process leaves only a `.tmp-*` file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -22,6 +23,8 @@ from jaxgram.errors import DataError
 SHA256SUMS = "SHA256SUMS"  # a folder's checksum record, in `sha256sum -c` format
 
 _CHUNK = 1 << 20
+# Errors that mean the disk, or the user's quota on it, is full.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _read_umask() -> int:
@@ -93,10 +96,17 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None 
         _written[target.absolute()] = (_identity(target), hashing.hexdigest())
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise DataError(f"could not write {target}: {exc.strerror or exc}") from exc
+        raise DataError(f"could not write {target}: {os_error_reason(exc)}") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def os_error_reason(exc: OSError) -> str:
+    """Why `exc` happened, in words for a one-line error; a full disk (or quota) says so plainly."""
+    if exc.errno in _DISK_FULL:
+        return f"the disk is full ({exc.strerror})"
+    return exc.strerror or str(exc)
 
 
 def written_sha256(path: str | os.PathLike) -> str | None:

@@ -6,6 +6,7 @@ A corpus file is LineSentence text: one sentence per line, tokens separated by w
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import io
 import itertools
@@ -20,7 +21,7 @@ import numpy as np
 
 from jaxgram.data import split_sentences
 from jaxgram.errors import ConfigError, DataError
-from jaxgram.fileio import atomic_open, atomic_write_text, sha256_bytes
+from jaxgram.fileio import atomic_open, atomic_write_text, os_error_reason, sha256_bytes
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +332,7 @@ class EncodedFile:
             yield tail
 
 
-# Tokens encoded in memory before their ids are written out to the memory map (as _ENCODE_BLOCK).
+# Tokens encoded in memory before their ids are written out to the file (as _ENCODE_BLOCK).
 _ENCODE_BUFFER = 1 << 18
 
 
@@ -340,28 +341,42 @@ def encode_to_npy(sentences: Iterable[list[str]], vocab: Vocabulary, path: str |
 
     The vocabulary fixes the number of in-vocabulary tokens N, and at most N - 1 separators
     fit between them, so the file is created (sparse) for 2N - 1 entries and cut to its
-    length at the end. No list of all ids is ever in memory, and each buffer is written
-    through a memory map of just its own window, so neither address space nor resident
-    memory grows with the corpus.
+    length at the end. No list of all ids is ever in memory: each buffer is written at its
+    place in the file and dropped, so memory does not grow with the corpus. On any failure
+    the file is removed; a full disk is a DataError naming it.
     """
     path = Path(path)
     capacity = 2 * int(vocab.counts.sum()) - 1
-    with open(path, "wb") as handle:
+    with _whole_or_removed(path), open(path, "w+b") as handle:
         header_bytes = handle.write(_npy_header(capacity))
         handle.truncate(header_bytes + 4 * capacity)
-    written = raw = 0
-    for ids, kept_lengths, words in _encoded_groups(sentences, _lookup(vocab), _ENCODE_BUFFER):
-        raw += words
-        if len(ids) == 0:
-            continue
-        entries = _with_separators_before(ids, kept_lengths, first=written == 0)
-        if written + len(entries) > capacity:
-            raise CorpusError(f"{path}: the corpus has more in-vocabulary tokens than when its vocabulary was "
-                              "counted (did the corpus change meanwhile?)")
-        _write_at(path, header_bytes + 4 * written, entries)
-        written += len(entries)
-    _truncate_npy(path, written, header_bytes)
+        written = raw = 0
+        for ids, kept_lengths, words in _encoded_groups(sentences, _lookup(vocab), _ENCODE_BUFFER):
+            raw += words
+            if len(ids) == 0:
+                continue
+            entries = _with_separators_before(ids, kept_lengths, first=written == 0)
+            if written + len(entries) > capacity:
+                raise CorpusError(f"{path}: the corpus has more in-vocabulary tokens than when its vocabulary was "
+                                  "counted (did the corpus change meanwhile?)")
+            _write_at(handle, header_bytes + 4 * written, entries)
+            written += len(entries)
+        _truncate_npy(handle, written, header_bytes)
     return EncodedFile(path, written, raw, header_bytes)
+
+
+@contextlib.contextmanager
+def _whole_or_removed(path: Path) -> Iterator[None]:
+    """Remove the encoded corpus at `path` if the block fails, so that no half-written file is left to be
+    read as a whole one; an OSError (a full disk above all) becomes one DataError naming the file."""
+    try:
+        yield
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise DataError(f"could not write the encoded corpus {path}: {os_error_reason(exc)}") from exc
+        raise
 
 
 def _with_separators_before(ids: np.ndarray, lengths: np.ndarray, first: bool) -> np.ndarray:
@@ -381,20 +396,16 @@ def count_and_encode_to_npy(sentences: Iterable[list[str]], path: str | os.PathL
     """
     path = Path(path)
     first_seen: collections.defaultdict[str, int] = collections.defaultdict(itertools.count().__next__)
-    try:
-        with open(path, "wb") as handle:
-            header_bytes = handle.write(_npy_header(0))
-            counts, length, raw = _write_provisional(sentences, first_seen, handle)
+    with _whole_or_removed(path), open(path, "w+b") as handle:
+        header_bytes = handle.write(_npy_header(0))
+        counts, length, raw = _write_provisional(sentences, first_seen, handle)
         words = list(first_seen)
         _log_collected(len(words), raw, sentences=length - raw)  # one separator per sentence
         order = _ranked(words, counts, min_count, max_vocab_size, source)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    final_ids = np.full(len(words), -2, np.int32)  # -2: out of vocabulary
-    final_ids[order] = np.arange(len(order), dtype=np.int32)
-    written = _rewrite_provisional(path, header_bytes, length, final_ids)
-    _truncate_npy(path, written, header_bytes)
+        final_ids = np.full(len(words), -2, np.int32)  # -2: out of vocabulary
+        final_ids[order] = np.arange(len(order), dtype=np.int32)
+        written = _rewrite_provisional(handle, header_bytes, length, final_ids)
+        _truncate_npy(handle, written, header_bytes)
     vocab = Vocabulary(tuple(words[i] for i in order.tolist()), counts[order])
     return vocab, EncodedFile(path, written, raw, header_bytes)
 
@@ -414,19 +425,18 @@ def _write_provisional(sentences: Iterable[list[str]], first_seen, handle) -> tu
     return counts, length, raw
 
 
-def _rewrite_provisional(path: Path, header_bytes: int, length: int, final_ids: np.ndarray) -> int:
-    """Turn `length` provisional entries at `path` into corpus.npy's entries, in place; returns how many.
+def _rewrite_provisional(handle, header_bytes: int, length: int, final_ids: np.ndarray) -> int:
+    """Turn the `length` provisional entries in `handle` into corpus.npy's entries, in place; returns how many.
 
     Each window is read whole before its output, never longer, is written at or before its
     start, so nothing is overwritten before it is read.
     """
     written, after_separator = 0, True
     for start in range(0, length, _ENCODE_BUFFER):
-        window = np.memmap(path, np.int32, "r", offset=header_bytes + 4 * start,
-                           shape=(min(_ENCODE_BUFFER, length - start),))
-        output, after_separator = _final_entries(np.array(window), final_ids, after_separator, first=written == 0)
-        del window
-        _write_at(path, header_bytes + 4 * written, output)
+        handle.seek(header_bytes + 4 * start)
+        window = np.frombuffer(handle.read(4 * min(_ENCODE_BUFFER, length - start)), np.int32)
+        output, after_separator = _final_entries(window, final_ids, after_separator, first=written == 0)
+        _write_at(handle, header_bytes + 4 * written, output)
         written += len(output)
     return written
 
@@ -451,13 +461,14 @@ def _final_entries(provisional: np.ndarray, final_ids: np.ndarray, after_separat
     return np.insert(entries[is_id], np.flatnonzero(opens), np.int32(-1)), bool(entries[-1] < 0)
 
 
-def _write_at(path: Path, offset: int, entries: np.ndarray) -> None:
-    """Write int32 `entries` into `path` at byte `offset`, through a memory map of just that window."""
-    if len(entries):
-        window = np.memmap(path, np.int32, "r+", offset=offset, shape=(len(entries),))
-        window[:] = entries
-        window.flush()
-        del window
+def _write_at(handle, offset: int, entries: np.ndarray) -> None:
+    """Write int32 `entries` into `handle` at byte `offset`.
+
+    A plain write, not a memory map: on a full disk (or a sparse file's hole that cannot be
+    filled) a write through a map kills the process with SIGBUS, a write raises an OSError.
+    """
+    handle.seek(offset)
+    handle.write(entries.tobytes())
 
 
 def _npy_header(length: int) -> bytes:
@@ -467,15 +478,15 @@ def _npy_header(length: int) -> bytes:
     return header.getvalue()
 
 
-def _truncate_npy(path: Path, length: int, header_bytes: int) -> None:
-    """Cut a 1-D int32 .npy to its first `length` entries: a new header of the same size, a shorter file."""
+def _truncate_npy(handle, length: int, header_bytes: int) -> None:
+    """Cut the 1-D int32 .npy in `handle` to its first `length` entries: a new header of the same size, a shorter file."""
     header = _npy_header(length)
     # numpy pads headers to 64-byte multiples; a 1-D shape's digits never change the size in practice.
     if len(header) != header_bytes:
         raise AssertionError(f"npy header size changed from {header_bytes} to {len(header)} bytes")
-    with open(path, "r+b") as handle:
-        handle.write(header)
-        handle.truncate(header_bytes + 4 * length)
+    handle.seek(0)
+    handle.write(header)
+    handle.truncate(header_bytes + 4 * length)
 
 
 def save_encoded_npy(path: str | os.PathLike, corpus: EncodedCorpus | EncodedFile) -> None:

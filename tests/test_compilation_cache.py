@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import warnings
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,7 +18,7 @@ import pytest
 
 import jaxgram.compilation_cache as compilation_cache
 from jaxgram.cli import main
-from jaxgram.compilation_cache import enable_compilation_cache
+from jaxgram.compilation_cache import enable_compilation_cache, remove_broken_entries
 from jaxgram.errors import ConfigError
 from jaxgram.toy import toy_sentences
 
@@ -122,6 +124,9 @@ def recorded(monkeypatch, tmp_path):
     """The settings enable_compilation_cache makes, with a clean environment and HOME under tmp_path."""
     config = _RecordingConfig()
     monkeypatch.setattr(compilation_cache, "jax", SimpleNamespace(config=config))
+    # A folder in use routes JAX's failed-write warnings through a hook: put back what was there.
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+    monkeypatch.setattr(compilation_cache, "_watch", None)
     for name in (compilation_cache.ENV_VAR, "XDG_CACHE_HOME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -139,7 +144,8 @@ def test_the_folder_is_the_option_then_the_env_var_then_jax_then_xdg_then_home(r
     monkeypatch.setenv(compilation_cache.ENV_VAR, "~/from-env")
     assert enable_compilation_cache() == tmp_path / "home" / "from-env"
     assert enable_compilation_cache(tmp_path / "option") == tmp_path / "option"
-    assert (tmp_path / "option").is_dir() and list((tmp_path / "option").iterdir()) == []  # the probe is gone
+    # The probe is gone; the sweep's marker is all there is.
+    assert [p.name for p in (tmp_path / "option").iterdir()] == [compilation_cache.CHECKED_MARKER]
     assert recorded.updates == {"jax_enable_compilation_cache": True, "jax_compilation_cache_dir": str(tmp_path / "option"),
                                 "jax_persistent_cache_min_compile_time_secs": 0.0,
                                 "jax_persistent_cache_min_entry_size_bytes": -1}
@@ -184,3 +190,63 @@ def test_without_a_home_folder_the_default_is_a_warning_not_a_relative_folder(re
     warnings = []
     assert enable_compilation_cache(warn=warnings.append) is None
     assert len(warnings) == 1 and "no home folder" in warnings[0] and not (tmp_path / "~").exists()
+
+
+def _zstd_frame(payload: bytes) -> bytes:
+    """A zstd frame (RFC 8878) of a raw block and a one-byte RLE block, as JAX writes with zstd (Python 3.14,
+    or zstandard installed), made without a zstd library: the `zstd` tool decodes it to payload + b"!!!"."""
+    raw = (len(payload) << 3).to_bytes(3, "little")  # not the last block; type 0, raw
+    rle = (3 << 3 | 1 << 1 | 1).to_bytes(3, "little")  # the last block; type 1, RLE: one byte, three times
+    return b"\x28\xb5\x2f\xfd" + bytes([0x00, 0x00]) + raw + payload + rle + b"!"
+
+
+def _plant(folder: Path, entries: dict[str, bytes]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in entries.items():
+        (folder / name).write_bytes(data)
+
+
+PROGRAM = b"a compiled program " * 200
+WHOLE = {"jit_a-1-cache": zlib.compress(PROGRAM), "jit_b-2-cache": _zstd_frame(PROGRAM),
+         "jit_c-3-cache": b"a format JAX does not write", ".lockfile": b"", "jit_a-1-atime": b"\0" * 8}
+BROKEN = {"jit_d-4-cache": b"", "jit_e-5-cache": zlib.compress(PROGRAM)[:40], "jit_f-6-cache": _zstd_frame(PROGRAM)[:-1]}
+
+
+def test_a_start_removes_the_entries_a_failed_write_left_and_nothing_else(recorded, tmp_path):
+    """JAX writes entries in place and never rewrites one that exists: an empty or cut-short entry (zlib or zstd)
+    would be a warning and a recompile in every later run. Enabling the cache removes them, with their -atime."""
+    folder = tmp_path / "xla"
+    _plant(folder, {**WHOLE, **BROKEN, "jit_e-5-atime": b"\0" * 8})
+    assert enable_compilation_cache(folder) == folder
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*WHOLE, compilation_cache.CHECKED_MARKER])
+
+
+def test_only_entries_written_since_the_last_sweep_are_read_through(tmp_path):
+    """An entry older than the last sweep was checked then (JAX never rewrites an entry), so it is not read
+    again: a sweep of a large folder costs a listing. Empty entries are found whatever their age."""
+    _plant(tmp_path, BROKEN)
+    written_ns = 1_700_000_000 * 10**9
+    for name in BROKEN:
+        os.utime(tmp_path / name, ns=(written_ns, written_ns))
+    assert remove_broken_entries(tmp_path, since_ns=written_ns + 1) == [tmp_path / "jit_d-4-cache"]
+    assert remove_broken_entries(tmp_path, since_ns=written_ns) == [tmp_path / "jit_e-5-cache", tmp_path / "jit_f-6-cache"]
+
+
+def test_a_failed_write_is_one_warning_turns_the_cache_off_and_removes_what_it_left(recorded, tmp_path):
+    """JAX warns once per entry it cannot write; jaxgram shows the first as one line and turns the cache off."""
+    folder = tmp_path / "xla"
+    shown = []
+    jax_says = "Error writing persistent compilation cache entry for '{}': OSError: [Errno 28] No space left on device"
+    # Recording replaces warnings.showwarning, so the cache is enabled inside, as a process start is.
+    with warnings.catch_warnings(record=True) as others:
+        warnings.simplefilter("always")
+        assert enable_compilation_cache(folder, warn=shown.append) == folder
+        _plant(folder, BROKEN)  # what JAX's writes into a full folder left
+        warnings.warn(jax_says.format("jit_run_many"), stacklevel=1)
+        warnings.warn(jax_says.format("jit_stage"), stacklevel=1)
+        warnings.warn("another warning", stacklevel=1)
+    assert shown == [f"compilation cache {folder} could not keep a compiled program: the disk is full "
+                     "(No space left on device); compiling without a persistent cache for the rest of this run"]
+    assert [str(w.message) for w in others] == ["another warning"]
+    assert recorded.updates["jax_enable_compilation_cache"] is False
+    assert [p.name for p in folder.iterdir()] == [compilation_cache.CHECKED_MARKER]

@@ -245,3 +245,22 @@ def test_encoding_a_corpus_that_grew_since_counting_is_refused(corpus, tmp_path)
     grown = list(read_sentences(corpus)) * 2
     with pytest.raises(CorpusError, match="more in-vocabulary tokens than when its vocabulary was counted"):
         encode_to_npy(grown, vocab, tmp_path / "encoded.npy")
+    assert not (tmp_path / "encoded.npy").exists()  # a file cut short is never left to be read
+
+
+def _interrupted(sentences, after: int):
+    """The sentences, until Ctrl-C after `after` of them."""
+    yield from sentences[:after]
+    raise KeyboardInterrupt
+
+
+def test_an_interrupted_encoding_leaves_no_encoded_file(corpus, tmp_path):
+    """Both encoders remove their file when the encoding stops half-way, so no later reader takes a prefix
+    (or, for encode_to_npy, a file sized for the whole corpus with a zero-filled tail) for the corpus."""
+    sentences = list(read_sentences(corpus))
+    vocab = build_vocabulary(sentences, min_count=1)
+    with pytest.raises(KeyboardInterrupt):
+        count_and_encode_to_npy(_interrupted(sentences, 2), tmp_path / "one.npy", min_count=1)
+    with pytest.raises(KeyboardInterrupt):
+        encode_to_npy(_interrupted(sentences, 2), vocab, tmp_path / "two.npy")
+    assert list(tmp_path.glob("*.npy")) == []
