@@ -3,13 +3,16 @@
 Each stage is keyed by a hash of its inputs and config; a rerun reuses every stage whose
 key is unchanged and whose outputs are still there, so only what changed is redone.
 Progress goes to stderr, the summary table to stdout.
+
+The run holds its folder (jaxgram.rundir.claim) from start to end, so a second pipeline into
+it is refused; each trainer stage empties its folder only while holding that folder too, so
+a `jaxgram train` using it refuses the stage instead of losing its files.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +23,7 @@ from eval import report as report_module
 from eval.baseline import baseline_note, gensim_kwargs
 from eval.config import PipelineConfig
 from eval.measure import run_trainer
+from jaxgram import rundir
 from jaxgram.errors import DataError
 from jaxgram.fileio import (
     atomic_write_bytes,
@@ -34,6 +38,8 @@ from jaxgram.tables import table_lines
 # evaluate 2: word-pair p-values, empty analogy sections null; report 2: the figures redrawn).
 STAGE_VERSIONS = {"ingest": 1, "jaxgram": 3, "gensim": 1, "evaluate": 2, "report": 2}
 RECORDS = "stages"
+# How a run refused by this one names it (the lock file records it).
+COMMAND = "jaxgram pipeline"
 EVALUATION = "evaluate/evaluation.json"
 
 
@@ -147,7 +153,7 @@ def _trainer_stage(trainer: str, name: str, corpus: dict, config, out: Path, pro
 
     def train() -> dict:
         folder = out / name
-        shutil.rmtree(folder, ignore_errors=True)
+        rundir.clear(folder, COMMAND)  # the trainer's child claims the folder again to train in it
         return run_trainer(trainer, corpus["corpus_path"], config, folder, progress=progress, initial_vectors=True)
 
     return Stage(name, f"train {trainer} (seed {config.seed})", key, (f"{name}/vectors.bin", f"{name}/stats.json"), train)
@@ -155,12 +161,18 @@ def _trainer_stage(trainer: str, name: str, corpus: dict, config, out: Path, pro
 
 def run_pipeline(config: PipelineConfig, out, mirror=None, corpus=None, progress: bool = True,
                  log: Callable[[str], None] | None = None) -> PipelineResult:
-    """Run (or reuse) every stage and write report.md, report.html and metrics.json into `out`."""
+    """Run (or reuse) every stage and write report.md, report.html and metrics.json into `out`.
+
+    `out` is held for the whole run: DataError naming the holder if another run uses it."""
     from eval.probes import load_probes
 
-    out = _run_folder(out)
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     probes = load_probes(config.probes_path)  # fail on a bad probes file before any work
+    with rundir.claim(out, COMMAND) as out:
+        return _run_stages(config, probes, out, mirror, corpus, progress, log)
+
+
+def _run_stages(config: PipelineConfig, probes, out: Path, mirror, corpus, progress: bool, log) -> PipelineResult:
     seeds = {"": config.train.seed}
     if config.eval.noise_floors:
         seeds["_b"] = config.eval.second_seed
@@ -173,15 +185,6 @@ def run_pipeline(config: PipelineConfig, out, mirror=None, corpus=None, progress
                  stage_key("report", evaluation=sha256_file(out / EVALUATION)),
                  ("report.md", "report.html"), lambda: _write_report(evaluation, out)))
     return _finish(runner, evaluation, out)
-
-
-def _run_folder(out) -> Path:
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create the run folder {out}: {exc.strerror or exc}") from None
-    return out
 
 
 def _run_ingest(runner: Runner, config: PipelineConfig, mirror, out: Path, corpus, progress: bool, log) -> dict:

@@ -3,7 +3,10 @@
 - `check_output_folder(out)`: `out` is a folder (made if missing), or a one-line DataError.
 - `claim(out)`: holds an exclusive `fcntl.flock` on `out/.jaxgram.lock` for the run, so a
   second run into the same folder is refused instead of interleaving checkpoints. The OS
-  drops the lock when the process dies, kill -9 included, so it can never stay stuck.
+  drops the lock when the process dies, kill -9 included, so it can never stay stuck. Once
+  held, it removes the temporaries (`.tmp-*`) of the atomic writer that a killed run left.
+  Every writer that creates, replaces or removes a run folder takes it: `jaxgram train`,
+  `jaxgram pipeline` (its `--out`), and the pipeline's trainer stages (`clear(out)`).
 - `scratch_folder(out)`: where the encoded corpus lives while training reads it. With `out`
   it is `out/.scratch` (a rerun into the folder replaces what a killed run left); without,
   `$TMPDIR/jaxgram-encoded-<pid>-*`, and each such folder whose run is gone is removed when
@@ -25,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from jaxgram.errors import DataError
+from jaxgram.fileio import os_error_reason
 
 LOCK_NAME = ".jaxgram.lock"
 SCRATCH_NAME = ".scratch"
@@ -32,6 +36,8 @@ TMP_PREFIX = "jaxgram-encoded-"
 # <prefix><pid>-<random>: what scratch_folder(None) makes. Older releases' names carry no pid
 # and no lock, so whether their run still lives cannot be told: those are left alone.
 _TMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"(\d+)-\w+\Z")
+# fileio.atomic_open's temporaries: `.tmp-<target's name>.<mkstemp's 8 random characters>`.
+_TEMPORARY_NAME = re.compile(r"\.tmp-.+\.[a-z0-9_]{8}\Z")
 
 
 def check_output_folder(out: str | os.PathLike) -> Path:
@@ -44,35 +50,68 @@ def check_output_folder(out: str | os.PathLike) -> Path:
     except FileExistsError:  # a dangling symlink, or a file that appeared meanwhile
         raise DataError(f"{folder} is not a folder: --out needs a folder for the vectors and checkpoints") from None
     except OSError as exc:
-        raise DataError(f"cannot create the output folder {folder}: {exc.strerror}") from None
+        raise DataError(f"cannot create the output folder {folder}: {os_error_reason(exc)}") from None
     return folder
 
 
 @contextlib.contextmanager
-def claim(out: str | os.PathLike | None) -> Iterator[Path | None]:
-    """Hold `out` for this run (made if missing); DataError naming the folder and the holder's pid if another
-    process holds it. `None` (no output folder, or a process that does not write it) holds nothing."""
+def claim(out: str | os.PathLike | None, command: str = "jaxgram train") -> Iterator[Path | None]:
+    """Hold `out` for this run (made if missing); DataError naming the folder and the holder (command and pid)
+    if another process holds it. `command` is how a run refused by this one names it. Once the folder is held,
+    the atomic writer's temporaries a killed run left in it are removed (remove_leftover_temporaries).
+    `None` (no output folder, or a process that does not write it) holds nothing."""
     if out is None:
         yield None
         return
-    existed = Path(out).is_dir()
-    folder = check_output_folder(out)
+    made = _first_missing(Path(out))
+    try:
+        folder = check_output_folder(out)
+        with _held(folder, command):
+            remove_leftover_temporaries(folder)
+            yield folder
+    finally:
+        if made is not None:  # a refused or failed run leaves no empty folder behind, parents included
+            _remove_empty_folders(Path(out), made)
+
+
+def clear(out: str | os.PathLike, command: str) -> None:
+    """Empty the run folder `out` while holding it (claim): a run that holds it refuses this, and loses nothing.
+
+    For a writer that replaces a run folder's whole content, as the pipeline's trainer stages do
+    before their trainer claims the folder again."""
+    with claim(out, command) as folder:
+        for entry in folder.iterdir():
+            if entry.name == LOCK_NAME:
+                continue
+            try:
+                _remove(entry)
+            except OSError as exc:
+                raise DataError(f"cannot remove {entry} to replace the run in {folder}: {os_error_reason(exc)}") from None
+
+
+@contextlib.contextmanager
+def _held(folder: Path, command: str) -> Iterator[None]:
+    """The folder's lock, with this process named in it, for the `with` block; its file removed afterwards."""
     lock = folder / LOCK_NAME
     fd = _lock(lock, folder)
     try:
-        # Only read by a refused run, to name who holds the folder.
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
-        yield folder
+        _name_holder(fd, folder, command)
+        yield
     finally:
         # Unlinked while still locked: a run that opened the old file and locks it after this
         # close sees that the name no longer leads to it, and starts over (see _lock).
         with contextlib.suppress(OSError):
             lock.unlink()
         os.close(fd)
-        if not existed:
-            with contextlib.suppress(OSError):  # a refused or failed run leaves no empty folder behind
-                folder.rmdir()
+
+
+def _name_holder(fd: int, folder: Path, command: str) -> None:
+    """Write 'pid host command' into the held lock file: only read by a refused run, to name the holder."""
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()} {command}\n".encode())
+    except OSError as exc:  # a full disk fails here first: the lock file is the claim's first write
+        raise DataError(f"cannot write in the output folder {folder}: {os_error_reason(exc)}") from None
 
 
 def _lock(path: Path, folder: Path) -> int:
@@ -81,13 +120,13 @@ def _lock(path: Path, folder: Path) -> int:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise DataError(f"cannot write in the output folder {folder}: {exc.strerror}") from None
+            raise DataError(f"cannot write in the output folder {folder}: {os_error_reason(exc)}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise DataError(f"{folder} is in use by another jaxgram train ({_holder(path)}); wait for it to "
-                            "finish or choose another --out") from None
+            raise DataError(f"{folder} is in use by another {_holder(path)}; wait for it to finish or choose "
+                            "another --out") from None
         except OSError as exc:  # e.g. a network filesystem without locks
             os.close(fd)
             raise DataError(f"cannot lock the output folder {folder} ({path}): {exc.strerror}") from None
@@ -106,12 +145,58 @@ def _same_file(fd: int, path: Path) -> bool:
 
 
 def _holder(path: Path) -> str:
-    """'pid N' (and the host when it is another machine's), as the holder wrote it into the lock file."""
+    """'COMMAND (pid N)' (and the host when it is another machine's), as the holder wrote it into the lock file."""
     try:
-        pid, host = path.read_text().split()
+        pid, host, *command = path.read_text().split()
     except (OSError, ValueError):  # the holder has not written it yet
-        return "pid unknown"
-    return f"pid {pid}" if host == socket.gethostname() else f"pid {pid} on {host}"
+        return "jaxgram run (pid unknown)"
+    # Releases before the pipeline took locks wrote no command: only `jaxgram train` held folders then.
+    what = " ".join(command) or "jaxgram train"
+    return f"{what} (pid {pid})" if host == socket.gethostname() else f"{what} (pid {pid} on {host})"
+
+
+def remove_leftover_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the atomic writer's `.tmp-*` files that killed runs left in `folder` and its subfolders; return them.
+
+    Only for the folder's holder (inside claim): a live run's temporaries are its own. Hidden
+    subfolders (the scratch folder, a user's .git), symlinks, and subfolders with a lock file
+    (another run's folder, swept when that one is claimed) are left alone.
+    """
+    removed = []
+    for root, subfolders, files in os.walk(folder):
+        here = Path(root)
+        subfolders[:] = [name for name in subfolders
+                         if not name.startswith(".") and not (here / name / LOCK_NAME).exists()]
+        for path in (here / name for name in files if _TEMPORARY_NAME.match(name)):
+            if path.is_symlink() or not path.is_file():
+                continue
+            try:
+                path.unlink()
+            except OSError:  # gone meanwhile, or not this user's to remove: left as it is
+                continue
+            removed.append(path)
+    return removed
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The topmost of `folder` and its parents that does not exist: the first folder making it creates."""
+    missing = None
+    for path in (folder, *folder.parents):
+        if path.exists() or path.is_symlink():
+            break
+        missing = path
+    return missing
+
+
+def _remove_empty_folders(folder: Path, top: Path) -> None:
+    """Remove `folder` and its parents up to `top` while they are empty."""
+    for path in (folder, *folder.parents):
+        try:
+            path.rmdir()
+        except OSError:  # not empty: the run wrote in it, or another run holds it
+            return
+        if path == top:
+            return
 
 
 @contextlib.contextmanager

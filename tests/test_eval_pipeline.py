@@ -1,17 +1,23 @@
-"""`jaxgram pipeline` end to end on the loopback mirror: report files, metric ranges, stage reuse."""
+"""`jaxgram pipeline` end to end on the loopback mirror: report files, metric ranges, stage reuse, one run per folder."""
 
+import contextlib
+import functools
 import html.parser
+import http.server
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from eval.config import load_config
 from eval.pipeline import run_pipeline, summary_table
+from jaxgram import rundir
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINER_STAGES = ("jaxgram", "gensim", "jaxgram_b", "gensim_b")
@@ -130,3 +136,68 @@ def test_report_command_rerenders_from_the_evaluation(first_run):
                                text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert completed.returncode == 0, completed.stderr
     assert (out / "report.md").read_text() == before
+
+
+class _GatedHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the mirror folder, each request held until the test opens the server's gate."""
+
+    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
+        pass
+
+    def send_head(self):
+        self.server.asked.set()
+        self.server.gate.wait(timeout=60)
+        return super().send_head()
+
+
+@contextlib.contextmanager
+def gated_mirror(folder: Path):
+    """A loopback mirror of `folder`: `asked` is set once a request came, which then waits until `gate` is set."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_GatedHandler, directory=str(folder)))
+    server.daemon_threads = True
+    server.asked, server.gate = threading.Event(), threading.Event()
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.gate.set()
+        server.shutdown()
+        server.server_close()
+
+
+def _files(folder: Path) -> dict[Path, tuple[int, int]]:
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.fault
+def test_a_second_pipeline_into_a_folder_in_use_is_refused_and_the_first_finishes(first_run, gutenberg_dir, tmp_path):
+    """Two `jaxgram pipeline --out OUT` at once (two `make run`s): the second is refused in one line naming the
+    first's pid and changes nothing; the first, held mid-download by a loopback mirror meanwhile, finishes."""
+    folder, out, _, _ = first_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    shutil.rmtree(run / "ingest" / "raw")  # so the first pipeline downloads its book again, and waits there
+    window = json.loads((run / "metrics.json").read_text())["config"]["train"]["window"]  # the run's, reused
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with gated_mirror(gutenberg_dir) as mirror:
+        argv = [sys.executable, "-m", "jaxgram", "pipeline", "--mirror", mirror.url, "--config",
+                str(_config(folder, window)), "--out", str(run), "--no-progress"]
+        first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+        try:
+            assert mirror.asked.wait(timeout=60), "the first pipeline never asked the mirror for its book"
+            before = _files(run)
+            second = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+            assert _files(run) == before
+            mirror.gate.set()
+            stdout, stderr = first.communicate(timeout=120)
+        finally:
+            first.kill()
+            first.communicate()
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.splitlines() == [
+        f"jaxgram pipeline: error: {run} is in use by another jaxgram pipeline (pid {first.pid}); wait for it to "
+        "finish or choose another --out"]
+    assert first.returncode == 0, stderr
+    assert stdout.count("reused") == 6  # the book downloaded again is the same: every stage after ingest is reused
+    assert not list(run.rglob(rundir.LOCK_NAME))

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fault_books import book, prose, text_path
+from jax._src.compilation_cache import decompress_executable
 
-from jaxgram import checkpoint
+from jaxgram import checkpoint, rundir
 from jaxgram.fileio import sha256_file
 
 pytestmark = pytest.mark.fault
@@ -180,6 +181,91 @@ def test_train_on_a_full_disk_keeps_the_last_checkpoint_and_resumes(small_corpus
     assert (out / "vectors.bin").read_bytes() == (reference / "vectors.bin").read_bytes()
 
 
+# The smallest run that compiles every program a run compiles: tiny vectors, one epoch.
+ONE_EPOCH = ("--dim", "8", "--epochs", "1", "--min-count", "1", "--seed", "3", "--workers", "1", "--no-progress")
+
+
+def test_a_full_disk_while_encoding_the_corpus_is_one_line_and_leaves_nothing_half_written(small_corpus, tmpfs):
+    """ENOSPC while the encoded corpus (about 130 kB here) is written in the run's scratch folder: exit 2 with one
+    line naming it; the scratch folder is gone and what the output folder held is as it was; the rerun on a grown
+    disk trains."""
+    disk = tmpfs(16 * PAGE)
+    out = disk / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's own file\n")
+    argv = ("train", "--corpus", str(small_corpus), "--out", str(out), *ONE_EPOCH)
+    assert_one_line_error(run_cli(*argv), 2, NO_SPACE, str(out / rundir.SCRATCH_NAME / "corpus.npy"))
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert (out / "notes.txt").read_text() == "the user's own file\n"
+
+    tmpfs.remount(disk, 4 * 1024 * 1024)
+    result = run_cli(*argv)
+    assert result.returncode == 0, result.stderr
+    assert (out / "vectors.bin").exists() and not (out / rundir.SCRATCH_NAME).exists()
+
+
+ENCODE_ON_A_FULL_DISK = """
+import sys
+from jaxgram.errors import DataError
+from jaxgram.vocab import build_vocabulary, count_and_encode_to_npy, encode_to_npy, read_sentences
+corpus, path, writer = sys.argv[1:]
+try:
+    if writer == "one pass":
+        count_and_encode_to_npy(read_sentences(corpus), path, min_count=1)
+    else:
+        encode_to_npy(read_sentences(corpus), build_vocabulary(read_sentences(corpus), min_count=1), path)
+except DataError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize("writer", ["one pass", "two passes"])
+def test_both_corpus_encoders_on_a_full_disk_raise_a_data_error_and_remove_their_file(small_corpus, tmpfs, writer):
+    """count_and_encode_to_npy (what training uses) and encode_to_npy (whose file is sparse: a write through a
+    memory map into its holes on a full disk was a SIGBUS) raise DataError naming the file, and remove it.
+    In a child process, so that a crash is a failed test, not a dead test session."""
+    disk = tmpfs(16 * PAGE)
+    path = disk / "corpus.npy"
+    result = subprocess.run([sys.executable, "-c", ENCODE_ON_A_FULL_DISK, str(small_corpus), str(path), writer],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == f"could not write the encoded corpus {path}: the disk is full ({NO_SPACE})"
+    assert list(disk.iterdir()) == []
+
+
+def cache_entries(folder: Path) -> dict[str, int]:
+    """JAX's compilation cache entries in `folder` (name -> size), each checked to be what JAX can read."""
+    entries = {p.name: p.stat().st_size for p in folder.glob("*-cache")}
+    for name in entries:
+        decompress_executable((folder / name).read_bytes())  # raises on an empty or cut-short entry
+    return entries
+
+
+def test_a_compilation_cache_on_a_full_disk_warns_once_and_keeps_no_broken_entry(small_corpus, tmp_path, tmpfs):
+    """The cache's disk fills while JAX writes its entries: one warning line naming the folder and the full disk,
+    and the run trains on; every entry left is whole. The next run, on a grown disk, prints nothing on stderr
+    (no warning about an unreadable entry, though one was cut short meanwhile), writes the entries that were
+    missing or cut short, and gives the same vectors."""
+    cache = tmpfs(2 * PAGE)  # room for a few of the ten or so programs a run compiles (2-20 kB each)
+    argv = ("train", "--corpus", str(small_corpus), *ONE_EPOCH, "--compilation-cache", str(cache))
+    full = run_cli(*argv, "--out", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr
+    lines = full.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"jaxgram: warning: compilation cache {cache} "), full.stderr
+    assert NO_SPACE in lines[0] and "without a persistent cache for the rest of this run" in lines[0]
+    kept = cache_entries(cache)
+    # What a run killed mid-write, or a run with warnings ignored, leaves: an entry cut short.
+    cut = cache / sorted(kept)[0]
+    cut.write_bytes(cut.read_bytes()[:kept[cut.name] // 2])
+
+    tmpfs.remount(cache, 4 * 1024 * 1024)
+    free = run_cli(*argv, "--out", str(tmp_path / "free"))
+    assert free.returncode == 0 and free.stderr == "", free.stderr
+    written = cache_entries(cache)
+    assert kept.items() < written.items()  # the entries kept are whole again, the missing ones are added
+    assert (tmp_path / "free" / "vectors.bin").read_bytes() == (tmp_path / "full" / "vectors.bin").read_bytes()
+
+
 LONG_LINE_TOKENS = 10_000_000
 SENTENCE_CAP = 10_000
 
@@ -236,3 +322,31 @@ def test_training_on_a_10_million_token_line_keeps_every_word(long_line, tmp_pat
     flat = np.load(out / "corpus.npy", allow_pickle=False)
     assert int((flat >= 0).sum()) == LONG_LINE_TOKENS + 1
     assert int((flat < 0).sum()) == -(-(LONG_LINE_TOKENS + 1) // SENTENCE_CAP) - 1
+
+
+def fill(disk: Path) -> Path:
+    """Write one file into `disk` until it is full; that file."""
+    path = disk / "filler"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, bytes(PAGE)):
+            pass
+    except OSError as exc:
+        assert exc.strerror == NO_SPACE, exc
+    finally:
+        os.close(fd)
+    return path
+
+
+@pytest.mark.parametrize("command", ["train", "pipeline"])
+def test_claiming_the_output_folder_on_a_full_disk_is_one_line_and_leaves_nothing(small_corpus, tmpfs, command):
+    """`--out` on a disk with no room for the lock file's line: exit 2 with one line naming the folder and the
+    full disk; neither the folder nor its missing parent is left behind."""
+    disk = tmpfs(4 * PAGE)
+    filler = fill(disk)
+    out = disk / "runs" / "latest"
+    options = TRAIN_ARGS if command == "train" else ("--no-progress",)
+    result = run_cli(command, "--corpus", str(small_corpus), "--out", str(out), *options)
+    line = assert_one_line_error(result, 2, str(out), f"the disk is full ({NO_SPACE})")
+    assert line.startswith(f"jaxgram {command}: error: "), line
+    assert list(disk.iterdir()) == [filler]

@@ -10,9 +10,11 @@ Three parts:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -44,6 +46,22 @@ STAND_IN = textwrap.dedent("""
     run("train", hold, "--out", sys.argv[1:])
 """)
 
+# A run caught mid-write: holds the folder argv[1] as a run does, with the atomic writer's temporaries of the
+# files argv[2:] open in it (as a kill -9 during a checkpoint leaves them); prints the folder and waits.
+WRITER = textwrap.dedent("""
+    import contextlib, sys, time
+    from pathlib import Path
+    from jaxgram import rundir
+    from jaxgram.fileio import atomic_open
+
+    out = Path(sys.argv[1])
+    with rundir.claim(out), contextlib.ExitStack() as files:
+        for name in sys.argv[2:]:
+            files.enter_context(atomic_open(out / name)).write(b"half a file")
+        print(out, flush=True)
+        time.sleep(120)
+""")
+
 
 def child_env(tmpdir: Path) -> dict[str, str]:
     """The environment of a child whose TMPDIR is private to the test."""
@@ -53,13 +71,17 @@ def child_env(tmpdir: Path) -> dict[str, str]:
 
 def start_stand_in(tmpdir: Path, out: Path | None = None) -> tuple[subprocess.Popen, Path]:
     """A running stand-in and its scratch folder (once it has claimed the folder and filled the scratch)."""
-    args = ["train"] + (["--out", str(out)] if out is not None else [])
-    child = subprocess.Popen([sys.executable, "-c", STAND_IN, *args], stdout=subprocess.PIPE,
+    return start_child(STAND_IN, tmpdir, "train", *(["--out", str(out)] if out is not None else []))
+
+
+def start_child(script: str, tmpdir: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+    """A running `python -c script args` and the path it printed as its cue that it is under way."""
+    child = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=child_env(tmpdir), cwd=REPO)
     line = child.stdout.readline()
     if not line:
         child.kill()
-        pytest.fail(f"the stand-in never got going: {child.communicate()}")
+        pytest.fail(f"the child never got going: {child.communicate()}")
     return child, Path(line.strip())
 
 
@@ -121,10 +143,10 @@ def test_claim_holds_the_folder_for_the_run_and_then_lets_go(tmp_path):
 
 
 def test_claim_lets_go_when_the_run_fails_and_leaves_no_folder_it_made_empty(tmp_path):
-    out = tmp_path / "run"
+    out = tmp_path / "runs" / "run"
     with pytest.raises(RuntimeError), rundir.claim(out):
         raise RuntimeError("training failed")
-    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # `runs` too: the claim made it
     with rundir.claim(out):  # not stuck
         pass
     with rundir.claim(None) as folder:
@@ -157,6 +179,82 @@ def test_a_folder_held_by_another_process_is_refused_until_kill_9_frees_it(tmp_p
     with rundir.claim(out), rundir.scratch_folder(out) as fresh:
         assert fresh == scratch and list(fresh.iterdir()) == []
     assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_a_refusal_names_the_command_holding_the_folder(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    with rundir.claim(out, "jaxgram pipeline"):
+        busy = f"{out} is in use by another jaxgram pipeline \\(pid {os.getpid()}\\)"
+        with pytest.raises(DataError, match=busy), rundir.claim(out):
+            pass
+    # A lock file of a release before the pipeline took locks names no command: only train held folders then.
+    fd = os.open(out / rundir.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, f"4242 {socket.gethostname()}\n".encode())
+        with pytest.raises(DataError, match="in use by another jaxgram train \\(pid 4242\\)"), rundir.claim(out):
+            pass
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.fault
+def test_claim_removes_the_temporaries_a_killed_run_left_and_nothing_else(tmp_path):
+    out = tmp_path / "run"
+    killed, _ = start_child(WRITER, tmp_path / "tmp", str(out), "vectors.bin", "checkpoint/epoch-1.npz")
+    assert stop(killed, signal.SIGKILL)[0] == -signal.SIGKILL
+    left = sorted(out.rglob(".tmp-*"))
+    assert [(p.parent, p.name.rsplit(".", 1)[0]) for p in left] == [
+        (out, ".tmp-vectors.bin"), (out / "checkpoint", ".tmp-epoch-1.npz")]
+    # Not the atomic writer's, in a hidden folder, outside the folder, or a link: none of these is removed.
+    kept = [out / ".tmp-notes.txt", out / ".git" / ".tmp-index.abcd1234", tmp_path / ".tmp-vectors.bin.abcd1234"]
+    (out / ".git").mkdir()
+    for path in kept:
+        path.write_text("keep")
+    (out / ".tmp-link.abcd1234").symlink_to(kept[-1])
+    with rundir.claim(out):
+        assert not any(path.exists() for path in left)
+        assert all(path.read_text() == "keep" for path in kept) and (out / ".tmp-link.abcd1234").is_symlink()
+
+
+@pytest.mark.fault
+def test_a_live_runs_temporaries_are_its_own_until_it_is_gone(tmp_path):
+    """A run holds out/jaxgram (as a pipeline's trainer does) with a temporary open: claiming `out` leaves it, and
+    claiming out/jaxgram is refused; once that run is killed, the next claim of out/jaxgram removes it."""
+    out = tmp_path / "run"
+    live, trainer_folder = start_child(WRITER, tmp_path / "tmp", str(out / "jaxgram"), "vectors.bin")
+    try:
+        [temporary] = trainer_folder.glob(".tmp-vectors.bin.*")
+        with rundir.claim(out):
+            assert temporary.exists()
+        with pytest.raises(DataError, match=f"pid {live.pid}"), rundir.claim(trainer_folder):
+            pass
+        assert temporary.exists()
+        assert stop(live, signal.SIGKILL)[0] == -signal.SIGKILL
+    finally:
+        live.kill()
+        live.communicate()
+    with rundir.claim(trainer_folder):
+        assert not temporary.exists()
+
+
+def test_clear_empties_a_folder_only_while_holding_it(tmp_path):
+    out = tmp_path / "run"
+    holder, scratch = start_stand_in(tmp_path / "tmp", out)
+    try:
+        (out / "vectors.bin").write_bytes(b"the run's")
+        with pytest.raises(DataError, match=f"{out} is in use by another jaxgram train \\(pid {holder.pid}\\)"):
+            rundir.clear(out, "jaxgram pipeline")
+        assert (out / "vectors.bin").read_bytes() == b"the run's" and (scratch / "corpus.npy").exists()
+        assert stop(holder, signal.SIGKILL)[0] == -signal.SIGKILL
+    finally:
+        holder.kill()
+        holder.communicate()
+    rundir.clear(out, "jaxgram pipeline")
+    assert out.is_dir() and list(out.iterdir()) == []  # the stale lock file too
+    rundir.clear(tmp_path / "new", "jaxgram pipeline")
+    assert not (tmp_path / "new").exists()
 
 
 # -- scratch_folder ------------------------------------------------------------------------------
@@ -319,6 +417,23 @@ def one_line(stderr: str) -> str:
     return lines[0]
 
 
+def jaxgram_pipeline(corpus: Path, out: Path, tmpdir: Path) -> subprocess.CompletedProcess:
+    """`jaxgram pipeline` on `corpus` (no ingest) with a small config, run to its end."""
+    config = tmpdir / "small.toml"
+    config.write_text("[train]\ndim = 16\nepochs = 1\n")
+    return subprocess.run([sys.executable, "-m", "jaxgram", "pipeline", "--corpus", str(corpus), "--config", str(config),
+                           "--out", str(out), "--no-progress"], capture_output=True, text=True, env=child_env(tmpdir),
+                          cwd=REPO, timeout=300)
+
+
+def error_line(stderr: str) -> str:
+    """The one error line a command ended with, after its progress lines; no traceback."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert [line for line in lines if ": error: " in line] == lines[-1:], stderr
+    return lines[-1]
+
+
 @pytest.mark.fault
 def test_cli_probe_out_an_existing_file_is_one_line_exit_2(corpus, tmp_path):
     path = tmp_path / "vectors"
@@ -398,3 +513,28 @@ def test_cli_probe_kill_9_leaves_no_stuck_lock_and_at_most_one_scratch_folder(co
     assert last.returncode == 0, stderr
     assert (out / "vectors.bin").exists()
     assert scratch_folders(out, tmpdir) == [] and not (out / rundir.LOCK_NAME).exists()
+
+
+@pytest.mark.fault
+def test_cli_probe_a_pipeline_is_refused_the_trainer_folder_a_train_holds_and_the_train_finishes(corpus, tmp_path):
+    """`jaxgram train --out OUT/jaxgram` runs while `jaxgram pipeline --out OUT` reaches its jaxgram stage: the
+    pipeline is refused in one line naming the train's pid, without removing the folder; the train finishes."""
+    out, tmpdir = tmp_path / "run", tmp_path / "tmp"
+    trainer_folder = out / "jaxgram"
+    epochs = 10  # still training when the pipeline (under a second) gets to the folder
+    train = jaxgram_train(corpus, trainer_folder, tmpdir, epochs=epochs)
+    try:
+        wait_for_checkpoint(train, trainer_folder)
+        pipeline = jaxgram_pipeline(corpus, out, tmpdir)
+        assert pipeline.returncode == 2, pipeline.stderr
+        assert error_line(pipeline.stderr) == (
+            f"jaxgram pipeline: error: {trainer_folder} is in use by another jaxgram train (pid {train.pid}); "
+            "wait for it to finish or choose another --out")
+        _, stderr = train.communicate(timeout=300)
+        assert train.returncode == 0, stderr
+    finally:
+        train.kill()
+        train.communicate()
+    assert len(json.loads((trainer_folder / "loss.json").read_text())["loss_per_epoch"]) == epochs
+    assert (trainer_folder / "vectors.bin").exists() and (out / "stages" / "ingest.json").exists()
+    assert not list(out.rglob(rundir.LOCK_NAME))
