@@ -3,7 +3,8 @@
 A diverged run never exits 0. Its loss per pair either stops being finite or rises above what a
 model with every score 0 pays (untrained_loss); in either case more epochs will not undo it, and
 the vectors are noise. The trainer stops with one line naming the step size and alpha, and the
-last good epoch's checkpoint stays as it was.
+last good epoch's checkpoint stays as it was. Only a checkpoint of this run is called that: a run
+whose first epoch diverges saved none, and a checkpoint already in the folder is an earlier run's.
 """
 
 from __future__ import annotations
@@ -34,10 +35,19 @@ def check_converging(epoch_loss: float, epoch: int, config: TrainConfig, vocab_s
     limit = untrained_loss(config, vocab_size)
     if math.isfinite(epoch_loss) and epoch_loss <= limit * (1 + UNTRAINED_LOSS_ROUNDING):
         return
-    kept = checkpoints is not None and checkpoint.exists(checkpoints)
     raise TrainingDiverged(
         f"training diverged: loss per pair {epoch_loss:.4g} in epoch {epoch + 1} (an untrained model's is "
         f"{limit:.4f}) at alpha={config.alpha} with {centres_per_step} centres per step (batch_size="
         f"{config.batch_size if config.batch_size is not None else 'default'}); lower alpha or batch_size (--alpha, "
-        "--batch-size)"
-        + (f"; the last good epoch's checkpoint in {checkpoints} is intact" if kept else ""))
+        "--batch-size)" + _what_is_kept(epoch, checkpoints))
+
+
+def _what_is_kept(epoch: int, checkpoints: Path | None) -> str:
+    """What the divergence message says of the checkpoint in `checkpoints`. The epochs before `epoch`
+    (counted from 0) are this run's: each ended with a checkpoint, or, resumed, came from the one it
+    continues. With none before it, a checkpoint there is an earlier run's, which this run never touched."""
+    if checkpoints is None or not checkpoint.exists(checkpoints):
+        return ""
+    if epoch == 0:
+        return f"; the checkpoint in {checkpoints} is an earlier run's, left as it was"
+    return f"; the last good epoch's checkpoint in {checkpoints} is intact"

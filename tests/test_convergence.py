@@ -43,3 +43,22 @@ def test_a_huge_step_stops_with_one_line_or_is_refused_before_training(tmp_path)
         train(toy_sentences() * 10, dataclasses.replace(config, batch_size=3), out=tmp_path / "run", progress=False)
     assert "\n" not in str(stopped.value)
     assert not (tmp_path / "run" / "vectors.bin").exists()
+
+
+def test_only_a_checkpoint_of_this_run_is_called_the_last_good_epochs(tmp_path):
+    """A run whose first epoch diverges saved no checkpoint: one already in the folder is an earlier run's,
+    and the message says so; from the second epoch on the checkpoint is this run's last good epoch's."""
+    from jaxgram import checkpoint
+    from jaxgram.convergence import check_converging
+
+    folder = tmp_path / "checkpoint"
+    checkpoint.save(folder, {"E": np.zeros((2, 2), np.float32)}, {"epochs_done": 4})
+    said = {}
+    for epoch, where in ((0, folder), (1, folder), (0, tmp_path / "empty"), (0, None)):
+        with pytest.raises(TrainingDiverged) as stopped:
+            check_converging(float("nan"), epoch, SMALL, 100, 85, where)
+        said[epoch, where] = str(stopped.value)
+    assert said[0, folder].endswith(f"; the checkpoint in {folder} is an earlier run's, left as it was")
+    assert "last good" not in said[0, folder]
+    assert said[1, folder].endswith(f"; the last good epoch's checkpoint in {folder} is intact")
+    assert "checkpoint" not in said[0, tmp_path / "empty"] and "checkpoint" not in said[0, None]

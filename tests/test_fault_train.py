@@ -6,6 +6,7 @@ Every scenario runs the real `python -m jaxgram` in a child process and damages 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from resealed_checkpoint import reseal
 
-from jaxgram import checkpoint
+from jaxgram import checkpoint, fused
 from jaxgram.fileio import sha256_file
 
 pytestmark = pytest.mark.fault
@@ -284,3 +286,149 @@ def test_sigterm_at_any_moment_stops_train_within_seconds_in_one_line(corpus, tm
         assert stderr == ""
     assert took < 10, f"exited {took:.1f} s after SIGTERM"
     assert not (out / "vectors.bin").exists()
+
+
+# -- a checkpoint is untrusted input (issue 28) --------------------------------------------------------
+
+# A tiny run: a few seconds a command, most of it starting Python and JAX.
+SMALL_ARGS = ["--dim", "8", "--epochs", "2", "--min-count", "1", "--seed", "7", "--workers", "1", "--no-progress"]
+# The address space a child reading hostile input may take: JAX starts in well under it, and the
+# endless read of /dev/zero that a manifest once caused (21 GB in 76 s) stops at it with an error
+# instead of taking the machine's memory. The child sets it on itself before it runs the CLI, so this
+# process (JAX's threads running) never has to run Python code between fork and exec.
+CHILD_ADDRESS_SPACE = 4 << 30
+_CAPPED_CLI = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]),) * 2); "
+               "sys.argv = ['jaxgram', *sys.argv[2:]]; runpy.run_module('jaxgram', run_name='__main__', alter_sys=True)")
+
+
+def _limited_cli(*args: str) -> subprocess.Popen:
+    """jaxgram_cli with the child's address space capped at CHILD_ADDRESS_SPACE."""
+    return subprocess.Popen([sys.executable, "-c", _CAPPED_CLI, str(CHILD_ADDRESS_SPACE), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _train(corpus: Path, out: Path, *extra: str, timeout: float = 60) -> tuple[int, str, str]:
+    """`jaxgram train` of the small run into `out`, capped (_limited_cli); (status, stdout, stderr)."""
+    child = _limited_cli("train", "--corpus", str(corpus), "--out", str(out), *SMALL_ARGS, *extra)
+    try:
+        return finish(child, timeout=timeout)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+
+
+@pytest.fixture(scope="module")
+def small_run(synthetic_corpus, tmp_path_factory) -> tuple[Path, Path]:
+    """(corpus, finished run): the small synthetic corpus, trained 2 epochs."""
+    run = tmp_path_factory.mktemp("small-run") / "run"
+    status, _, stderr = _train(synthetic_corpus, run)
+    assert status == 0, stderr
+    return synthetic_corpus, run
+
+
+@pytest.fixture
+def small_copy(small_run, tmp_path) -> Path:
+    """A copy of the small finished run, in tmp_path/run, free to damage."""
+    return Path(shutil.copytree(small_run[1], tmp_path / "run"))
+
+
+@pytest.fixture
+def victim(tmp_path) -> Path:
+    """A file of the user's outside the run folder, next to it."""
+    path = tmp_path / "victim.txt"
+    path.write_text("the user's own file\n")
+    return path
+
+
+@pytest.mark.parametrize("named", ["../../victim.txt", "{victim}"])
+def test_a_manifest_naming_a_file_outside_the_run_never_touches_it(small_run, small_copy, victim, named):
+    """arrays_file pointing outside --out (relative or absolute), resealed: `--resume` refuses it in one line;
+    a fresh `train` into the folder replaces the checkpoint. The file outside is never read or removed."""
+    folder = small_copy / "checkpoint"
+    reseal(folder, arrays_file=named.format(victim=victim))
+    before = (victim.read_bytes(), victim.stat().st_mtime_ns)
+    status, _, stderr = _train(small_run[0], small_copy, "--resume")
+    assert status == 2
+    assert_one_line_error(stderr, "arrays_file=", "only epoch-2.npz")
+    status, _, stderr = _train(small_run[0], small_copy)
+    assert status == 0, stderr
+    assert (victim.read_bytes(), victim.stat().st_mtime_ns) == before
+    assert checkpoint.load(folder).meta["epochs_done"] == 2
+
+
+def _symlink_to_a_copy_outside(folder: Path) -> None:
+    """epoch-2.npz moved outside the run, a symlink left in its place: every checksum still holds."""
+    outside = folder.parent.parent / "outside.npz"
+    (folder / "epoch-2.npz").rename(outside)
+    (folder / "epoch-2.npz").symlink_to(outside)
+
+
+def _symlink_to_dev_zero(folder: Path) -> None:
+    (folder / "epoch-2.npz").unlink()
+    (folder / "epoch-2.npz").symlink_to("/dev/zero")
+
+
+def _sparse_terabyte(folder: Path) -> None:
+    os.truncate(folder / "epoch-2.npz", 1 << 40)  # takes no disk
+
+
+@pytest.mark.parametrize("damage, refusal", [
+    (_symlink_to_a_copy_outside, "epoch-2.npz is a symlink"),
+    (_symlink_to_dev_zero, "epoch-2.npz is a symlink"),
+    (lambda folder: reseal(folder, arrays_file="/dev/zero"), 'arrays_file="/dev/zero", which is not allowed'),
+    (_sparse_terabyte, "epoch-2.npz is 1,099,511,627,776 bytes, more than the"),
+    (lambda folder: reseal(folder, epochs_done="2"), 'epochs_done="2", which is not allowed: an integer >= 0'),
+])
+def test_a_hostile_checkpoint_is_refused_by_resume_in_one_line_and_seconds(small_run, small_copy, damage, refusal):
+    """A checkpoint file that leads outside --out or to a device, one larger than the run's tables, a field of
+    the wrong type: `--resume` exits 2 with one line, in seconds, inside a capped address space."""
+    damage(small_copy / "checkpoint")
+    started = time.monotonic()
+    status, _, stderr = _train(small_run[0], small_copy, "--resume")
+    assert status == 2
+    assert_one_line_error(stderr, refusal)
+    assert time.monotonic() - started < 30
+
+
+def test_resume_while_another_run_holds_the_folder_names_that_run(small_run, tmp_path):
+    """Before the other run's first checkpoint, `--resume` says the folder is in use, not that it has none."""
+    from jaxgram import rundir
+
+    with rundir.claim(tmp_path / "busy"):
+        status, _, stderr = _train(small_run[0], tmp_path / "busy", "--resume")
+    assert status == 2
+    assert_one_line_error(stderr, f"is in use by another jaxgram train (pid {os.getpid()})")
+
+
+def test_a_fresh_run_that_diverges_does_not_call_an_older_checkpoint_its_own(small_run, small_copy):
+    """A new run (no --resume) into a finished run's folder diverges in epoch 1: it saved nothing, so the message
+    calls the checkpoint there the earlier run's, and that checkpoint is byte-identical."""
+    folder = small_copy / "checkpoint"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    status, _, stderr = _train(small_run[0], small_copy, "--alpha", "1e30", "--min-alpha", "0", "--init", "glorot")
+    assert status == 3
+    assert_one_line_error(stderr, "epoch 1", f"the checkpoint in {folder} is an earlier run's, left as it was")
+    assert "last good" not in stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+@pytest.mark.skipif(not fused.available(), reason="the fused kernel is not built here")
+def test_resume_names_the_kernel_an_auto_run_ran(small_run, small_copy):
+    """The small run's kernel "auto" ran fused: `--resume --kernel xla` is refused naming that, and
+    `--resume --kernel fused` continues it."""
+    status, _, stderr = _train(small_run[0], small_copy, "--resume", "--kernel", "xla", "--epochs", "3")
+    assert status == 2
+    assert_one_line_error(stderr, "kernel='xla' (checkpoint: 'auto', which ran 'fused')")
+    status, stdout, stderr = _train(small_run[0], small_copy, "--resume", "--kernel", "fused", "--epochs", "3")
+    assert status == 0, stderr
+    assert stdout.startswith("trained ") and " 3 epochs, " in stdout
+    assert len(json.loads((small_copy / "loss.json").read_text())["loss_per_epoch"]) == 3
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_train(small_run, small_copy):
+    status, stdout, stderr = _train(small_run[0], small_copy, "--resume")
+    assert status == 0 and stderr == ""
+    assert stdout.splitlines() == [stdout.strip()]
+    assert stdout.startswith(f"nothing to train: the run in {small_copy} was already complete (2 epochs, final loss ")
+    assert "words/s" not in stdout

@@ -2,17 +2,19 @@
 
 import dataclasses
 import logging
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from resealed_checkpoint import reseal
 
-from jaxgram import TrainConfig, checkpoint
+from jaxgram import TrainConfig, checkpoint, fused
 from jaxgram.errors import ConfigError, DataError
 from jaxgram.losses import Params
 from jaxgram.step import Carry, make_optimizer
-from jaxgram.train_state import History, restore_state, save_state
+from jaxgram.train_state import History, restore_state, save_state, saved_config
 from jaxgram.vocab import build_vocabulary
 
 CONFIG = TrainConfig(dim=4, min_count=1, optimizer="adam")
@@ -86,3 +88,73 @@ def test_a_checkpoint_with_a_field_this_config_lacks_is_refused(tmp_path):
     checkpoint.save(tmp_path, saved.arrays, meta)
     with pytest.raises(ConfigError, match="retired_option \\(only in the checkpoint\\)"):
         restore_state(tmp_path, _carry(CONFIG), CONFIG, VOCAB)
+
+
+# -- the manifest and arrays are untrusted input ------------------------------------------------------
+
+SAVED_CONFIG = CONFIG.to_dict()
+
+
+@pytest.mark.parametrize("changes, refusal", [
+    ({"format": 2}, "format=2, which is not allowed: only 1"),
+    ({"format": True}, "format=true, which is not allowed: only 1"),
+    ({"epochs_done": 9, "arrays_file": "epoch-9.npz"}, r"epochs_done=9, which is not allowed: from 1 to the run's epochs \(5\)"),
+    ({"config": "dim=4"}, "config=\"dim=4\", which is not allowed: an object of the run's settings"),
+    ({"config": {**SAVED_CONFIG, "dim": "4"}}, "a config that is not allowed: dim='4' has the wrong type: expected int"),
+    ({"config": {**SAVED_CONFIG, "window": 0}}, "a config that is not allowed: window=0 is not allowed"),
+    ({"vocab_sha256": None}, "vocab_sha256=null, which is not allowed: a sha256"),
+    ({"loss_per_epoch": [3.5]}, r"loss_per_epoch=\[3.5\], which is not allowed: a list of 2 finite numbers"),
+    ({"loss_per_epoch": [3.5, float("nan")]}, r"loss_per_epoch=\[3.5, NaN\], which is not allowed"),
+    ({"pairs_per_epoch": [100, -1]}, r"pairs_per_epoch=\[100, -1\], which is not allowed: a list of 2 integers >= 0"),
+    ({"opt_leaves": "2"}, "opt_leaves=\"2\", which is not allowed: an integer >= 0"),
+])
+def test_every_manifest_field_is_typed_and_range_checked(tmp_path, changes, refusal):
+    """Each field save_state writes, resealed with a wrong type or out of range: one line naming the manifest,
+    the field and what is allowed, from --resume's first read (saved_config) and from restore_state."""
+    save_state(tmp_path, _carry(CONFIG), CONFIG, VOCAB, History(2, [3.5, 3.0], [100, 98]))
+    reseal(tmp_path, **changes)
+    pattern = re.escape(f"checkpoint {tmp_path / checkpoint.MANIFEST} has ") + ".*" + refusal
+    for read in (saved_config, lambda folder: restore_state(folder, _carry(CONFIG), CONFIG, VOCAB)):
+        with pytest.raises(DataError, match=pattern) as refused:
+            read(tmp_path)
+        assert "\n" not in str(refused.value)
+
+
+def _resave(folder, arrays) -> None:
+    """The checkpoint in `folder` with other arrays, committed with every checksum right."""
+    meta = {k: v for k, v in checkpoint.read_meta(folder).items() if k not in ("arrays_file", "arrays_sha256")}
+    checkpoint.save(folder, arrays, meta)
+
+
+@pytest.mark.parametrize("alter, refusal", [
+    (lambda arrays: {**arrays, "E": arrays["E"].astype(np.float64)}, "holds E of dtype float64, expected float32"),
+    (lambda arrays: {**arrays, "extra": np.zeros(2, np.float32)}, "holds the arrays E, W, extra, key, opt_0"),
+    (lambda arrays: {**arrays, "W": np.zeros((len(VOCAB), 4000), np.float32)}, r"epoch-1\.npz is [\d,]+ bytes, more than"),
+])
+def test_arrays_of_another_name_shape_or_dtype_are_refused_before_use(tmp_path, alter, refusal):
+    """Arrays other than the run's (resaved, so every sha256 holds): refused, and an arrays file larger than the
+    run's tables take is refused before it is read."""
+    save_state(tmp_path, _carry(CONFIG), CONFIG, VOCAB, History(1, [1.0], [10]))
+    _resave(tmp_path, alter(checkpoint.load(tmp_path).arrays))
+    with pytest.raises(DataError, match=refusal):
+        restore_state(tmp_path, _carry(CONFIG), CONFIG, VOCAB)
+
+
+def test_kernel_and_schedule_are_compared_by_what_ran(tmp_path):
+    """An "auto" checkpoint resumes under the kernel and schedule it resolved to, and only those: adam always
+    runs the XLA step, with the linear schedule."""
+    save_state(tmp_path, _carry(CONFIG), CONFIG, VOCAB, History(1, [1.0], [10]))
+    for given in ({"kernel": "xla"}, {"alpha_schedule": "linear"}, {"kernel": "xla", "alpha_schedule": "linear"}):
+        restore_state(tmp_path, _carry(CONFIG), dataclasses.replace(CONFIG, **given), VOCAB)
+    per_worker = dataclasses.replace(CONFIG, alpha_schedule="per_worker")
+    with pytest.raises(ConfigError, match=r": alpha_schedule='per_worker' \(checkpoint: 'auto', which ran 'linear'\)$"):
+        restore_state(tmp_path, _carry(CONFIG), per_worker, VOCAB)
+
+
+@pytest.mark.skipif(not fused.available(), reason="the fused kernel is not built here")
+def test_an_auto_run_that_ran_fused_resumes_with_kernel_fused_and_not_xla(tmp_path):
+    sgd = dataclasses.replace(CONFIG, optimizer="sgd")
+    save_state(tmp_path, _carry(sgd), sgd, VOCAB, History(1, [1.0], [10]))
+    restore_state(tmp_path, _carry(sgd), dataclasses.replace(sgd, kernel="fused"), VOCAB)
+    with pytest.raises(ConfigError, match=r": kernel='xla' \(checkpoint: 'auto', which ran 'fused'\)$"):
+        restore_state(tmp_path, _carry(sgd), dataclasses.replace(sgd, kernel="xla"), VOCAB)
