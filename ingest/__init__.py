@@ -8,12 +8,13 @@ from ingest.errors import (
     DownloadError,
     HostUnreachable,
     IngestError,
+    NotABook,
 )
 from ingest.pipeline import BookError, BookResult, IngestReport, ingest_books
 from ingest.tokenizer import split_sentences, tokenize
 
 __all__ = [
     "CATALOGUE", "DEFAULT_BOOKS", "BookError", "BookIdError", "BookNotFound", "BookResult", "DownloadConfig",
-    "DownloadError", "HostUnreachable", "IngestError", "IngestReport", "ingest_books", "parse_book_id",
+    "DownloadError", "HostUnreachable", "IngestError", "IngestReport", "NotABook", "ingest_books", "parse_book_id",
     "split_sentences", "tokenize",
 ]

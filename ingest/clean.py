@@ -105,6 +105,11 @@ def strip_boilerplate(text: str) -> tuple[str, bool, bool]:
     return text, start is not None, end is not None
 
 
+def has_gutenberg_marker(text: str) -> bool:
+    """True if a START or END marker line is in `text` (what `strip_boilerplate` cuts at)."""
+    return bool(_START.search(text) or _END.search(text))
+
+
 def _letters(block: str) -> str:
     return "".join(ch for ch in block if ch.isalpha())
 

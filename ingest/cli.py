@@ -25,12 +25,15 @@ def register(subparsers) -> None:
     parser.add_argument("--out", metavar="DIR", default="data", help="output folder (default: data)")
     parser.add_argument("--retries", type=int, metavar="N", default=DownloadConfig.retries,
                         help=f"extra attempts per request after a failure (default: {DownloadConfig.retries})")
+    parser.add_argument("--deadline", type=float, metavar="SECONDS", default=DownloadConfig.deadline,
+                        help="most seconds one download may take, however slowly the server sends "
+                             f"(default: {DownloadConfig.deadline:g})")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     report = ingest_books(args.books, mirror=args.mirror, out=args.out, fmt=args.fmt, progress=True,
-                          config=DownloadConfig(retries=args.retries))
+                          config=DownloadConfig(retries=args.retries, deadline=args.deadline))
     print(report.summary())
     for book in report.books:
         for warning in book.warnings:

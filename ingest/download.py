@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import email.utils
 import re
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
+from tqdm import tqdm
 
 from ingest.errors import BookNotFound, DownloadError, HostUnreachable
 from jaxgram.errors import ConfigError
@@ -50,12 +53,17 @@ class DownloadConfig:
     """How downloads behave; the defaults are polite to gutenberg.org."""
 
     connect_timeout: float = 10.0
-    read_timeout: float = 30.0
+    read_timeout: float = 30.0  # for each socket read: a server that drips bytes never trips it
+    # Wall-clock seconds for one attempt, request to last byte: 2 MB at 7 kB/s. Checked after every
+    # read, so a download stops at most one read (read_timeout) past it. Not retried: a server that
+    # slow would make each retry wait as long again.
+    deadline: float = 300.0
     retries: int = 3  # extra attempts after the first
     backoff_base: float = 1.0  # seconds; attempt n waits backoff_base * 2**n
     backoff_max: float = 60.0
     retry_after_max: float = 120.0  # a longer Retry-After is capped to this
     max_bytes: int = 50 * 1024 * 1024
+    min_bytes: int = 2048  # a smaller body is not a book (with its licence text a Gutenberg file is far larger)
     polite_interval: float = 2.0  # seconds between requests to polite_hosts
     polite_hosts: tuple[str, ...] = ("gutenberg.org",)
     max_redirects: int = 5
@@ -63,10 +71,11 @@ class DownloadConfig:
 
     def __post_init__(self):
         check_fields(self)
-        for name in ("connect_timeout", "read_timeout"):
+        for name in ("connect_timeout", "read_timeout", "deadline"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not allowed: it must be > 0 seconds")
-        for name in ("retries", "backoff_base", "backoff_max", "retry_after_max", "polite_interval", "max_redirects"):
+        for name in ("retries", "backoff_base", "backoff_max", "retry_after_max", "polite_interval", "max_redirects",
+                     "min_bytes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not allowed: it must be >= 0")
         if self.max_bytes <= 0:
@@ -172,6 +181,19 @@ def _same_server(url: str, target: str) -> bool:
     return (here.scheme, there.scheme) == ("http", "https") and ports == (80, 443)
 
 
+def print_notice(line: str) -> None:
+    """A line on stderr that leaves the progress bar whole."""
+    tqdm.write(f"jaxgram ingest: {line}", file=sys.stderr)
+
+
+def _pieces(raw) -> Iterator[bytes]:
+    """A response body as it arrives. read1 returns after one socket read, so the reader can stop
+    between reads (urllib3 < 2 has no read1: read waits for a whole chunk)."""
+    read = getattr(raw, "read1", raw.read)
+    while piece := read(_CHUNK, decode_content=True):
+        yield piece
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), or None."""
     if not value:
@@ -196,6 +218,7 @@ class HttpSource:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        notify: Callable[[str], None] = print_notice,
     ):
         self.base_url = base_url.rstrip("/") + "/"
         self.config = config
@@ -203,6 +226,7 @@ class HttpSource:
         self.description = self.base_url
         self._sleep = sleep
         self._clock = clock
+        self._notify = notify  # says why a download is quiet: a wait before a retry
         self._last_request: float | None = None
         self._lock = threading.Lock()  # one request at a time, even if shared across threads
 
@@ -228,12 +252,23 @@ class HttpSource:
     def _backoff(self, attempt: int) -> float:
         return min(self.config.backoff_max, self.config.backoff_base * 2**attempt)
 
+    def _wait_before_retry(self, url: str, failure: _Retryable, attempt: int) -> None:
+        """Say why it goes quiet, then wait: the server's Retry-After (capped), else the backoff."""
+        cap = self.config.retry_after_max
+        if failure.wait is None:
+            wait, why = self._backoff(attempt - 1), str(failure)
+        else:
+            wait = min(failure.wait, cap)
+            capped = f", capped at retry_after_max={cap:g} s" if failure.wait > cap else ""
+            why = f"{failure}, Retry-After {failure.wait:g} s{capped}"
+        self._notify(f"waiting {wait:g} s before retrying {url} ({why}; attempt {attempt + 1} of {self.config.retries + 1})")
+        self._sleep(wait)
+
     def _fetch_with_retries(self, url: str) -> bytes | None:
         last: _Retryable | None = None
         for attempt in range(self.config.retries + 1):
             if last is not None:
-                wait = last.wait if last.wait is not None else self._backoff(attempt - 1)
-                self._sleep(min(wait, self.config.retry_after_max))
+                self._wait_before_retry(url, last, attempt)
             try:
                 return self._attempt(url)
             except _Retryable as failure:
@@ -250,6 +285,7 @@ class HttpSource:
 
     def _attempt(self, url: str) -> bytes | None:
         current = url
+        deadline_at = self._clock() + self.config.deadline
         for _ in range(self.config.max_redirects + 1):
             self._throttle(current)
             try:
@@ -277,10 +313,17 @@ class HttpSource:
                         )
                     current = target
                     continue
-                return self._read(current, response)
+                return self._read(current, response, deadline_at)
         raise DownloadError(f"{url}: more than {self.config.max_redirects} redirects", url=url)
 
-    def _read(self, url: str, response: requests.Response) -> bytes | None:
+    def _check_deadline(self, url: str, deadline_at: float, received: int) -> None:
+        if self._clock() > deadline_at:
+            raise DownloadError(
+                f"{url}: not downloaded within the {self.config.deadline:g} s deadline ({received} bytes received); "
+                "not retried (a slow link needs a longer deadline: --deadline SECONDS)", url=url, status=200,
+            )
+
+    def _read(self, url: str, response: requests.Response, deadline_at: float) -> bytes | None:
         status = response.status_code
         if status in _NOT_FOUND:
             return None
@@ -295,13 +338,15 @@ class HttpSource:
         if expected is not None and expected > cap:
             raise DownloadError(f"{url}: Content-Length {expected} is over the {cap}-byte cap", url=url, status=status)
         chunks, size = [], 0
+        self._check_deadline(url, deadline_at, size)
         try:
-            for chunk in response.iter_content(_CHUNK):
+            for chunk in _pieces(response.raw):
                 size += len(chunk)
                 if size > cap:
                     raise DownloadError(f"{url}: body is over the {cap}-byte cap; aborted", url=url, status=status)
                 chunks.append(chunk)
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout) as exc:
+                self._check_deadline(url, deadline_at, size)
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise _Retryable(f"body interrupted after {size} bytes: {_one_line(exc)}", status=status) from exc
         if expected is not None and size < expected:
             raise _Retryable(f"body shorter than Content-Length ({size} < {expected} bytes)", status=status)

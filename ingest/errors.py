@@ -37,3 +37,7 @@ class BookNotFound(DownloadError):
 
 class HostUnreachable(DownloadError):
     """The source host cannot be reached at all; fatal for the whole run."""
+
+
+class NotABook(IngestError):
+    """A body that is not the book asked for (an error page, binary data, no book text): never cached."""

@@ -14,13 +14,15 @@ from ingest.cache import RawCache
 from ingest.catalogue import DEFAULT_BOOKS, parse_book_id, title_for
 from ingest.clean import CleanText, clean_text, decode_text
 from ingest.download import DownloadConfig, Source, fetch_book, open_source
-from ingest.errors import HostUnreachable, IngestError
+from ingest.errors import HostUnreachable, IngestError, NotABook
 from ingest.tokenizer import format_line_sentences, line_sentences
+from ingest.verify import book_refusal
 from jaxgram.errors import ConfigError
 from jaxgram.fileio import atomic_open, atomic_write_json, atomic_write_text
 from jaxgram.tables import table_lines
 
 FORMATS = ("text", "html")
+_KINDS = {"text": "plain text", "html": "HTML edition"}
 _TITLE_LINE = re.compile(r"^\s*Title:\s*(.+?)\s*$", re.MULTILINE)
 
 
@@ -105,20 +107,55 @@ def _title(book_id: int, body: bytes) -> str:
     return match.group(1) if match else f"Project Gutenberg #{book_id}"
 
 
-def _ingest_one(book_id: int, fmt: str, source: Source, cache: RawCache, clean_dir: Path) -> BookResult:
-    hit = cache.get(book_id, fmt)
-    if hit is not None:
-        cached, body = hit
-    else:
-        path, url, body = fetch_book(source, book_id, fmt)
-        cached = cache.put(book_id, fmt, Path(path).name, url, body)
+def _refused(book_id: int, fmt: str, source: str, reason: str) -> NotABook:
+    return NotABook(f"book {book_id}: {source} is not a Gutenberg {_KINDS[fmt]}: {reason}")
+
+
+def _accept(book_id: int, fmt: str, source: str, body: bytes, min_bytes: int) -> tuple[CleanText, list]:
+    """The cleaned book and its sentences, or NotABook naming why `body` (from `source`) is not book `book_id`."""
     if not body.strip():
-        raise IngestError(f"book {book_id}: {cached.source_url} is empty")
+        raise NotABook(f"book {book_id}: {source} is empty")
+    reason = book_refusal(book_id, fmt, body)
+    if reason is not None:
+        raise _refused(book_id, fmt, source, reason)
     cleaned = clean_raw(body, fmt)
     sentences = list(line_sentences(cleaned.text))
     if not sentences:
-        raise IngestError(f"book {book_id}: no book text in {cached.path}: cleaning removed everything "
-                          "(only Project Gutenberg header, licence or front matter?)")
+        raise NotABook(f"book {book_id}: no book text in {source}: cleaning removed everything "
+                       "(only Project Gutenberg header, licence or front matter?)")
+    # After cleaning, so a licence-only file is reported as having no book text.
+    if len(body) < min_bytes:
+        raise _refused(book_id, fmt, source, f"it is {len(body):,} bytes, under the {min_bytes:,}-byte minimum for a book")
+    return cleaned, sentences
+
+
+def _from_cache(book_id: int, fmt: str, cache: RawCache, min_bytes: int, warnings: list[str]):
+    """(cached entry, body, cleaned, sentences) of a cached copy that still passes the checks, else None.
+
+    A copy that fails them (cached by a version without the checks, or replaced together with
+    its hash) is not trusted: the book is fetched again, and a good copy replaces it.
+    """
+    hit = cache.get(book_id, fmt)
+    if hit is None:
+        return None
+    cached, body = hit
+    try:
+        return (cached, body, *_accept(book_id, fmt, str(cached.path), body, min_bytes))
+    except NotABook as refusal:
+        warnings.append(f"{refusal}; fetched again")
+        return None
+
+
+def _ingest_one(book_id: int, fmt: str, source: Source, cache: RawCache, clean_dir: Path,
+                config: DownloadConfig) -> BookResult:
+    warnings: list[str] = []
+    hit = _from_cache(book_id, fmt, cache, config.min_bytes, warnings)
+    if hit is not None:
+        cached, body, cleaned, sentences = hit
+    else:
+        path, url, body = fetch_book(source, book_id, fmt)
+        cleaned, sentences = _accept(book_id, fmt, url, body, config.min_bytes)  # refused: nothing cached
+        cached = cache.put(book_id, fmt, Path(path).name, url, body)
     warning = encoding_warning(book_id, cached.path, body) if fmt == "text" else None
     clean_path = clean_dir / f"{book_id}.txt"
     atomic_write_text(clean_path, format_line_sentences(sentences))
@@ -126,7 +163,7 @@ def _ingest_one(book_id: int, fmt: str, source: Source, cache: RawCache, clean_d
         id=book_id, title=_title(book_id, body), source_url=cached.source_url, raw_path=str(cached.path),
         sha256=cached.sha256, bytes=cached.bytes, tokens=sum(map(len, sentences)), sentences=len(sentences),
         lines_removed=cleaned.lines_removed, clean_path=str(clean_path), from_cache=hit is not None,
-        warnings=(warning,) if warning else (),
+        warnings=tuple(warnings) + ((warning,) if warning else ()),
     )
 
 
@@ -155,7 +192,8 @@ def ingest_books(
     if not book_ids:
         raise ConfigError("books is empty: give at least one Gutenberg book id")
     out = Path(out)
-    source = open_source(mirror, config or DownloadConfig(), session)
+    config = config or DownloadConfig()
+    source = open_source(mirror, config, session)
     cache = RawCache(out / "raw")
     report = IngestReport(corpus_path=out / "corpus.txt", manifest_path=out / "manifest.json", fmt=fmt,
                           source=source.description)
@@ -163,7 +201,7 @@ def ingest_books(
         for book_id in book_ids:
             bar.set_postfix_str(f"book {book_id}")
             try:
-                report.books.append(_ingest_one(book_id, fmt, source, cache, out / "clean"))
+                report.books.append(_ingest_one(book_id, fmt, source, cache, out / "clean", config))
             except HostUnreachable:
                 raise  # every other book would fail the same way
             except IngestError as exc:

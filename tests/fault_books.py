@@ -59,3 +59,28 @@ def text_path(book_id: int) -> str:
 
 def html_path(book_id: int) -> str:
     return f"cache/epub/{book_id}/pg{book_id}-images.html"
+
+
+# What a busy server, a proxy or a CDN sends instead of the book. The cleaner finds a "prose"
+# paragraph between its blank lines, so before ingest/verify.py it was ingested (and cached) as the book.
+ACCESS_DENIED = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Access denied | Too many requests</title>
+<script>
+window.dataLayer = window.dataLayer || [];
+function gtag() { dataLayer.push(arguments); }
+</script>
+</head>
+<body>
+
+<h1>Access denied</h1>
+
+We have received too many requests from your network in a short time, so access to this site has been
+paused for a while. Please wait a few minutes and try again, or write to the site administrator if you
+believe that this is a mistake.
+
+</body>
+</html>
+"""

@@ -1,8 +1,9 @@
 """A fault-injecting HTTP server on 127.0.0.1 for download tests.
 
 Each path gets a script of `Reply`s served in order (the last one repeats); unscripted
-paths answer 404. Replies can lie about Content-Length, stall before the body, redirect,
-or send any status and headers, so retries and refusals are tested over a real socket.
+paths answer 404. Replies can lie about Content-Length, stall before the body, drip it a few bytes at a
+time, redirect, or send any status and headers, so retries and refusals are tested over
+a real socket.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class Reply:
     stall: float = 0.0  # seconds to wait after the headers (or after `stall_after` body bytes)
     stall_after: int = 0  # body bytes sent before the stall, so a client can be caught mid-body
     endless: bool = False  # repeat `body` until the client hangs up (a server that never stops)
+    drip: float = 0.0  # a slow drip: seconds between pieces of `drip_bytes` bytes, so no single read times out
+    drip_bytes: int = 2
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -50,14 +53,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             if reply.stall:
                 time.sleep(reply.stall)
-            self.wfile.write(reply.body[reply.stall_after :])
-            self.wfile.flush()
+            self._send_rest(reply, reply.body[reply.stall_after :])
             while reply.endless:
                 self.wfile.write(reply.body)
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass
         self.close_connection = True
+
+    def _send_rest(self, reply: Reply, rest: bytes) -> None:
+        step = reply.drip_bytes if reply.drip else len(rest) or 1
+        for start in range(0, len(rest), step):
+            self.wfile.write(rest[start : start + step])
+            self.wfile.flush()
+            time.sleep(reply.drip)
 
 
 class FaultServer:

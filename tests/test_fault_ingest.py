@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -10,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_books import book, prose, text_path
+from fault_books import ACCESS_DENIED, book, prose, text_path
 from fault_server import FaultServer, Reply
 
 from ingest import DownloadConfig, ingest_books
@@ -143,3 +145,71 @@ def test_endless_body_is_cut_off_at_the_size_cap(tmp_path):
     assert f"over the {cap}-byte cap" in report.errors[0].message and report.errors[0].id == 9
     assert elapsed < 10
     assert RawCache(tmp_path / "raw").get(9, "text") is None and not (tmp_path / "raw" / "9").exists()
+
+
+def run_ingest(server_url: str, out: Path, *args: str) -> tuple[int, list[str]]:
+    """`jaxgram ingest` of book 31 from `server_url`: exit status and its messages (the progress bar aside)."""
+    child = jaxgram_cli("ingest", "--books", "31", "--mirror", server_url, "--out", str(out), *args)
+    stdout, stderr = child.communicate(timeout=60)
+    assert "Traceback" not in stderr
+    return child.returncode, [line for line in stderr.splitlines() if line.startswith("jaxgram ")]
+
+
+GOOD_31 = book(31, prose(31)).encode()
+# What came instead of book 31's text, and what its one-line refusal must say.
+HOSTILE = {
+    "slow-drip": (Reply(200, GOOD_31, drip=0.2), "not downloaded within the 2 s deadline"),
+    "html-page": (Reply(200, ACCESS_DENIED.encode()), "is not a Gutenberg plain text: it is an HTML or XML page"),
+    "random-bytes": (Reply(200, random.Random(28).randbytes(8192)), "is not a Gutenberg plain text: it holds NUL bytes"),
+    "gzip": (Reply(200, gzip.compress(GOOD_31)), "is not a Gutenberg plain text: it is gzip-compressed data"),
+}
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_what_is_not_the_book_is_refused_in_one_line_and_never_cached(tmp_path, kind):
+    """A slow drip, an error page, random bytes or gzip served as book 31: one error line, exit 1, within the
+    deadline, nothing cached; the rerun against a good server fetches the book and caches it."""
+    reply, reason = HOSTILE[kind]
+    out, path = tmp_path / "out", "/" + text_path(31)
+    with FaultServer() as server:
+        server.script(path, reply)
+        began = time.monotonic()
+        status, messages = run_ingest(server.url, out, "--deadline", "2")
+        assert time.monotonic() - began < 10
+        assert status == 1 and len(messages) == 1, messages
+        assert messages[0].startswith("jaxgram ingest: error: ") and reason in messages[0]
+        assert f"{server.url}{path}" in messages[0]
+        assert RawCache(out / "raw").get(31, "text") is None and not (out / "raw" / "31").exists()
+        assert not (out / "corpus.txt").exists()
+        server.script(path, Reply(200, GOOD_31))
+        assert run_ingest(server.url, out) == (0, [])
+    assert server.requests == [path, path]  # refused once, fetched once: never retried, never reused
+    assert RawCache(out / "raw").get(31, "text")[1] == GOOD_31
+    assert set((out / "corpus.txt").read_text().split()) <= set(prose(31).lower().replace(".", "").split())
+
+
+def test_a_poisoned_cache_entry_is_fetched_again(tmp_path):
+    """An error page in the cache with its matching hash (what an ingest without the check cached) is not
+    trusted: a warning line, the book is fetched again, and the good copy replaces it."""
+    out, path = tmp_path / "out", "/" + text_path(31)
+    poisoned = RawCache(out / "raw").put(31, "text", "pg31.txt", "http://old-mirror" + path, ACCESS_DENIED.encode())
+    with FaultServer() as server:
+        server.script(path, Reply(200, GOOD_31))
+        status, messages = run_ingest(server.url, out)
+    assert status == 0 and server.requests == [path]
+    assert messages == [f"jaxgram ingest: warning: book 31: {poisoned.path} is not a Gutenberg plain text: "
+                        "it is an HTML or XML page (it starts with <!doctype html); fetched again"]
+    assert RawCache(out / "raw").get(31, "text")[1] == GOOD_31
+    assert "doctype" not in (out / "corpus.txt").read_text()
+
+
+def test_a_retry_after_wait_is_announced_on_the_command_line(tmp_path):
+    """The CLI says why it goes quiet before it waits for a 503's Retry-After, then gets the book."""
+    out, path = tmp_path / "out", "/" + text_path(31)
+    with FaultServer() as server:
+        server.script(path, Reply(503, headers={"Retry-After": "1"}), Reply(200, GOOD_31))
+        status, messages = run_ingest(server.url, out, "--retries", "1")
+    assert status == 0
+    assert messages == [f"jaxgram ingest: waiting 1 s before retrying {server.url}{path} "
+                        "(HTTP 503, Retry-After 1 s; attempt 2 of 2)"]
+    assert server.request_times[1] - server.request_times[0] >= 0.95

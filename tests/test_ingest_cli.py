@@ -75,3 +75,9 @@ def test_unreachable_host_one_line_no_traceback(tmp_path):
 def test_negative_retries_refused(tmp_path, capsys):
     assert main(["ingest", "--books", "600", "--mirror", str(tmp_path), "--retries", "-1"]) == 2
     assert "retries=-1 is not allowed" in capsys.readouterr().err
+
+
+def test_deadline_must_be_positive(tmp_path, capsys):
+    assert main(["ingest", "--books", "600", "--mirror", str(tmp_path), "--deadline", "0"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "jaxgram ingest: error: deadline=0.0 is not allowed: it must be > 0 seconds")

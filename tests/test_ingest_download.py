@@ -58,6 +58,20 @@ def test_429_honours_retry_after(server):
     assert gap >= 0.9  # the backoff alone would have waited 0.01 s
 
 
+def test_a_long_retry_after_is_capped_and_announced_before_the_wait(server):
+    """A server asking for a day's pause gets retry_after_max, and a line saying so before it goes quiet."""
+    server.script(PATH, Reply(503, headers={"Retry-After": "86400"}), Reply(200, BODY))
+    notices = []
+    http = HttpSource(server.url, DownloadConfig(retries=1, retry_after_max=0.5),
+                      notify=lambda line: notices.append((time.monotonic(), line)))
+    assert http.fetch(PATH.lstrip("/")) == BODY
+    [(said_at, line)] = notices
+    assert line == (f"waiting 0.5 s before retrying {server.url}{PATH} "
+                    "(HTTP 503, Retry-After 86400 s, capped at retry_after_max=0.5 s; attempt 2 of 2)")
+    first, second = server.request_times
+    assert first < said_at < second and 0.45 <= second - first < 5
+
+
 def test_parse_retry_after_seconds_and_http_date():
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == pytest.approx(10.0)
@@ -81,6 +95,24 @@ def test_body_shorter_than_content_length_is_retried(server):
     server.script(PATH, Reply(200, BODY[:100], content_length=len(BODY)), Reply(200, BODY))
     assert source(server).fetch(PATH.lstrip("/")) == BODY
     assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("sent", [1000, 100_000])  # inside the first 64 kB read, and past it
+def test_an_interrupted_body_counts_the_bytes_that_came(server, sent):
+    server.script(PATH, Reply(200, b"x" * sent, content_length=2 * sent))
+    with pytest.raises(DownloadError, match=f"body interrupted after {sent} bytes"):
+        source(server, DownloadConfig(retries=0)).fetch(PATH.lstrip("/"))
+
+
+def test_a_slow_drip_is_cut_off_at_the_deadline_and_not_retried(server):
+    """Two bytes every 0.1 s never trip the read timeout; the wall-clock deadline stops the download."""
+    server.script(PATH, Reply(200, BODY, drip=0.1))
+    config = DownloadConfig(read_timeout=5.0, deadline=1.0, retries=2, backoff_base=0.01)
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=r"not downloaded within the 1 s deadline \(\d+ bytes received\)") as info:
+        source(server, config).fetch(PATH.lstrip("/"))
+    assert 1.0 <= time.monotonic() - started < 2.0
+    assert info.value.url == server.url + PATH and server.requests == [PATH]
 
 
 def test_body_always_short_fails(server):
@@ -212,6 +244,7 @@ def test_open_source_choices(tmp_path):
 
 
 @pytest.mark.parametrize("field, value", [("retries", -1), ("read_timeout", 0), ("max_bytes", 0), ("retries", "3"),
+                                          ("deadline", 0), ("deadline", -1.0), ("min_bytes", -1),
                                           ("read_timeout", True), ("polite_hosts", ("gutenberg.org", 1))])
 def test_config_validation(field, value):
     with pytest.raises(ConfigError, match=field):

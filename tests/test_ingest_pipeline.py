@@ -6,10 +6,12 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import fault_books
 import pytest
 from fault_server import FaultServer, Reply
 
 from ingest import BookIdError, DownloadConfig, HostUnreachable, ingest_books, tokenize
+from ingest.cache import RawCache
 from jaxgram.errors import ConfigError
 from jaxgram.fileio import sha256_file
 
@@ -162,3 +164,21 @@ def test_given_session_is_the_one_used(mirror_server, tmp_path):
     session.mount("http://", CountingAdapter())
     ingest_books([600], mirror=mirror_server.url, out=tmp_path, progress=False, session=session)
     assert sent == [f"{mirror_server.url}/cache/epub/600/pg600.txt"]
+
+
+def test_a_book_too_small_or_without_text_is_refused_and_not_cached(tmp_path):
+    """One paragraph in a Gutenberg wrapper is under min_bytes; a licence alone has no book text."""
+    mirror = tmp_path / "mirror"
+    bodies = {31: fault_books.book(31, fault_books.prose(31, paragraphs=1)).encode(),
+              32: fault_books.LICENCE_ONLY.encode(), 33: fault_books.book(33, fault_books.prose(33)).encode()}
+    paths = {book_id: mirror / fault_books.text_path(book_id) for book_id in bodies}
+    for book_id, body in bodies.items():
+        paths[book_id].parent.mkdir(parents=True)
+        paths[book_id].write_bytes(body)
+    report = ingest_books([31, 32, 33], mirror=mirror, out=tmp_path / "out", progress=False)
+    assert [book.id for book in report.books] == [33]
+    small, licence = (error.message for error in report.errors)
+    assert small == (f"book 31: {paths[31]} is not a Gutenberg plain text: "
+                     f"it is {len(bodies[31]):,} bytes, under the 2,048-byte minimum for a book")
+    assert licence.startswith(f"book 32: no book text in {paths[32]}")
+    assert [RawCache(tmp_path / "out" / "raw").get(book_id, "text") is None for book_id in bodies] == [True, True, False]
