@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     report.set_defaults(func=_report)
 
     benchmark = subparsers.add_parser("benchmark", help="Google analogies, WordSim-353 and SimLex-999 for a vectors file")
-    benchmark.add_argument("vectors", type=Path, help="word2vec file: .bin = binary, anything else = text")
+    benchmark.add_argument("vectors", type=Path, help="word2vec file: .bin, .bin.gz, .bin.bz2 = binary, anything else = text")
     benchmark.add_argument("--restrict-vocab", type=int, default=300000,
                            help="score only the N most frequent words, as gensim's restrict_vocab (default: 300000)")
     benchmark.add_argument("--json", action="store_true", help="print every section's figures as JSON instead")
@@ -53,7 +53,10 @@ def _report(args) -> int:
         evaluation = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
-    paths = write_report(evaluation, args.run)
+    from jaxgram import rundir
+
+    with rundir.claim(args.run, "jaxgram report"):  # a pipeline writing this folder refuses this, and loses nothing
+        paths = write_report(evaluation, args.run)
     print(f"report: {paths['report.html']}\n        {paths['report.md']}")
     return 0
 
@@ -61,10 +64,11 @@ def _report(args) -> int:
 def _benchmark(args) -> int:
     from eval.benchmarks import benchmark_table, run_benchmarks
     from jaxgram.embeddings import Embeddings
+    from jaxgram.word2vec_format import is_binary_name
 
     if not args.vectors.is_file():
         raise DataError(f"vectors file {args.vectors} does not exist")
-    embeddings = Embeddings.load_word2vec_format(args.vectors, binary=args.vectors.suffix == ".bin")
+    embeddings = Embeddings.load_word2vec_format(args.vectors, binary=is_binary_name(args.vectors))
     report = run_benchmarks(embeddings, args.restrict_vocab)
     print(json.dumps(report, indent=2) if args.json else "\n".join(benchmark_table(report)))
     return 0

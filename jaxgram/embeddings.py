@@ -10,9 +10,9 @@ is gensim's. What this module adds or changes, each for a reason:
   are kept here: gensim 4.4's most_similar_cosmul ignores it, and a bad argument is a one-line
   ConfigError naming what is allowed; 3CosMul analogies, which gensim 4.4 accepts but ignores,
   are computed the way gensim evaluates 3CosAdd;
-- the word2vec formats with gensim's options (binary, no_header, limit, fvocab, `.gz`), read in
-  one pass that refuses a malformed file naming its line, refuses non-finite values, and checks
-  a SHA256SUMS record beside the file (training writes one); writing streams row by row and can
+- the word2vec formats with gensim's options (binary, no_header, limit, fvocab, `.gz`, `.bz2`), read
+  in one streamed pass that refuses a malformed file naming its line, refuses non-finite values, and
+  checks a SHA256SUMS record beside the file (training writes one); writing streams row by row and can
   write TensorBoard's vectors.tsv in the same pass;
 - save/load in a NumPy archive read with allow_pickle=False: gensim's own save/load pickle, and
   no jaxgram load path may run code.
@@ -316,9 +316,11 @@ class Embeddings(KeyedVectors):
                              binary: bool = False, encoding: str = "utf8", unicode_errors: str = "strict",
                              limit: int | None = None, datatype=np.float32, no_header: bool = False) -> Embeddings:
         """Load a word2vec text or binary file, with gensim's arguments (word2vec_format.read_word2vec:
-        DataError names the path and line of malformed input; `limit` reads the first N rows,
-        `no_header` a GloVe file, a `.gz` name is gunzipped; a SHA256SUMS record beside the file is
-        checked). `fvocab`: a `word count` per line file (training's vocab.txt) for
+        DataError names the path and line of malformed input, and refuses a header claiming more than
+        the file can hold before allocating; `limit` reads the first N rows, `no_header` a GloVe file;
+        a `.gz` or `.bz2` name is decompressed as it is read, never whole, so `binary=True` reads
+        GoogleNews' .bin.gz; a SHA256SUMS record beside the file is checked). Memory: the vectors and a
+        bounded buffer. `fvocab`: a `word count` per line file (training's vocab.txt) for
         get_vecattr(word, "count"); as in gensim, a word it does not list has no count (None).
         Vectors are float32 (`datatype` may only say so).
         """

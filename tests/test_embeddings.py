@@ -1,3 +1,8 @@
+import bz2
+import gzip
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from gensim.models import KeyedVectors
@@ -381,6 +386,82 @@ def test_gz_files_load_and_limit_reads_the_first_rows(embeddings, tmp_path, bina
     np.testing.assert_array_equal(first.vectors, embeddings.vectors[:4])
     with pytest.raises(ConfigError, match="limit=0 is not allowed"):
         Embeddings.load_word2vec_format(packed, binary=binary, limit=0)
+
+
+COMPRESSORS = {".gz": gzip.compress, ".bz2": bz2.compress}
+
+
+@pytest.mark.parametrize("suffix", COMPRESSORS)
+@pytest.mark.parametrize("binary", [False, True])
+def test_gz_and_bz2_files_load_the_vectors_gensim_reads(embeddings, tmp_path, binary, suffix):
+    """A .bin.gz (how GoogleNews ships), .bin.bz2, .txt.gz or .txt.bz2 loads the vectors of the plain file, as
+    gensim's reader loads them; with limit, the first rows."""
+    plain = tmp_path / ("v.bin" if binary else "v.txt")
+    embeddings.save_word2vec_format(plain, binary=binary)
+    packed = plain.with_name(plain.name + suffix)
+    packed.write_bytes(COMPRESSORS[suffix](plain.read_bytes()))
+    ours = Embeddings.load_word2vec_format(packed, binary=binary)
+    theirs = KeyedVectors.load_word2vec_format(str(packed), binary=binary)
+    assert ours.index_to_key == theirs.index_to_key == WORDS
+    np.testing.assert_array_equal(ours.vectors, embeddings.vectors)
+    np.testing.assert_array_equal(ours.vectors, theirs.vectors)
+    first = Embeddings.load_word2vec_format(packed, binary=binary, limit=3)
+    assert first.index_to_key == WORDS[:3]
+
+
+def test_the_cli_reads_bin_gz_and_bin_bz2_as_binary(embeddings, tmp_path):
+    """`jaxgram neighbors --vectors X.bin.gz` (or .bin.bz2) infers binary from the name, as for .bin: the same
+    answer from each, where reading a .bin.gz as text was refused."""
+    from jaxgram.word2vec_format import is_binary_name
+
+    plain = tmp_path / "v.bin"
+    embeddings.save_word2vec_format(plain, binary=True)
+    answers = []
+    for suffix, compress in COMPRESSORS.items():
+        path = plain.with_name(plain.name + suffix)
+        path.write_bytes(compress(plain.read_bytes()))
+        assert is_binary_name(path)
+        result = subprocess.run([sys.executable, "-m", "jaxgram", "neighbors", "car", "--topn", "3", "--vectors",
+                                 str(path)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        answers.append(result.stdout)
+    assert [line.split("\t")[0] for line in answers[0].splitlines()] == [w for w, _ in embeddings.most_similar("car", topn=3)]
+    assert answers[1] == answers[0]
+    assert is_binary_name(plain)
+    assert not any(map(is_binary_name, ["v.txt", "v.txt.gz", "v.gz", "v.bin.txt", "binary"]))
+
+
+@pytest.mark.parametrize("suffix", COMPRESSORS)
+def test_a_compressed_files_sha256_record_is_checked_as_it_streams(embeddings, tmp_path, suffix):
+    """The digest is the compressed file's, taken while it is read. With limit=2 the reading stops after two
+    rows and the rest is still hashed, so bytes changed past those rows are refused; a truncated file is
+    refused as not matching its record, not as a broken stream."""
+    from jaxgram.fileio import write_sha256sums
+
+    plain = tmp_path / "v.bin"
+    embeddings.save_word2vec_format(plain, binary=True)
+    packed = plain.with_name(plain.name + suffix)
+    original = COMPRESSORS[suffix](plain.read_bytes())
+    packed.write_bytes(original)
+    write_sha256sums(tmp_path, [packed.name])
+    assert Embeddings.load_word2vec_format(packed, binary=True, limit=2).index_to_key == WORDS[:2]
+    packed.write_bytes(original + COMPRESSORS[suffix](b"\n"))  # still a valid file: one more newline at the end
+    assert KeyedVectors.load_word2vec_format(str(packed), binary=True).index_to_key == WORDS
+    with pytest.raises(DataError, match=rf"vectors file {packed} does not match the sha256"):
+        Embeddings.load_word2vec_format(packed, binary=True, limit=2)
+    packed.write_bytes(original[:-30])
+    with pytest.raises(DataError, match=rf"vectors file {packed} does not match the sha256"):
+        Embeddings.load_word2vec_format(packed, binary=True)
+
+
+def test_blank_lines_after_the_rows_are_ignored_as_gensim_does(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_text("2 3\ncar 1 2 3\nplane 4 5 6\n\n  \n\n")
+    assert Embeddings.load_word2vec_format(path).index_to_key == ["car", "plane"]
+    assert KeyedVectors.load_word2vec_format(str(path)).index_to_key == ["car", "plane"]
+    path.write_text("2 3\ncar 1 2 3\nplane 4 5 6\n\nboat 7 8 9\n")
+    with pytest.raises(DataError, match="declares 2 words but the file has more rows after line 3"):
+        Embeddings.load_word2vec_format(path)
 
 
 def test_save_and_load_round_trip_without_pickle(embeddings, tmp_path):

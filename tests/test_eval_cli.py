@@ -73,6 +73,30 @@ def test_report_without_a_run_names_the_path(tmp_path):
     _assert_one_line_error(completed, str(tmp_path / "evaluate" / "evaluation.json"))
 
 
+HOLDER = """
+import sys, time
+from jaxgram import rundir
+with rundir.claim(sys.argv[1], "jaxgram pipeline"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_report_into_a_run_folder_in_use_is_refused_and_writes_nothing(tmp_path):
+    (tmp_path / "evaluate").mkdir()
+    (tmp_path / "evaluate" / "evaluation.json").write_text("{}")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        completed = _jaxgram("report", "--run", str(tmp_path))
+    finally:
+        holder.kill()
+        holder.wait()
+    _assert_one_line_error(completed, str(tmp_path), "in use by another jaxgram pipeline", f"pid {holder.pid}")
+    assert not (tmp_path / "report.md").exists() and not (tmp_path / "report.html").exists()
+
+
 def test_benchmark_prints_json_for_a_vectors_file(tmp_path):
     words = ["man", "woman", "king", "queen", "boy", "girl", "tiger", "cat"]
     vectors = np.random.default_rng(0).normal(size=(len(words), 4)).astype(np.float32)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ast
+import bz2
+import gzip
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -91,7 +94,9 @@ def test_odd_html_books_get_a_clear_message_each_and_the_others_still_ingest(tmp
     a cp1252 page without a charset decodes; an empty page and a licence-only page fail one line each."""
     mirror, out = tmp_path / "mirror", tmp_path / "out"
     write(mirror, html_path(21), HTML_BOOK.format(body=_paragraphs(21)).encode())
-    broken = ("<html><body></table><p>" + prose(22).replace("\n\n", "<p><div><b><i>") + "</b></p></span>\x00"
+    # Unclosed tags everywhere; the <title> every Gutenberg page has is what names it as one (ingest/verify.py).
+    broken = ("<html><title>The Project Gutenberg eBook of Broken</title><body></table><p>"
+              + prose(22).replace("\n\n", "<p><div><b><i>") + "</b></p></span>\x00"
               "<td><p>The old man walked home through the quiet town and thought about the river for many years."
               "<!-- an unterminated comment")
     write(mirror, html_path(22), broken.encode())
@@ -150,12 +155,19 @@ def _binary(rows, count=None, dim=3) -> bytes:
     return header + b"".join(word.encode() + b" " + np.asarray(v, "<f4").tobytes() + b"\n" for word, v in rows)
 
 
+# Words long enough that the files below could hold what their headers declare: the rows are read, and
+# the refusal names the row that is missing or short (a file too small for its header is refused at line 1,
+# test_a_header_claiming_more_than_the_file_holds_is_refused_before_allocating).
+LONG_WORDS = [("apricot", [1, 2, 3]), ("bramble", [4, 5, 6])]
+
 BINARY_CASES = [
-    ("count.bin", _binary([("a", [1, 2, 3]), ("b", [4, 5, 6])], count=3), 4),  # row 3 missing
-    ("cut.bin", _binary([("a", [1, 2, 3]), ("b", [4, 5, 6])])[:-7], 3),  # row 2 cut short
-    ("dim.bin", _binary([("a", [1, 2, 3]), ("b", [4, 5, 6])], dim=4), 3),  # rows hold 3 floats, not 4
+    ("count.bin", _binary(LONG_WORDS, count=3), 4),  # row 3 missing
+    ("cut.bin", _binary(LONG_WORDS)[:-7], 3),  # row 2 cut short
+    ("dim.bin", _binary(LONG_WORDS, dim=4), 3),  # rows hold 3 floats, not 4
     ("nan.bin", _binary([("a", [1, 2, 3]), ("b", [4, np.nan, 6])]), 3),
     ("header.bin", b"2 x\n" + _binary([("a", [1, 2, 3])])[4:], 1),
+    ("word.bin", _binary([("a" * 70_000, [1, 2, 3])]), 2),  # no space ends the word within 64 KiB
+    ("twice.bin", _binary([("a", [1, 2, 3]), ("b", [4, 5, 6]), ("a", [7, 8, 9])]), 4),
 ]
 
 
@@ -170,6 +182,99 @@ def test_malformed_word2vec_binary_is_refused_with_the_line_number(tmp_path, nam
     assert result.returncode == 2
     [message] = message_lines(result.stderr)
     assert str(path) in message and f"line {line}" in message
+
+
+# -- hostile vectors files: headers that claim too much, compression bombs ---------------------------
+
+# Peak RSS a vectors loader may reach whatever a file claims or expands to: the CLI itself takes about
+# 120 MiB, the loader a 32 MiB line at most beyond the vectors; reading a bomb below whole takes GiBs.
+PEAK_RSS_LIMIT_MIB = 400
+
+# Runs `jaxgram ARGS` as its only child and reports the child's peak RSS: getrusage(RUSAGE_CHILDREN) in this
+# test session would count every earlier child too.
+_MEASURED_CLI = """
+import resource, subprocess, sys
+child = subprocess.run([sys.executable, "-m", "jaxgram", *sys.argv[1:]], capture_output=True, text=True)
+sys.stderr.write(child.stderr)
+print(child.stdout + f"peak_rss_mib {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024}")
+sys.exit(child.returncode)
+"""
+
+
+def jaxgram_cli_peak_rss(*args: str) -> tuple[subprocess.CompletedProcess, int]:
+    """The CLI's result (stdout without the measurement) and its peak RSS in MiB."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}  # BLAS buffers are not the loader's
+    result = subprocess.run([sys.executable, "-c", _MEASURED_CLI, *args], capture_output=True, text=True,
+                            timeout=120, env=env)
+    *output, measured = result.stdout.splitlines(keepends=True)
+    result.stdout = "".join(output)
+    return result, int(measured.split()[1])
+
+
+CLAIMS = [  # name, the header's words and dimension, what the refusal says the file can hold
+    ("claims.bin", (2_000_000_000, 100), "the file has"),
+    ("claims.bin", (3_000_000_000, 3_000_000_000), "the file has"),
+    ("claims.txt", (2_000_000_000, 100), "the file has"),
+    ("claims.bin.gz", (2_000_000_000, 100), "gzip file of"),
+]
+
+
+@pytest.mark.parametrize("name, claim, holds", CLAIMS, ids=["2e9x100.bin", "3e9x3e9.bin", "2e9x100.txt", "2e9x100.bin.gz"])
+def test_a_header_claiming_more_than_the_file_holds_is_refused_before_allocating(tmp_path, name, claim, holds):
+    """A 1 KB file whose header declares 2e9 x 100 (745 GiB of floats) or 3e9 x 3e9: one line naming the file,
+    the claim and what the file can hold, exit 2, no traceback, and no memory spent on the claim."""
+    count, dim = claim
+    if ".bin" in name:
+        data = _binary([(f"w{i}", [i, 2, 3]) for i in range(60)], count=count, dim=dim)
+    else:
+        data = f"{count} {dim}\n{''.join(GOOD_ROW.format(i) for i in range(60))}".encode()
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(DataError, match=rf"{re.escape(str(path))}: header \(line 1\) declares {count:,} words"):
+        Embeddings.load_word2vec_format(path, binary=".bin" in name)
+    result, peak_mib = jaxgram_cli_peak_rss("neighbors", "w1", "--vectors", str(path))
+    assert result.returncode == 2 and result.stdout == ""
+    [message] = message_lines(result.stderr)
+    assert str(path) in message and f"{count:,} words of dimension {dim:,}" in message and holds in message
+    assert peak_mib < PEAK_RSS_LIMIT_MIB
+
+
+def _bomb(path: Path, head: bytes, block: bytes, repeats: int) -> None:
+    """`head` then `block` `repeats` times, compressed by the name's suffix: `block` is compressed once and its
+    stream repeated (gzip and bzip2 read concatenated streams as one), so a few MB expand to GiBs in no time."""
+    compress = gzip.compress if path.suffix == ".gz" else bz2.compress
+    path.write_bytes(compress(head) + compress(block) * repeats)
+
+
+MIB = 1 << 20
+BOMBS = [  # name, head, block of 1 MiB or so, repeats, exit status, what stderr (or stdout) says
+    # 3 GiB of one line after a `1 3` header: refused once the line passes 32 MiB.
+    ("line.txt.gz", b"1 3\nw", b" 0" * (MIB // 2), 3072, 2, "line 2 is longer than 33,554,432 bytes"),
+    # A header within gzip's bound (1032-fold), then 3 GiB of the same row: refused at its second copy.
+    ("rows.txt.gz", b"1000000 1000\n", (b"w" + b" 0" * 1000 + b"\n") * 512, 3072, 2, "line 3 repeats the word 'w'"),
+    # bzip2 has no useful bound, so any claim passes the header check; the rows are refused as they come.
+    ("rows.txt.bz2", b"2000000000 1000\n", (b"w" + b" 0" * 1000 + b"\n") * 512, 3072, 2, "line 3 repeats"),
+    # A valid file followed by 384 MiB of newlines: read to the end, a chunk at a time, and loaded.
+    ("newlines.bin.gz", _binary([("a", [1, 2, 3]), ("b", [1, 2, 4])]), b"\n" * MIB, 384, 0, "b\t"),
+]
+
+
+@pytest.mark.parametrize("name, head, block, repeats, status, says", BOMBS, ids=[bomb[0] for bomb in BOMBS])
+def test_a_compression_bomb_is_read_as_a_stream_in_bounded_memory(tmp_path, name, head, block, repeats, status, says):
+    """A few MB of .gz or .bz2 that expand to GiBs (one endless line, a lying header over repeated rows, endless
+    newlines) are decompressed as they are read, never whole: refused in one line or loaded, and the CLI's
+    peak RSS stays far below what the file expands to."""
+    path = tmp_path / name
+    _bomb(path, head, block, repeats)
+    assert path.stat().st_size < 6 * MIB
+    result, peak_mib = jaxgram_cli_peak_rss("neighbors", "a" if status == 0 else "w", "--vectors", str(path))
+    assert result.returncode == status, result.stderr[-2000:]
+    if status == 0:
+        assert result.stdout.startswith(says)
+    else:
+        [message] = message_lines(result.stderr)
+        assert str(path) in message and says in message
+    assert peak_mib < PEAK_RSS_LIMIT_MIB
 
 
 # -- nothing that runs code ---------------------------------------------------------------------
