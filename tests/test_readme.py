@@ -64,3 +64,23 @@ def test_every_relative_link_resolves(document):
 def test_the_licence_pyproject_names_is_there():
     assert "MIT" in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")
+
+
+def _named_tests(cell: str) -> list[tuple[str, str]]:
+    """(file, test) for each `file.py::test` and each `::test` after it (the same file) in a table cell."""
+    named, current = [], None
+    for file, test in re.findall(r"`(test_\w+\.py)?(?:::(\w+))?(?:\[[^\]]*\])?`", cell):
+        current = file or current
+        if current and test:
+            named.append((current, test))
+    return named
+
+
+def test_every_test_the_reliability_table_names_exists():
+    table = [line for line in (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8").splitlines()
+             if line.startswith("| ") and "`test_" in line]
+    named = [pair for line in table for pair in _named_tests(line.rsplit(" | ", 1)[-1])]
+    assert len(named) >= len(table)
+    missing = [f"{file}::{test}" for file, test in named
+               if not re.search(rf"^(?:async )?def {test}\(", (ROOT / "tests" / file).read_text(encoding="utf-8"), re.M)]
+    assert not missing
