@@ -22,6 +22,7 @@ _EXPORTS = {
     "Embeddings": "jaxgram.embeddings",
     "UnknownWordError": "jaxgram.embeddings",
     "Vocabulary": "jaxgram.vocab",
+    "Word2Vec": "jaxgram.gensim_model",
     "build_vocabulary": "jaxgram.vocab",
     "init_params": "jaxgram.init",
     "count_pairs": "jaxgram.data",
