@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jaxgram.config import TrainConfig, resolved_batch_size, resolved_workers
+from jaxgram.config import INT32_MAX, TrainConfig, resolved_batch_size, resolved_workers
 from jaxgram.data import (
     CentreGroups,
     corpus_chunks,
@@ -203,6 +203,9 @@ def plan_batches(config: TrainConfig, centres_per_epoch: int, step_centres: int)
     rounds = math.ceil(centres_per_epoch / step_centres)
     steps_per_call = min(STEPS_PER_CALL, rounds)
     steps_per_epoch = math.ceil(rounds / steps_per_call) * steps_per_call
+    if steps_per_epoch * config.epochs > INT32_MAX:  # optax counts the steps in int32: an OverflowError traceback
+        raise ConfigError(f"epochs={config.epochs} is too many for this corpus: {steps_per_epoch} steps an epoch, and the "
+                          f"step count stops at {INT32_MAX}; the most that fit are epochs={INT32_MAX // steps_per_epoch}")
     return BatchPlan(steps_per_call, step_centres, steps_per_epoch, config.epochs)
 
 

@@ -24,6 +24,11 @@ class _Parser(argparse.ArgumentParser):
     `-w` for `-window` (abbreviations that read as one-letter flags), and `-hs` for `-h s`.
     `--` options still abbreviate. Subparsers get this class too: add_subparsers uses the parent's."""
 
+    def error(self, message):
+        # One line, as jaxgram's own refusals are (exit 2, as argparse's): argparse printed its usage
+        # first, 15 lines for `train`, above the one that says what is wrong. --help still shows it.
+        self.exit(2, f"{self.prog}: error: {message}; try '{self.prog} --help'\n")
+
     def _get_option_tuples(self, option_string):
         # argparse asks this only for a string that is no option's full name: the guesses.
         if option_string[1:2] in self.prefix_chars:  # a `--` option

@@ -193,7 +193,8 @@ _OPTION_HELP = {
 
 def _vectors_option(parser) -> None:
     parser.add_argument("--vectors", type=Path, default=DEFAULT_VECTORS,
-                        help=f"word2vec file, .bin binary, else text (default: {DEFAULT_VECTORS})")
+                        help=f"word2vec file: .bin, .bin.gz, .bin.bz2 binary, else text; .gz, .bz2 decompressed "
+                             f"(default: {DEFAULT_VECTORS})")
 
 
 def config_from_args(args):
@@ -219,9 +220,29 @@ def _resumed_config(args) -> dict:
 
     saved = saved_config(Path(args.out) / CHECKPOINT_DIR)
     if saved is None:
+        _refuse_if_in_use(args.out)  # a run holding the folder may not have written its first checkpoint yet
         raise ConfigError(f"--resume found no checkpoint in {Path(args.out) / CHECKPOINT_DIR}: nothing to continue; "
                           "leave out --resume to start training")
     return saved
+
+
+def _refuse_if_in_use(out) -> None:
+    """rundir.claim's one-line refusal, naming the holder, when another run holds the folder `out`."""
+    from jaxgram import rundir
+
+    if Path(out).is_dir():
+        with rundir.claim(out):  # let go at once: this run only asks
+            pass
+
+
+def _epochs_before(args) -> int:
+    """Epochs the checkpoint being resumed holds (0 for a new run), read before training adds to them."""
+    if not args.resume:
+        return 0
+    from jaxgram.train_state import epochs_trained
+    from jaxgram.training import CHECKPOINT_DIR
+
+    return epochs_trained(Path(args.out) / CHECKPOINT_DIR)
 
 
 def _value(name: str, typed: list[_Given], kind: type):
@@ -259,11 +280,16 @@ def _train(args) -> int:
     with interrupts_held():
         _start_jax()
         from jaxgram.training import train
+    epochs_before = _epochs_before(args)
     result = train(args.corpus, config, out=args.out, resume=args.resume, progress=not args.no_progress,
                    encoded_text=args.encoded_text, save=save)
     wrote = f"wrote {args.out}" if distributed.is_primary() else "process 0 writes the outputs"
-    print(f"trained {len(result.vocab)} words x {config.dim} dims, {config.epochs} epochs, "
-          f"final loss {result.loss_per_epoch[-1]:.4f}, {result.words_per_second:,.0f} words/s; {wrote}")
+    if epochs_before >= config.epochs:  # a finished run resumed: no epoch ran, so no speed to report
+        print(f"nothing to train: the run in {args.out} was already complete ({config.epochs} epochs, final loss "
+              f"{result.loss_per_epoch[-1]:.4f}); {wrote}")
+    else:
+        print(f"trained {len(result.vocab)} words x {config.dim} dims, {config.epochs} epochs, "
+              f"final loss {result.loss_per_epoch[-1]:.4f}, {result.words_per_second:,.0f} words/s; {wrote}")
     return 0
 
 
@@ -276,7 +302,8 @@ def _checked_start(args):
     from jaxgram.compilation_cache import enable_compilation_cache
     from jaxgram.outputs import DEFAULT_SAVE, checked_save
 
-    save = checked_save(_save_formats(args) or DEFAULT_SAVE)
+    formats = _save_formats(args)
+    save = checked_save(DEFAULT_SAVE if formats is None else formats)  # --save '' is refused, not the default
     # The CPU devices a mesh (--devices) needs, not one per worker: the workers are threads.
     distributed.configure_cpu_workers(config.workers, config.devices)
     enable_compilation_cache(args.compilation_cache)
@@ -295,10 +322,11 @@ def _load(path: Path):
 
     with interrupts_held():  # gensim's and SciPy's C extensions initialise themselves (see _train)
         from jaxgram.embeddings import Embeddings
+    from jaxgram.word2vec_format import is_binary_name
 
     if not path.exists():
         raise DataError(f"vectors file {path} does not exist; train first or pass --vectors")
-    return Embeddings.load_word2vec_format(path, binary=path.suffix == ".bin")
+    return Embeddings.load_word2vec_format(path, binary=is_binary_name(path))
 
 
 def _check_topn(topn: int) -> None:

@@ -48,6 +48,22 @@ GENSIM_NAMES = {"vector_size": "dim", "shrink_windows": "shrink_window", "max_fi
 # threads beyond the cores only take turns. A count far past it (100,000) used to grow the process
 # past 15 GB in minutes without a word; it is refused before any work instead.
 MAX_WORKERS = 1024
+# The largest value of the other integer fields. Counts that size arrays stop at int32's largest: the
+# encoded corpus, the word ids and the fused kernel's positions are int32. A value past what its
+# consumer holds used to fail deep in NumPy or JAX with a traceback (issue 28: --seed 2**63 an
+# OverflowError in jax.random.PRNGKey, --window 10**9 a 477 GiB allocation), so each is refused
+# before any work; what fits in memory is checked once the vocabulary is known (jaxgram.resources).
+INT32_MAX = 2**31 - 1
+# jax.random.PRNGKey keeps a seed's low 32 bits (JAX runs without x64): seed 2**32 would train as seed 0.
+MAX_SEED = 2**32 - 1
+# A wider window reaches no further word: corpus files are read in sentences of at most 10,000
+# words (vocab.MAX_SENTENCE_LENGTH, gensim's MAX_WORDS_IN_BATCH).
+MAX_WINDOW = 9_999
+# Word counts are int64.
+MAX_MIN_COUNT = 2**63 - 1
+# The largest float32: the step computes in float32, and a larger alpha became inf with NumPy's
+# overflow warnings printed before the run's one-line error.
+FLOAT32_MAX = 3.4028234663852886e38
 # Where the kernel shows this process its cgroups (v2 at the top, v1 one folder per controller).
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -102,32 +118,20 @@ class TrainConfig:
         _choice("init", self.init, INITS)
         _choice("kernel", self.kernel, KERNELS)
         _choice("alpha_schedule", self.alpha_schedule, ALPHA_SCHEDULES)
-        _at_least("dim", self.dim, 1)
-        _at_least("window", self.window, 1)
-        _at_least("epochs", self.epochs, 1)
-        _at_least("min_count", self.min_count, 1)
-        if self.batch_size is not None:
-            _at_least("batch_size", self.batch_size, 1)
-        _at_least("seed", self.seed, 0)
-        if self.objective == "ns":
-            _at_least("negative", self.negative, 1)
-        else:
-            _at_least("negative", self.negative, 0)
-        if self.max_vocab_size is not None:
-            _at_least("max_vocab_size", self.max_vocab_size, 2)
+        for name, (low, high) in self._int_ranges().items():
+            if getattr(self, name) is not None:
+                _within(name, getattr(self, name), low, high)
         if isinstance(self.devices, str):
             if self.devices != ALL_DEVICES:
                 raise ConfigError(f"devices={self.devices!r} is not allowed: it must be an int >= 1 or {ALL_DEVICES!r}")
         elif self.devices is not None:
-            _at_least("devices", self.devices, 1)
+            _within("devices", self.devices, 1, INT32_MAX)
         if self.shard_tables and self.devices is None:
             raise ConfigError("shard_tables=True is not allowed without devices: sharded tables need the "
                               "synchronous mesh path (set devices to N or 'all')")
-        _at_least("chunk_tokens", self.chunk_tokens, 2)
-        if self.workers is not None:
-            _within("workers", self.workers, 1, MAX_WORKERS)
-        if not 0 < self.alpha < math.inf:
-            raise ConfigError(f"alpha={self.alpha!r} is not allowed: it must be > 0 and finite")
+        if not 0 < self.alpha <= FLOAT32_MAX:
+            raise ConfigError(f"alpha={self.alpha!r} is not allowed: it must be > 0 and finite in float32 "
+                              f"(at most {FLOAT32_MAX:.3g})")
         if not 0 <= self.min_alpha <= self.alpha:
             raise ConfigError(f"min_alpha={self.min_alpha!r} is not allowed: it must be between 0 and alpha ({self.alpha})")
         if not 0 <= self.sample < 1:
@@ -135,6 +139,13 @@ class TrainConfig:
         if not 0 <= self.ns_exponent <= 1:
             raise ConfigError(f"ns_exponent={self.ns_exponent!r} is not allowed: it must be in [0, 1]")
         return self
+
+    def _int_ranges(self) -> dict[str, tuple[int, int]]:
+        """(least, largest) of each integer field, in field order; a None field (a default) is not checked."""
+        return {"dim": (1, INT32_MAX), "window": (1, MAX_WINDOW),
+                "negative": (1 if self.objective == "ns" else 0, INT32_MAX), "epochs": (1, INT32_MAX),
+                "min_count": (1, MAX_MIN_COUNT), "max_vocab_size": (2, INT32_MAX), "batch_size": (1, INT32_MAX),
+                "seed": (0, MAX_SEED), "chunk_tokens": (2, INT32_MAX), "workers": (1, MAX_WORKERS)}
 
     @property
     def vector_size(self) -> int:
@@ -193,7 +204,7 @@ def usable_cores(cgroup_root: str | Path | None = None) -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    quota = cgroup_cpu_quota(cgroup_root or CGROUP_ROOT, _own_cgroups())
+    quota = cgroup_cpu_quota(cgroup_root or CGROUP_ROOT, own_cgroups())
     if quota is not None:
         cores = min(cores, math.ceil(quota))
     return max(1, cores)
@@ -208,13 +219,13 @@ def cgroup_cpu_quota(root: str | Path = CGROUP_ROOT, own: Mapping[str, str] | No
     ("v2", "v1"), from /proc/self/cgroup; a path that is not under `root` (a container that sees
     only its own cgroup, mounted at `root`) leaves `root` itself to read."""
     root, own = Path(root), own or {}
-    quotas = [_cpu_max(folder / "cpu.max") for folder in _folders_up(root, own.get("v2", "/"))]
+    quotas = [_cpu_max(folder / "cpu.max") for folder in cgroup_folders(root, own.get("v2", "/"))]
     for controller in ("cpu", "cpu,cpuacct"):
-        quotas += [_cfs_quota(folder) for folder in _folders_up(root / controller, own.get("v1", "/"))]
+        quotas += [_cfs_quota(folder) for folder in cgroup_folders(root / controller, own.get("v1", "/"))]
     return min((quota for quota in quotas if quota is not None), default=None)
 
 
-def _folders_up(root: Path, path: str) -> list[Path]:
+def cgroup_folders(root: Path, path: str) -> list[Path]:
     """`root`/`path` and each folder above it up to `root`, those that exist."""
     # A path with ".." lies outside the cgroups this process can see (another namespace's): read `root`.
     folder, folders = (root if ".." in Path(path).parts else root / path.strip("/")), []
@@ -227,14 +238,14 @@ def _folders_up(root: Path, path: str) -> list[Path]:
 
 
 def _cpu_max(path: Path) -> float | None:
-    fields = _read_fields(path)
+    fields = read_fields(path)
     if len(fields) != 2 or fields[0] == "max":
         return None
     return _ratio(fields[0], fields[1])
 
 
 def _cfs_quota(folder: Path) -> float | None:
-    quota, period = _read_fields(folder / "cpu.cfs_quota_us"), _read_fields(folder / "cpu.cfs_period_us")
+    quota, period = read_fields(folder / "cpu.cfs_quota_us"), read_fields(folder / "cpu.cfs_period_us")
     if len(quota) != 1 or len(period) != 1:
         return None
     return _ratio(quota[0], period[0])
@@ -249,22 +260,23 @@ def _ratio(quota: str, period: str) -> float | None:
     return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
-def _read_fields(path: Path) -> list[str]:
+def read_fields(path: Path) -> list[str]:
     try:
         return path.read_text().split()
     except OSError:  # absent: no such controller or version here
         return []
 
 
-def _own_cgroups() -> dict[str, str]:
-    """This process's cgroup path per version from /proc/self/cgroup: {"v2": ..., "v1": the cpu controller's}."""
+def own_cgroups(controller: str = "cpu") -> dict[str, str]:
+    """This process's cgroup path per version from /proc/self/cgroup: {"v2": ..., "v1": `controller`'s}
+    (cgroup v1 mounts each controller, cpu or memory, with its own tree)."""
     own = {}
     for line in _read_lines(Path("/proc/self/cgroup")):
         number, _, rest = line.partition(":")
         controllers, _, path = rest.partition(":")
         if number == "0" and controllers == "":
             own["v2"] = path
-        elif "cpu" in controllers.split(","):
+        elif controller in controllers.split(","):
             own["v1"] = path
     return own
 
@@ -316,13 +328,7 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 
 
 def _within(name: str, value: Any, minimum: int, maximum: int) -> None:
-    _at_least(name, value, minimum)
-    if value > maximum:
-        raise ConfigError(f"{name}={value!r} is not allowed: it must be in {minimum}..{maximum}")
-
-
-def _at_least(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name}={value!r} has the wrong type: expected int")
-    if value < minimum:
-        raise ConfigError(f"{name}={value!r} is not allowed: it must be >= {minimum}")
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={value!r} is not allowed: it must be in {minimum}..{maximum}")

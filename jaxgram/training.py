@@ -21,7 +21,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxgram import checkpoint, distributed, rundir
+from jaxgram import checkpoint, distributed, resources, rundir
 from jaxgram.batches import (
     EPOCH_END,
     BatchPlan,
@@ -149,6 +149,7 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     devices_per_step = mesh.size if mesh is not None else 1
     kernel = resolve_kernel(config, platform, on_mesh=mesh is not None)
     step_centres, _ = step_width(config, vocab.counts, platform, devices_per_step, kernel)
+    resources.check_memory(config, len(vocab), len(encoded), kernel, step_centres, devices_per_step, platform)
     source = epoch_source(encoded.read, len(encoded), keep_prob, config, step_centres, kernel)
     epoch0 = source.groups(0)
     first = next(epoch0)

@@ -62,6 +62,25 @@ def test_single_dash_options_match_only_when_written_in_full(argv, dim, left):
     assert (parsed.dim, parsed.sample, unparsed) == (dim, None, left)
 
 
+def test_an_argument_error_is_one_line_and_help_still_shows_the_usage(capsys):
+    parser = _word2vec_style_parser()
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(["--bogus"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "p: error: unrecognized arguments: --bogus; try 'p --help'\n"
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(["--help"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("usage: p [-h]")
+
+
+def test_a_subcommands_argument_error_names_the_subcommand_in_its_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--corpus", "c.txt", "--out", "o", "--devices", "foo"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == ("jaxgram train: error: argument --devices: invalid value 'foo': give a number of "
+                                       "devices or 'all'; try 'jaxgram train --help'\n")
+
+
 # -- SIGTERM wherever it lands -------------------------------------------------------------------------
 
 # A stand-in command run by cli.main in a child: argv[1] says where its SIGTERM lands.

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -148,21 +149,21 @@ def test_train_help_lists_each_option_once_with_all_its_names(capsys):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["-size", "0"], "dim=0 is not allowed: it must be >= 1 (given as -size)"),
+    (["-size", "0"], "dim=0 is not allowed: it must be in 1..2147483647 (given as -size)"),
     (["--vector-size", "big"], "dim='big' has the wrong type: expected int (given as --vector-size)"),
     (["-iter", "1.5"], "epochs='1.5' has the wrong type: expected int (given as -iter)"),
-    (["-threads", "0"], "workers=0 is not allowed: it must be >= 1 (given as -threads)"),
+    (["-threads", "0"], "workers=0 is not allowed: it must be in 1..1024 (given as -threads)"),
     (["-threads", "2000"], "workers=2000 is not allowed: it must be in 1..1024 (given as -threads)"),
-    (["-min-count", "0"], "min_count=0 is not allowed: it must be >= 1 (given as -min-count)"),
-    (["-negative", "-1"], "negative=-1 is not allowed: it must be >= 1 (given as -negative)"),
-    (["-window", "0"], "window=0 is not allowed: it must be >= 1 (given as -window)"),
+    (["-min-count", "0"], "min_count=0 is not allowed: it must be in 1..9223372036854775807 (given as -min-count)"),
+    (["-negative", "-1"], "negative=-1 is not allowed: it must be in 1..2147483647 (given as -negative)"),
+    (["-window", "0"], "window=0 is not allowed: it must be in 1..9999 (given as -window)"),
     (["-sample", "1.5"], "sample=1.5 is not allowed: it must be in [0, 1) (0 disables subsampling) (given as -sample)"),
-    (["-alpha", "inf"], "alpha=inf is not allowed: it must be > 0 and finite (given as -alpha)"),
+    (["-alpha", "inf"], "alpha=inf is not allowed: it must be > 0 and finite in float32 (at most 3.4e+38) (given as -alpha)"),
     (["-alpha", "fast"], "alpha='fast' has the wrong type: expected float (given as -alpha)"),
-    (["--max-final-vocab", "1"], "max_vocab_size=1 is not allowed: it must be >= 2 (given as --max-final-vocab)"),
+    (["--max-final-vocab", "1"], "max_vocab_size=1 is not allowed: it must be in 2..2147483647 (given as --max-final-vocab)"),
     (["--dim", "10", "-size", "20"], "dim is given twice, as --dim 10 and as -size 20: give it once"),
     (["--workers", "2", "-threads", "2"], "workers is given twice, as --workers 2 and as -threads 2: give it once"),
-    (["--dim", "0"], "dim=0 is not allowed: it must be >= 1"),  # our own name: no note
+    (["--dim", "0"], "dim=0 is not allowed: it must be in 1..2147483647"),  # our own name: no note
     (["--alpha-schedule", "cosine"], "alpha_schedule='cosine' is not allowed: choose one of auto, per_worker, linear"),
 ])
 def test_bad_values_under_other_names_give_one_line_and_exit_2(tmp_path, capsys, argv, expected):
@@ -193,7 +194,7 @@ def test_the_installed_command_exits_2_with_one_line_for_a_bad_word2vec_c_value(
     completed = subprocess.run([sys.executable, "-m", "jaxgram", "train", "-train", str(tmp_path / "c.txt"),
                                 "--out", str(tmp_path / "o"), "-size", "-5"], capture_output=True, text=True)
     assert completed.returncode == 2 and completed.stdout == ""
-    assert completed.stderr == "jaxgram train: error: dim=-5 is not allowed: it must be >= 1 (given as -size)\n"
+    assert completed.stderr == "jaxgram train: error: dim=-5 is not allowed: it must be in 1..2147483647 (given as -size)\n"
 
 
 def test_resume_keeps_the_runs_options_and_extends_it_with_more_epochs(tmp_path):
@@ -293,3 +294,46 @@ def test_a_worker_count_past_the_bound_is_refused_in_one_line_before_jax_starts(
     assert completed.stderr == "jaxgram train: error: workers=100000 is not allowed: it must be in 1..1024\n"
     assert completed.stdout == "False\n"  # refused before JAX (or any CPU device) was started
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("argv, expected", [
+    (["-binary", "2"], "argument -binary: invalid choice: 2 (choose from 0, 1); try 'jaxgram train --help'"),
+    (["--devices", "foo"], "argument --devices: invalid value 'foo': give a number of devices or 'all'; "
+                           "try 'jaxgram train --help'"),
+    # float32 would make it inf: NumPy's overflow warnings came first, six lines of them.
+    (["--alpha", "1e308"], "alpha=1e+308 is not allowed: it must be > 0 and finite in float32 (at most 3.4e+38)"),
+    # The empty list of formats was taken for the default (bin), while --save , was refused.
+    (["--save", ""], "save='' is not allowed: choose one or more of bin, txt, tsv, npy, corpus, comma-separated "
+                     "(default: bin)"),
+    (["--save", ","], "save=',' is not allowed: choose one or more of bin, txt, tsv, npy, corpus, comma-separated "
+                      "(default: bin)"),
+])
+def test_the_installed_command_refuses_a_bad_argument_in_exactly_one_line(tmp_path, argv, expected):
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("".join(" ".join(s) + "\n" for s in toy_sentences()))
+    completed = subprocess.run([sys.executable, "-m", "jaxgram", "train", "--corpus", str(corpus),
+                                "--out", str(tmp_path / "o"), "--min-count", "1", "--no-progress", *argv],
+                               capture_output=True, text=True, timeout=120)
+    assert (completed.returncode, completed.stdout) == (2, "")
+    assert completed.stderr == f"jaxgram train: error: {expected}\n"
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.fault
+def test_more_steps_than_the_step_count_holds_are_refused_in_one_line_naming_the_most_epochs(tmp_path, capsys):
+    # optax counts steps in int32: 2**30 epochs of several steps each ended in an OverflowError traceback.
+    corpus = tmp_path / "toy.txt"
+    corpus.write_text("".join(" ".join(sentence) + "\n" for sentence in toy_sentences() * 4))
+    argv = ["train", "--corpus", str(corpus), "--out", str(tmp_path / "o"), "--min-count", "1", "--kernel", "xla",
+            "--batch-size", "16", "--no-progress"]
+    assert main([*argv, "--epochs", str(2**30)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"jaxgram train: error: epochs={2**30} is too many for this corpus: ") and error.count("\n") == 1
+    most = int(error.rpartition("epochs=")[2])
+    steps = int(re.search(r": (\d+) steps an epoch", error).group(1))
+    assert most * steps <= 2**31 - 1 < (most + 1) * steps
+    assert not (tmp_path / "o" / "vectors.bin").exists()

@@ -1,8 +1,10 @@
 import dataclasses
 import inspect
 import math
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxgram import TrainConfig
@@ -17,10 +19,10 @@ def test_defaults_are_valid_and_round_trip():
 
 
 @pytest.mark.parametrize("field, value, allowed", [
-    ("dim", 0, ">= 1"), ("window", 0, ">= 1"), ("epochs", 0, ">= 1"), ("negative", 0, ">= 1"),
-    ("alpha", 0.0, "> 0"), ("alpha", -1.0, "> 0"), ("objective", "cbow", "ns, softmax"),
+    ("dim", 0, "in 1..2147483647"), ("window", 0, "in 1..9999"), ("epochs", 0, "in 1..2147483647"),
+    ("negative", 0, "in 1..2147483647"), ("alpha", 0.0, "> 0"), ("alpha", -1.0, "> 0"), ("objective", "cbow", "ns, softmax"),
     ("optimizer", "rmsprop", "sgd, adam, adagrad"), ("init", "zeros", "word2vec, gensim, glorot"),
-    ("sample", 1.5, "[0, 1)"), ("min_count", 0, ">= 1"), ("max_vocab_size", 1, ">= 2"),
+    ("sample", 1.5, "[0, 1)"), ("min_count", 0, "in 1..9223372036854775807"), ("max_vocab_size", 1, "in 2..2147483647"),
     ("alpha", math.inf, "finite"), ("alpha", math.nan, "> 0"),
 ])
 def test_bad_values_name_field_value_and_allowed(field, value, allowed):
@@ -57,13 +59,13 @@ def test_devices_take_a_count_or_all_and_shard_tables_needs_them():
     assert TrainConfig().devices is None and not TrainConfig().shard_tables
     with pytest.raises(ConfigError, match="devices='most'.*int >= 1 or 'all'"):
         TrainConfig.from_dict({"devices": "most"})
-    with pytest.raises(ConfigError, match="devices=0.*>= 1"):
+    with pytest.raises(ConfigError, match="devices=0.*in 1..2147483647"):
         TrainConfig.from_dict({"devices": 0})
     with pytest.raises(ConfigError, match="devices=2.5 has the wrong type"):
         TrainConfig.from_dict({"devices": 2.5})
     with pytest.raises(ConfigError, match="shard_tables=True is not allowed without devices"):
         TrainConfig.from_dict({"shard_tables": True})
-    with pytest.raises(ConfigError, match="chunk_tokens=1.*>= 2"):
+    with pytest.raises(ConfigError, match="chunk_tokens=1.*in 2..2147483647"):
         TrainConfig.from_dict({"chunk_tokens": 1})
 
 
@@ -124,7 +126,7 @@ def test_usable_cores_are_the_affinity_mask_within_the_cgroup_quota(monkeypatch,
     from jaxgram import config as config_module
 
     _write(tmp_path, "cpu.max", cpu_max)
-    monkeypatch.setattr(config_module, "_own_cgroups", dict)  # this process's own path: the root
+    monkeypatch.setattr(config_module, "own_cgroups", dict)  # this process's own path: the root
     monkeypatch.setattr(config_module.os, "sched_getaffinity", lambda pid: set(range(affinity)), raising=False)
     assert config_module.usable_cores(tmp_path) == expected
     monkeypatch.setattr(config_module, "CGROUP_ROOT", str(tmp_path))
@@ -140,7 +142,7 @@ def test_workers_have_an_upper_bound_named_in_one_line():
             TrainConfig.from_dict({"workers": value})
 
 
-@pytest.mark.parametrize("value, message", [(0, "workers=0.*>= 1"), (True, "workers=True has the wrong type"),
+@pytest.mark.parametrize("value, message", [(0, "workers=0.*in 1..1024"), (True, "workers=True has the wrong type"),
                                             (1.5, "workers=1.5 has the wrong type: expected int or null")])
 def test_workers_must_be_a_count_of_at_least_one(value, message):
     with pytest.raises(ConfigError, match=message):
@@ -179,11 +181,11 @@ def test_gensim_names_are_word2vec_keywords_with_our_defaults():
     ({"dim": 100, "vector_size": 200}, "dim=100 and vector_size=200 are one setting .*give only one"),
     ({"shrink_window": True, "shrink_windows": True}, "shrink_window=True and shrink_windows=True"),
     ({"max_vocab_size": None, "max_final_vocab": 10}, "max_vocab_size=None and max_final_vocab=10"),
-    ({"vector_size": 0}, r"^dim=0 is not allowed: it must be >= 1 \(given as vector_size\)$"),
+    ({"vector_size": 0}, r"^dim=0 is not allowed: it must be in 1\.\.2147483647 \(given as vector_size\)$"),
     ({"vector_size": "300"}, r"^dim='300' has the wrong type: expected int \(given as vector_size\)$"),
     ({"shrink_windows": 1}, r"shrink_window=1 has the wrong type: expected bool \(given as shrink_windows\)"),
-    ({"max_final_vocab": 1}, r"max_vocab_size=1 is not allowed: it must be >= 2 \(given as max_final_vocab\)"),
-    ({"vector_size": 10, "epochs": 0}, r"^epochs=0 is not allowed: it must be >= 1$"),
+    ({"max_final_vocab": 1}, r"max_vocab_size=1 is not allowed: it must be in 2\.\.2147483647 \(given as max_final_vocab\)"),
+    ({"vector_size": 10, "epochs": 0}, r"^epochs=0 is not allowed: it must be in 1\.\.2147483647$"),
     ({"sg": 1}, r"unknown config key 'sg'; allowed keys: .*\(or gensim's vector_size, shrink_windows, max_final_vocab\)"),
 ])
 def test_gensim_names_give_errors_that_name_the_key_as_written(values, message):
@@ -195,3 +197,69 @@ def test_vector_size_reads_dim_and_is_no_field():
     config = TrainConfig(dim=64)
     assert config.vector_size == 64
     assert "vector_size" not in {field.name for field in dataclasses.fields(TrainConfig)}
+
+
+@pytest.mark.parametrize("field, value, allowed", [
+    ("seed", 2**63, "0..4294967295"), ("seed", 2**32, "0..4294967295"), ("seed", -1, "0..4294967295"),
+    ("dim", 2**31, "1..2147483647"), ("window", 10_000, "1..9999"), ("negative", 2**31, "1..2147483647"),
+    ("epochs", 2**31, "1..2147483647"), ("min_count", 2**63, "1..9223372036854775807"),
+    ("max_vocab_size", 2**31, "2..2147483647"), ("batch_size", 2**31, "1..2147483647"),
+    ("chunk_tokens", 10**12, "2..2147483647"), ("workers", 1025, "1..1024"), ("devices", 2**31, "1..2147483647"),
+])
+def test_every_integer_field_is_refused_past_its_range_in_one_line_naming_it(field, value, allowed):
+    with pytest.raises(ConfigError, match=rf"^{field}={value} is not allowed: it must be in {re.escape(allowed)}$"):
+        TrainConfig.from_dict({field: value})
+
+
+def test_each_integer_fields_range_ends_are_allowed():
+    from jaxgram import config as config_module
+
+    ends = {"seed": config_module.MAX_SEED, "window": config_module.MAX_WINDOW, "chunk_tokens": config_module.INT32_MAX,
+            "max_vocab_size": config_module.INT32_MAX, "min_count": config_module.MAX_MIN_COUNT}
+    assert TrainConfig.from_dict(ends).seed == 2**32 - 1
+    assert TrainConfig.from_dict({"seed": 0, "window": 1, "negative": 0, "objective": "softmax"}).negative == 0
+
+
+def test_the_seed_range_is_every_seed_jax_tells_apart():
+    """jax.random.PRNGKey keeps a seed's low 32 bits: past MAX_SEED a seed trains as another one."""
+    import jax
+    import numpy as np
+
+    from jaxgram.config import MAX_SEED
+
+    def key(seed):
+        return np.asarray(jax.random.key_data(jax.random.PRNGKey(seed)))
+
+    assert not np.array_equal(key(MAX_SEED), key(0))
+    np.testing.assert_array_equal(key(MAX_SEED + 1), key(0))
+
+
+def test_the_widest_window_reaches_across_the_longest_sentence_read():
+    from jaxgram.config import MAX_WINDOW
+    from jaxgram.vocab import MAX_SENTENCE_LENGTH
+
+    assert MAX_WINDOW == MAX_SENTENCE_LENGTH - 1
+
+
+@pytest.mark.parametrize("alpha", [1e308, 1e39, 3.5e38])
+def test_an_alpha_past_float32_is_refused(alpha):
+    expected = rf"^alpha={re.escape(repr(alpha))} is not allowed: it must be > 0 and finite in float32 \(at most 3\.4e\+38\)$"
+    with pytest.raises(ConfigError, match=expected):
+        TrainConfig(alpha=alpha).validate()
+
+
+def test_the_largest_alpha_allowed_is_float32s_largest():
+    from jaxgram.config import FLOAT32_MAX
+
+    assert TrainConfig(alpha=FLOAT32_MAX).validate().alpha == FLOAT32_MAX
+    with np.errstate(over="raise"):  # the step's cast to float32 stays finite
+        assert np.isfinite(np.float32(FLOAT32_MAX)) and FLOAT32_MAX == float(np.finfo(np.float32).max)
+
+
+def test_own_cgroups_reads_each_controllers_path(monkeypatch):
+    from jaxgram import config as config_module
+
+    lines = ["12:memory:/mem/path", "4:cpu,cpuacct:/cpu/path", "0::/unified/path"]
+    monkeypatch.setattr(config_module, "_read_lines", lambda path: lines)
+    assert config_module.own_cgroups() == {"v1": "/cpu/path", "v2": "/unified/path"}
+    assert config_module.own_cgroups("memory") == {"v1": "/mem/path", "v2": "/unified/path"}
