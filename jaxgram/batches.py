@@ -332,10 +332,14 @@ def expected_centres(ids: np.ndarray, sentence_ids: np.ndarray, keep_prob: np.nd
 def planned_centres(source: EpochSource, first: CentreGroups) -> int:
     """The centres to plan an epoch for, `first` the groups of epoch 0's first chunk: all of epoch
     0's when the corpus is one chunk, else the expected count over the chunks (each epoch draws its
-    own subsample; the kept tokens alone, with a context or not, ran 0.25% long on the five books)."""
-    if len(source.chunks) == 1:
+    own subsample; the kept tokens alone, with a context or not, ran 0.25% long on the five books).
+    A tiny corpus's first subsample may keep no pair where later ones keep some (gensim's 9-sentence
+    common_texts at sample=1e-3): it too is planned from the expected count. 0 only when no epoch
+    can draw a pair: no sentence of two in-vocabulary words."""
+    if len(source.chunks) == 1 and len(first) > 0:
         return len(first)
-    return max(1, round(source.expected_centres()))
+    expected = source.expected_centres()
+    return 0 if expected == 0 else max(1, round(expected))
 
 
 def epoch_source(read, length: int, keep_prob: np.ndarray, config: TrainConfig, step_centres: int,

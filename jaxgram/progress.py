@@ -70,8 +70,9 @@ class LossMeter:
         return self.steps_taken() + (self.plan.epochs - self.epoch - 1) * self.plan.steps_per_epoch
 
     def mean_loss(self) -> float:
-        """The epoch's loss per training pair (what loss.json records)."""
-        return self.loss_sum / self.pairs
+        """The epoch's loss per training pair (what loss.json records); 0 for an epoch whose subsample kept
+        no pair (it trained nothing: loss.json's pairs_per_epoch says 0), as gensim's summed loss is."""
+        return self.loss_sum / self.pairs if self.pairs else 0.0
 
     def log_epoch_end(self, seconds: float) -> None:
         """gensim's end-of-epoch line, with the epoch's loss, the learning rates of its first and last step,
@@ -81,6 +82,9 @@ class LossMeter:
                  "loss %.4f, alpha %.6f to %.6f, step %i of %i", self.epoch + 1, self.raw_words, self.effective_words,
                  seconds, self.effective_words / max(seconds, 1e-9), self.mean_loss(), float(self.schedule(self.step0)),
                  float(self.schedule(self.step0 + max(self.done, 1) - 1)), self.steps_taken(), self.plan.total_steps)
+        if self.pairs == 0:
+            log.warning("epoch %i trained nothing: its subsample kept no training pair (a corpus this small trains "
+                        "every epoch with sample=0)", self.epoch + 1)
         if abs(self.done - self.plan.steps_per_epoch) > self.plan.steps_per_call:
             log.warning("epoch %i took %i steps where the plan has %i: the learning rate is off its schedule",
                         self.epoch + 1, self.done, self.plan.steps_per_epoch)

@@ -153,10 +153,10 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     source = epoch_source(encoded.read, len(encoded), keep_prob, config, step_centres, kernel)
     epoch0 = source.groups(0)
     first = next(epoch0)
-    if len(first) == 0:
-        raise ConfigError(f"window={config.window} and sample={config.sample} leave no training pairs: the corpus "
-                          "needs sentences of at least 2 in-vocabulary words")
-    plan = plan_batches(config, planned_centres(source, first), step_centres)
+    centres = planned_centres(source, first)
+    if centres == 0:
+        raise ConfigError("the corpus gives no training pairs: it needs sentences of at least 2 in-vocabulary words")
+    plan = plan_batches(config, centres, step_centres)
     optimizer = make_optimizer(config, plan.total_steps, kernel)
     # Placed before the tables are drawn, and not kept on the host: its one copy is the device's.
     noise_ids = placed_noise_table(vocab.counts, config.ns_exponent, mesh)

@@ -4,9 +4,8 @@ for jaxgram's. Nothing of gensim's is copied here.
 
 Each test passes, or is an expected failure with its reason, checked: the test must fail with the error
 that reason names (a test that fails otherwise is a failure, one that passes says to remove its entry).
-Counts (gensim 4.4): of TestWord2VecModel's 74 tests, 10 pass, 1 is gensim's own skip, 63 are expected
-failures; the 19 that gensim's tiny common_texts stops run again without subsampling: 9 pass, 10 fail
-for their other reasons (EXPECTED_FAILURES).
+Counts (gensim 4.4): of TestWord2VecModel's 74 tests, 19 pass, 1 is gensim's own skip, 54 are expected
+failures (EXPECTED_FAILURES, by reason).
 """
 
 from __future__ import annotations
@@ -97,10 +96,6 @@ INTERNALS = Reason("gensim's vocabulary internals (scan_vocab, prepare_vocab, ef
 NS_EXPONENT = Reason("ns_exponent < 0: TrainConfig takes ns_exponent in [0, 1]", ConfigError, "^ns_exponent=-1")
 STR_SENTENCES = Reason("a sentence given as a str is refused (ConfigError) where gensim logs a warning", ConfigError,
                        "^sentences must be token lists")
-# gensim's common_texts: 9 sentences, 29 words. At gensim's sample=1e-3 most of its words are thinned away.
-TINY_CORPUS = Reason("jaxgram.train() on common_texts (29 words) at sample=1e-3: it refuses the corpus when subsampling "
-                     "leaves the first epoch no pairs, and fails dividing by zero (progress.LossMeter.mean_loss) when a "
-                     "later epoch has none", (ConfigError, ZeroDivisionError), "leave no training pairs|division by zero")
 KV_PICKLE = Reason("Embeddings.save writes a NumPy archive (no pickle), which gensim's KeyedVectors.load (a pickle) "
                    "cannot read", pickle.UnpicklingError, "")
 SEPARATE_ARRAYS = Reason("save(sep_limit=) and load(mmap=) are gensim's pickle options: jaxgram's save() writes one zip",
@@ -126,8 +121,7 @@ EXPECTED_FAILURES = {
                      "test_train_hs_and_neg", "test_train_with_explicit_param", "test_training",
                      "test_training_from_file", "test_vocab"), (HS,)),
     "test_sg_neg_online": (ONLINE,),
-    **dict.fromkeys(("test_online_learning_after_save", "test_online_learning_after_save_from_file"),
-                    (TINY_CORPUS, ONLINE)),
+    **dict.fromkeys(("test_online_learning_after_save", "test_online_learning_after_save_from_file"), (ONLINE,)),
     **dict.fromkeys(("test_persistence_backwards_compatible", "test_load_old_model", "test_load_old_model_separates",
                      "test_load_old_models_1_x", "test_load_old_models_2_x", "test_load_old_models_3_x"), (OLD_MODELS,)),
     **dict.fromkeys(("test_rule", "test_rule_with_min_count", "test_lambda_rule",
@@ -135,17 +129,13 @@ EXPECTED_FAILURES = {
     **dict.fromkeys(("test_max_final_vocab", "test_total_word_count"), (INTERNALS,)),
     "test_negative_ns_exp": (NS_EXPONENT,),
     "test_build_vocab_warning": (STR_SENTENCES,),
-    **dict.fromkeys(("test_persistence_word2vec_format", "test_persistence_word2vec_format_non_binary",
-                     "test_persistence_word2vec_format_with_vocab", "test_persistence_keyed_vectors_format_with_vocab",
-                     "test_no_training_c_format", "test_too_short_binary_word2vec_format",
-                     "test_too_short_text_word2vec_format", "test_r_n_g", "test_training_sg_negative"), (TINY_CORPUS,)),
-    **dict.fromkeys(("test_persistence", "test_persistence_from_file"), (TINY_CORPUS, KV_PICKLE)),
-    "test_persistence_word2vec_format_combination_with_standard_persistence": (TINY_CORPUS, LOAD_REFUSAL),
-    "test_large_mmap": (TINY_CORPUS, SEPARATE_ARRAYS),
-    "test_load_on_class_error": (TINY_CORPUS, CLASS_LOAD),
-    "test_predict_output_word": (TINY_CORPUS, PREDICT),
-    "test_reset_from": (TINY_CORPUS, RESET_FROM),
-    "test_train_warning": (TINY_CORPUS, FIXED_ALPHA),
+    **dict.fromkeys(("test_persistence", "test_persistence_from_file"), (KV_PICKLE,)),
+    "test_persistence_word2vec_format_combination_with_standard_persistence": (LOAD_REFUSAL,),
+    "test_large_mmap": (SEPARATE_ARRAYS,),
+    "test_load_on_class_error": (CLASS_LOAD,),
+    "test_predict_output_word": (PREDICT,),
+    "test_reset_from": (RESET_FROM,),
+    "test_train_warning": (FIXED_ALPHA,),
 }
 # gensim's tests that train longest here (20 to 70 s on 2 busy cores): `-m "not slow"` leaves them out.
 SLOW = ("test_evaluate_word_pairs", "test_evaluate_word_pairs_from_file", "test_parallel")
@@ -196,23 +186,4 @@ class TestGensimWord2VecSuiteOnJaxgram(gensim_suite.TestWord2VecModel):
         monkeypatch.setattr(gensim_suite, "word2vec", _word2vec_module_with(jaxgram.Word2Vec))
 
 
-class _WithoutSubsampling(jaxgram.Word2Vec):
-    """jaxgram.Word2Vec with sample=0 unless a test gives it."""
-
-    def __init__(self, *args, sample=0.0, **kwargs):
-        super().__init__(*args, sample=sample, **kwargs)
-
-
-class TestGensimWord2VecSuiteWithoutSubsampling(gensim_suite.TestWord2VecModel):
-    """The gensim tests TINY_CORPUS stops, again with sample=0 (none of them is about subsampling), so what
-    they check of the model's interface is checked; each expected to fail for its other reasons."""
-
-    @pytest.fixture(autouse=True)
-    def _jaxgram_word2vec(self, monkeypatch):
-        monkeypatch.setattr(gensim_suite, "word2vec", _word2vec_module_with(_WithoutSubsampling))
-
-
 _run_on(TestGensimWord2VecSuiteOnJaxgram, EXPECTED_FAILURES)
-_run_on(TestGensimWord2VecSuiteWithoutSubsampling,
-        {name: reasons[1:] for name, reasons in EXPECTED_FAILURES.items() if reasons[0] is TINY_CORPUS},
-        only={name for name, reasons in EXPECTED_FAILURES.items() if reasons[0] is TINY_CORPUS})

@@ -263,6 +263,29 @@ def test_bad_corpus_and_config_are_refused(tmp_path):
     tiny.write_text("one two three\n")
     with pytest.raises(ConfigError, match="min_count=5 leaves 0 word"):
         train(tiny, dataclasses.replace(SMALL, min_count=5), progress=False)
+    lonely = tmp_path / "lonely.txt"  # every word alone on its line: no epoch can draw a pair
+    lonely.write_text("one\ntwo\nthree\n" * 20)
+    with pytest.raises(ConfigError, match="no training pairs: it needs sentences of at least 2 in-vocabulary words"):
+        train(lonely, dataclasses.replace(SMALL, min_count=1), progress=False)
+
+
+# gensim's common_texts, where sample=1e-3 thins most epochs to nothing (gensim's own tests train on it).
+COMMON_TEXTS = ["human interface computer", "survey user computer system response time", "eps user interface system",
+                "system human system eps", "user response time", "trees", "graph trees", "graph minors trees",
+                "graph minors survey"]
+
+
+def test_an_epoch_whose_subsample_keeps_no_pair_trains_nothing_and_says_so(tmp_path, caplog):
+    corpus = tmp_path / "common.txt"
+    corpus.write_text("\n".join(COMMON_TEXTS) + "\n")
+    config = dataclasses.replace(SMALL, min_count=1, sample=1e-3, epochs=5, seed=1, workers=1)
+    with caplog.at_level(logging.WARNING, logger="jaxgram"):
+        result = train(corpus, config, progress=False)
+    empty = [epoch for epoch, pairs in enumerate(result.pairs_per_epoch) if pairs == 0]
+    assert 0 in empty and len(empty) < config.epochs  # seed 1 draws both kinds, the first epoch empty (it was refused)
+    assert all(result.loss_per_epoch[epoch] == 0.0 for epoch in empty)
+    assert all(result.loss_per_epoch[epoch] > 0 for epoch in range(config.epochs) if epoch not in empty)
+    assert [f"epoch {epoch + 1} trained nothing" in caplog.text for epoch in empty] == [True] * len(empty)
 
 
 @pytest.mark.slow
