@@ -100,10 +100,11 @@ def widest_centres(config: TrainConfig, counts: np.ndarray, kernel: str = "xla")
         return None
     most = _most_threads(config, hits)
     if threads > most:
-        raise ConfigError(f"workers={threads} is too many for this vocabulary at alpha={config.alpha}: each thread's "
-                          f"copy of its most frequent word's row would miss about {(threads - 1) * pairs * hits:.0f} "
-                          f"other threads' updates (at most {stale_hits_allowed(config.alpha, config.tied):.0f}); the "
-                          f"most that fit are workers={most}, or a lower alpha")
+        raise ConfigError(f"workers={threads} is too many for this vocabulary at alpha={config.alpha}: even at one "
+                          f"centre per thread a step, each thread's copy of its most frequent word's row would miss "
+                          f"{(threads - 1) * pairs * hits:.0f} updates of the other threads, more than the "
+                          f"{stale_hits_allowed(config.alpha, config.tied):.0f} the stale-update bound allows; the most "
+                          f"that fit are workers={most}, or a lower alpha")
     return max(threads, widest_fused_pairs(hits, config.alpha, threads, config.tied) // pairs)
 
 

@@ -27,6 +27,8 @@ from jaxgram.config import ALL_DEVICES
 from jaxgram.errors import ConfigError, JaxgramError
 
 DATA_AXIS = "data"
+# jax.distributed numbers processes in int32; past that its own check raises a traceback.
+MAX_PROCESSES = 2**31 - 1
 
 
 class ClusterError(JaxgramError):
@@ -63,8 +65,8 @@ class Cluster:
         host, _, port = self.coordinator.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"coordinator={self.coordinator!r} is not allowed: it must be HOST:PORT with a port in 1..65535")
-        if self.num_processes < 1:
-            raise ConfigError(f"num_processes={self.num_processes} is not allowed: it must be >= 1")
+        if not 1 <= self.num_processes <= MAX_PROCESSES:
+            raise ConfigError(f"num_processes={self.num_processes} is not allowed: it must be in 1..{MAX_PROCESSES}")
         if not 0 <= self.process_id < self.num_processes:
             raise ConfigError(f"process_id={self.process_id} is not allowed: it must be in 0..{self.num_processes - 1}")
         return self

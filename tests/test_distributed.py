@@ -289,6 +289,8 @@ def test_a_corpus_larger_than_the_memory_limit_trains_in_chunks(tmp_path):
     (["--num-processes", "2"], "num_processes given without coordinator, process_id"),
     (["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"], "coordinator='localhost'"),
     (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"], "process_id=2"),
+    (["--coordinator", "h:1", "--num-processes", str(2**63), "--process-id", "0"],
+     f"num_processes={2**63} is not allowed: it must be in 1..{2**31 - 1}"),
     (["--distributed", "auto", "--process-id", "0"], "process_id is not allowed with distributed='auto'"),
     (["--devices", "0"], "devices=0"),
     (["--shard-tables"], "shard_tables=True is not allowed without devices"),
