@@ -276,7 +276,7 @@ def _train(args) -> int:
         config, save = _checked_start(args)
     from jaxgram import distributed
 
-    distributed.initialize(cluster_from_args(args))  # before any JAX computation
+    distributed.initialize(cluster_from_args(args), "jaxgram train")  # before any JAX computation
     with interrupts_held():
         _start_jax()
         from jaxgram.training import train

@@ -17,6 +17,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
+import signal
+import socket
+import sys
+import threading
 from dataclasses import dataclass
 
 import jax
@@ -72,25 +79,66 @@ class Cluster:
         return self
 
 
-def initialize(cluster: Cluster) -> None:
-    """Join the run described by `cluster` (nothing to do for a single process). Call before any JAX work."""
+def initialize(cluster: Cluster, command: str = "jaxgram") -> None:
+    """Join the run described by `cluster` (nothing to do for a single process). Call before any JAX work.
+    SIGTERM or Ctrl-C while it waits for the other processes ends this process at once: one line
+    naming `command`, exit 130 (see interrupts_while_waiting)."""
     cluster.validate()
     if not cluster.enabled:
         return
     # CPU devices of different processes exchange data only through a collectives library;
     # gloo ships with jaxlib (and is the default from jax 0.5 on; older versions need it named).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    where = "the other processes" if cluster.auto else f"the other processes at coordinator {cluster.coordinator}"
     try:
-        if cluster.auto:
-            jax.distributed.initialize()
-        else:
-            jax.distributed.initialize(cluster.coordinator, cluster.num_processes, cluster.process_id)
+        with interrupts_while_waiting(f"{command}: interrupted while waiting for {where}"):
+            if cluster.auto:
+                jax.distributed.initialize()
+            else:
+                jax.distributed.initialize(cluster.coordinator, cluster.num_processes, cluster.process_id)
     except (RuntimeError, ValueError) as exc:
         where = "auto-detection" if cluster.auto else f"coordinator {cluster.coordinator}"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = ("; outside Slurm, Open MPI or a TPU pod give coordinator, num_processes and process_id"
                 if cluster.auto else "")
         raise ClusterError(f"jax.distributed.initialize failed ({where}): {first_line}{hint}") from exc
+
+
+@contextlib.contextmanager
+def interrupts_while_waiting(message: str):
+    """SIGTERM and SIGINT end the process (`message` on stderr, exit 130) while the block waits inside C++.
+
+    jax.distributed.initialize waits for every process of the run (up to its timeout, minutes) without
+    returning to Python, so Python's handlers cannot run: SIGTERM from Slurm or `timeout` waited for the
+    wait (30 s and more). Python's C-level handler still writes each signal's number to the wakeup fd
+    at once; a watcher thread reads it there. Nothing of the run exists yet (no folder claimed, no file
+    written), so ending the process leaves nothing behind. In a thread other than the main one, where
+    Python lets no one set the wakeup fd, the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    done = threading.Event()
+    watcher = threading.Thread(target=_end_on_signal, args=(reader, done, message), daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        signal.set_wakeup_fd(previous)
+        watcher.join()
+        reader.close()
+        writer.close()
+
+
+def _end_on_signal(reader: socket.socket, done: threading.Event, message: str) -> None:
+    while not done.is_set():
+        if select.select([reader], [], [], 0.1)[0] and {signal.SIGTERM, signal.SIGINT} & set(reader.recv(64)):
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+            os._exit(130)
 
 
 def configure_cpu_workers(workers: int | None = None, devices: int | str | None = None) -> int:

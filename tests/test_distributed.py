@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -167,6 +169,39 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _accepts(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    with socket.socket() as probe:
+        return probe.connect_ex((host, int(port))) == 0
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_waiting_for_the_other_processes_ends_the_run_at_once(toy_corpus, tmp_path, signum):
+    """Process 0 of two, whose partner never comes, waits inside jax.distributed.initialize (C++, where
+    Python runs no handler): it took SIGTERM and went on waiting 30 s and more. Now: exit 130, one line."""
+    coordinator = f"127.0.0.1:{_free_port()}"
+    child = subprocess.Popen([sys.executable, "-m", "jaxgram", "train", "--corpus", str(toy_corpus),
+                              "--out", str(tmp_path / "out"), "--no-progress", "--coordinator", coordinator,
+                              "--num-processes", "2", "--process-id", "0"],
+                             env={**os.environ, "JAX_PLATFORMS": "cpu"}, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _accepts(coordinator) and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)  # process 0 serves the coordinator: once it listens, it waits for process 1
+        assert child.poll() is None and _accepts(coordinator)
+        time.sleep(0.5)
+        child.send_signal(signum)
+        sent = time.monotonic()
+        _, err = child.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        child.kill()
+    assert child.returncode == 130 and took < 5, (child.returncode, took, err)
+    assert err.strip() == f"jaxgram train: interrupted while waiting for the other processes at coordinator {coordinator}"
+    assert not (tmp_path / "out").exists()
 
 
 # Process 1 of the two: joins through the library and saves the vectors it ends with.
