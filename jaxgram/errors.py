@@ -19,8 +19,11 @@ class ConfigError(JaxgramError, ValueError):
     exit_code = 2
 
 
-class DataError(JaxgramError):
-    """A file that is missing, corrupt, truncated or in the wrong format; the message names the path."""
+class DataError(JaxgramError, ValueError):
+    """A file that is missing, corrupt, truncated or in the wrong format; the message names the path.
+
+    A ValueError too, as gensim's refusals of a malformed file are: `except ValueError` written
+    for gensim catches it. (The CLI catches JaxgramError first: its exit status is exit_code.)"""
 
     exit_code = 2
 

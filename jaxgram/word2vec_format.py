@@ -22,6 +22,7 @@ import hashlib
 import io
 import logging
 import os
+import shutil
 import sys
 import zlib
 from collections.abc import Iterator, Sequence
@@ -30,25 +31,30 @@ from pathlib import Path
 import numpy as np
 
 from jaxgram.errors import ConfigError, DataError, JaxgramError
-from jaxgram.fileio import SHA256SUMS, atomic_open, atomic_write_text, recorded_sha256
+from jaxgram.fileio import SHA256SUMS, atomic_open, recorded_sha256
 
 log = logging.getLogger(__name__)
 
 
 def write_word2vec(fname: str | os.PathLike, words: Sequence[str], vectors: np.ndarray, binary: bool = False,
-                   also_tsv=None) -> None:
+                   also_tsv=None, *, total_vec: int | None = None, write_header: bool = True,
+                   append: bool = False) -> None:
     """word2vec's format: a `V D` header, then one word and its D floats per row.
 
     `also_tsv`: a path that receives the same text floats, tab-separated and without words
     (TensorBoard's vectors.tsv), written in the same pass: formatting the floats is most of
     the cost. Rows go out ROWS_PER_WRITE at a time, so memory holds one block of rows
     whatever the vocabulary, and the file is hashed as it is written (fileio.atomic_open).
+    `vectors` may be anything with .shape whose row slices are arrays. gensim's options:
+    `total_vec` is the V the header declares (default: the rows written), `write_header=False`
+    leaves the header out (GloVe's text), `append=True` writes after what the file holds.
     """
     if any(not w or any(ch.isspace() for ch in w) for w in words):
         raise ValueError("word2vec format cannot store empty words or words containing whitespace")
-    with atomic_open(fname, "wb") as handle, (atomic_open(also_tsv, "wb") if also_tsv is not None
-                                               else contextlib.nullcontext()) as tsv:
-        handle.write(f"{len(words)} {vectors.shape[1]}\n".encode())
+    with _writing(fname, append) as handle, (atomic_open(also_tsv, "wb") if also_tsv is not None
+                                             else contextlib.nullcontext()) as tsv:
+        if write_header:
+            handle.write(f"{len(words) if total_vec is None else total_vec} {vectors.shape[1]}\n".encode())
         for start in range(0, len(words), ROWS_PER_WRITE):
             block_words, block = words[start:start + ROWS_PER_WRITE], vectors[start:start + ROWS_PER_WRITE]
             if binary:
@@ -78,10 +84,23 @@ def _tsv_rows(texts: Sequence[str]) -> bytes:
     return "".join(text.replace(" ", "\t") + "\n" for text in texts).encode("utf-8")
 
 
-def write_fvocab(fname: str | os.PathLike, words: Sequence[str], counts) -> None:
+def write_fvocab(fname: str | os.PathLike, words: Sequence[str], counts, append: bool = False) -> None:
     """word2vec.c's -save-vocab format, `word count` per line in the vectors' order (a word whose count is None
     is left out): what gensim's load_word2vec_format(..., fvocab=) and read_fvocab_counts read."""
-    atomic_write_text(fname, "".join(f"{word} {count}\n" for word, count in zip(words, counts) if count is not None))
+    with _writing(fname, append) as handle:
+        handle.write("".join(f"{word} {count}\n" for word, count in zip(words, counts)
+                             if count is not None).encode("utf-8"))
+
+
+@contextlib.contextmanager
+def _writing(fname: str | os.PathLike, append: bool) -> Iterator[io.RawIOBase]:
+    """atomic_open(fname); with `append`, what the file holds is copied in first, so that a reader (or a write
+    cut short) still sees the old file or the whole new one, never a half-appended one."""
+    with atomic_open(fname, "wb") as handle:
+        if append:
+            with contextlib.suppress(FileNotFoundError), open(fname, "rb") as existing:
+                shutil.copyfileobj(existing, handle, READ_CHUNK)
+        yield handle
 
 
 def write_projector_tsv(fname: str | os.PathLike, vectors: np.ndarray) -> None:
@@ -139,8 +158,10 @@ def _read_with_header(stream: _Stream, binary: bool, limit: int | None, words: _
     return (_read_binary if binary else _read_text)(stream, count, dim, rows, words)
 
 
-def read_fvocab_counts(path: Path, words: list[str]) -> list[int | None]:
-    """Each of `words`' count in a `word count` per line file; None for a word it does not list."""
+def read_fvocab_counts(path: Path, words: list[str], encoding: str = "utf8",
+                       unicode_errors: str = "strict") -> list[int | None]:
+    """Each of `words`' count in a `word count` per line file; None for a word it does not list. Its words are
+    decoded as the vectors file's are (`encoding`, `unicode_errors`), so that they match."""
     listed = {}
     longest = MAX_WORD_BYTES + 32  # a word, a space and a count
     with _opened(path, "vocabulary file") as stream:
@@ -149,9 +170,10 @@ def read_fvocab_counts(path: Path, words: list[str]) -> list[int | None]:
                 raise DataError(f"{path}: line {stream.line_number} is longer than {longest:,} bytes: "
                                 f"not a `word count` line")
             try:
-                fields = line.decode("utf-8").split()
-            except UnicodeDecodeError:
-                raise DataError(f"vocabulary file {path} is not valid UTF-8 (line {stream.line_number})") from None
+                fields = line.decode(encoding, unicode_errors).split()
+            except UnicodeDecodeError as exc:
+                raise UndecodableError(f"vocabulary file {path} is not valid {encoding} (line {stream.line_number})",
+                                       exc) from None
             if not fields:
                 continue
             # 18 digits at most: int() of a longer string may be refused, and no corpus holds 10**18 tokens.
@@ -165,6 +187,18 @@ def read_fvocab_counts(path: Path, words: list[str]) -> list[int | None]:
         log.warning("vocabulary file %s does not list %d of the %d words (%s, ...): they have no count",
                     path, len(missing), len(words), missing[0])
     return counts
+
+
+class UndecodableError(DataError, UnicodeDecodeError):
+    """A word that is not valid in the file's encoding: a DataError naming the file and line, and the
+    UnicodeDecodeError that gensim raises there (what a caller retrying with unicode_errors= catches)."""
+
+    def __init__(self, message: str, cause: UnicodeDecodeError):
+        UnicodeDecodeError.__init__(self, cause.encoding, cause.object, cause.start, cause.end, cause.reason)
+        self.message = message
+
+    def __str__(self) -> str:  # UnicodeDecodeError's would describe the bytes, not the file
+        return self.message
 
 
 class _HashingReader(io.RawIOBase):
@@ -344,8 +378,8 @@ class _Words:
     def add(self, word: bytes, line: int) -> None:
         try:
             text = word.decode(self._encoding, self._errors)
-        except UnicodeDecodeError:
-            raise DataError(f"{self._path}: the word on line {line} is not valid {self._encoding}") from None
+        except UnicodeDecodeError as exc:
+            raise UndecodableError(f"{self._path}: the word on line {line} is not valid {self._encoding}", exc) from None
         first = self._lines.setdefault(text, line)
         if first != line:
             raise DataError(f"{self._path}: line {line} repeats the word {text!r} of line {first}")

@@ -8,6 +8,7 @@ import pytest
 from gensim.models import KeyedVectors
 
 from jaxgram import Embeddings, Params, UnknownWordError, Vocabulary
+from jaxgram.embeddings import UnknownAttributeError
 from jaxgram.errors import ConfigError, DataError
 
 WORDS = ["car", "plane", "boat", "elephant", "lion", "fast", "slow", "green", "tree", "river"]
@@ -287,28 +288,62 @@ def test_an_altered_fvocab_file_is_refused_by_its_sha256_record(embeddings, tmp_
 
 
 BAD_CALLS = {
-    "topn 0": (lambda e: e.most_similar("car", topn=0), "topn=0 is not allowed: use an integer >= 1"),
-    "topn negative": (lambda e: e.most_similar_cosmul("car", topn=-2), "topn=-2 is not allowed"),
-    "topn fraction": (lambda e: e.similar_by_vector(e["car"], topn=1.5), "topn=1.5 is not allowed"),
+    "topn fraction": (lambda e: e.similar_by_vector(e["car"], topn=1.5), "topn=1.5 is not allowed: use an integer"),
+    "topn bool": (lambda e: e.most_similar_cosmul("car", topn=True), "topn=True is not allowed"),
     "restrict 0": (lambda e: e.most_similar("car", restrict_vocab=0), "restrict_vocab=0 is not allowed: use an integer >= 1"),
     "restrict negative": (lambda e: e.most_similar_cosmul("car", restrict_vocab=-5), "restrict_vocab=-5 is not allowed"),
     "restrict in evaluation": (lambda e: e.evaluate_word_pairs("pairs.tsv", restrict_vocab=0), "restrict_vocab=0"),
+    "clip start": (lambda e: e.most_similar("car", clip_start=-3), "clip_start=-3 is not allowed: use an integer >= 0"),
+    "clip end": (lambda e: e.most_similar("car", clip_start=4, clip_end=4),
+                 r"clip_end=4 is not allowed: use an integer above clip_start \(4\)"),
     "vector shape": (lambda e: e.similar_by_vector(np.ones(3)), r"a word or a vector of shape \(8,\)"),
+    "term type": (lambda e: e.most_similar(positive=[[0.5] * 8]), r"a query term must be a word, a row number or a vector"),
+    "weighted cosmul": (lambda e: e.most_similar_cosmul(positive=[("car", 2.0)]), r"a query term must be .*got tuple"),
+    "no terms": (lambda e: e.most_similar(positive=[], negative=[]), "at least one positive or negative word"),
     "no words": (lambda e: e.n_similarity([], ["car"]), "at least one word in each list"),
     "no positive": (lambda e: e.most_similar_cosmul(negative=["car"]), "at least one positive word"),
-    "attribute": (lambda e: e.get_vecattr("car", "frequency"), "attr='frequency' is not stored: .* 'count'"),
-    "no counts": (lambda e: e.get_vecattr("car", "count"), "no word counts are loaded: pass fvocab="),
     "similarity function": (lambda e: e.evaluate_word_analogies("questions.txt", similarity_function="cosine"),
                             "similarity_function='cosine' is not allowed: choose most_similar or most_similar_cosmul"),
+    "total_vec": (lambda e: e.save_word2vec_format("never.txt", total_vec=0), "total_vec=0 is not allowed"),
+    "fvocab without counts": (lambda e: e.save_word2vec_format("never.txt", fvocab="never.vocab"),
+                              "fvocab= writes each word's 'count', and these vectors have none"),
+    "datatype": (lambda e: Embeddings.load_word2vec_format("never.txt", datatype=np.float16),
+                 "datatype=float16 is not allowed: jaxgram's vectors are float32"),
+    "dtype": (lambda e: Embeddings(vector_size=4, dtype=np.float64), "dtype=float64 is not allowed"),
+    "no vectors": (lambda e: Embeddings(WORDS), r"Embeddings\(words, vectors\), or gensim's KeyedVectors\(vector_size\)"),
+    "both forms": (lambda e: Embeddings(WORDS, vector_size=8), "words and their vectors, or gensim's vector_size and "
+                   "count: not both"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(BAD_CALLS))
-def test_bad_arguments_are_one_line_config_errors_naming_what_is_allowed(embeddings, name):
+def test_bad_arguments_are_one_line_config_errors_naming_what_is_allowed(embeddings, name, tmp_path, monkeypatch):
+    """ConfigError is a ValueError, as gensim's own refusals are; a refused save writes nothing."""
+    monkeypatch.chdir(tmp_path)
     call, message = BAD_CALLS[name]
     with pytest.raises(ConfigError, match=message) as info:
         call(embeddings)
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and isinstance(info.value, ValueError)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("attr, counts, message", [
+    ("frequency", None, "attr='frequency' is not stored: these vectors' per-word attributes are none"),
+    ("frequency", range(10), "attr='frequency' is not stored: these vectors' per-word attributes are 'count'"),
+    ("count", None, "no word counts are loaded: pass fvocab="),
+])
+def test_a_missing_vecattr_is_a_key_error_in_words(embeddings, attr, counts, message):
+    """gensim raises a bare KeyError('count'); ours is a KeyError too, one line saying what is there."""
+    with pytest.raises(KeyError, match=message) as info:
+        Embeddings(WORDS, embeddings.vectors, counts).get_vecattr("car", attr)
+    assert isinstance(info.value, UnknownAttributeError) and str(info.value) == info.value.args[0]
+
+
+@pytest.mark.filterwarnings("ignore:Call to deprecated:DeprecationWarning")
+@pytest.mark.parametrize("topn", [0, -3, np.uint8(0)])
+def test_topn_below_1_gives_no_results_as_in_gensim(embeddings, gensim_twin, topn):
+    for method in ("most_similar", "most_similar_cosmul"):
+        assert getattr(embeddings, method)("car", topn=topn) == getattr(gensim_twin, method)("car", topn=topn) == []
 
 
 @pytest.mark.parametrize("call", [
@@ -475,3 +510,220 @@ def test_save_and_load_round_trip_without_pickle(embeddings, tmp_path):
     np.savez(tmp_path / "evil.npz", words=np.array([object()], dtype=object), vectors=np.zeros((1, 2)))
     with pytest.raises(DataError, match="evil.npz"):
         Embeddings.load(tmp_path / "evil.npz")
+
+
+# -- gensim's state model: its mutators, vecattrs, query forms and writer options (issue 29) --------
+
+
+def _rows(seed, count, dim=16):
+    return np.random.default_rng(seed).normal(size=(count, dim)).astype(np.float32)
+
+
+def test_queries_follow_gensims_mutators_without_a_refresh(pair_of_200):
+    """kv[w] = v, add_vectors and sort_by_descending_frequency after a first query (which computes the norms): the
+    next queries answer for the vectors as they are now, as a gensim KeyedVectors built from them does. gensim's
+    own needs fill_norms(force=True) after each; ours also takes that refresh."""
+    ours, keyed = pair_of_200
+    ours.most_similar("w3")
+    ours["w3"] = keyed["w3"] = _rows(7, 1)[0]
+    keyed.fill_norms(force=True)
+    _same_ranking(ours.most_similar("w3", topn=5), keyed.most_similar("w3", topn=5))
+    ours.fill_norms(force=True)
+    _same_ranking(ours.most_similar("w3", topn=5), keyed.most_similar("w3", topn=5))
+
+    added = _rows(8, 2)
+    ours.add_vectors(["new1", "new2"], added)
+    keyed.add_vectors(["new1", "new2"], added)
+    keyed.fill_norms(force=True)
+    _same_ranking(ours.most_similar("new1", topn=5), keyed.most_similar("new1", topn=5))
+    assert ours.most_similar(positive=[added[1]], topn=1)[0][0] == "new2"
+
+    counts = np.random.default_rng(9).permutation(len(ours))
+    for kv in (ours, keyed):
+        for word, count in zip(kv.index_to_key, counts.tolist()):
+            kv.set_vecattr(word, "count", count)
+        kv.sort_by_descending_frequency()
+    keyed.fill_norms(force=True)
+    assert ours.index_to_key == keyed.index_to_key and ours.get_vecattr(0, "count") == len(ours) - 1
+    np.testing.assert_array_equal(ours.vectors, keyed.vectors)
+    _same_ranking(ours.most_similar("w3", topn=5, restrict_vocab=50), keyed.most_similar("w3", topn=5, restrict_vocab=50))
+
+
+def test_counts_are_gensims_vecattrs(embeddings):
+    """Counts live in gensim's "count" vecattr: set_vecattr changes what get_vecattr, sort_by_descending_frequency,
+    vectors_for_all(copy_vecattrs=True) and to_gensim see, and words added later get a count (0) too."""
+    counts = [100 - 7 * i for i in range(len(WORDS))]
+    counted = Embeddings(WORDS, embeddings.vectors, counts)
+    assert counted.expandos["count"].tolist() == counts
+    counted.set_vecattr("river", "count", 500)
+    counted.add_vectors(["truck"], _rows(1, 1, 8))
+    assert counted.get_vecattr("river", "count") == 500 and counted.get_vecattr("truck", "count") == 0
+    counted.sort_by_descending_frequency()
+    assert counted.index_to_key[:2] == ["river", "car"] and counted.index_to_key[-1] == "truck"
+    np.testing.assert_array_equal(counted["river"], embeddings["river"])
+    copied = counted.vectors_for_all(["boat", "river", "ocean"], copy_vecattrs=True)
+    assert copied.index_to_key == ["boat", "river"]
+    assert [copied.get_vecattr(w, "count") for w in copied.index_to_key] == [86, 500]
+    assert counted.to_gensim().expandos["count"].tolist() == counted.expandos["count"].tolist()
+
+
+class _ExactIndexer:
+    """gensim's indexer protocol, which its AnnoyIndexer implements: most_similar(vector, num_neighbors) gives
+    (key, similarity) pairs for a unit query vector. This one searches every word exactly."""
+
+    def __init__(self, keyed):
+        self.keyed, self.queries = keyed, []
+
+    def most_similar(self, vector, num_neighbors):
+        self.queries.append(vector)
+        return self.keyed.similar_by_vector(vector, topn=num_neighbors)
+
+
+@pytest.mark.parametrize("query", [
+    dict(positive=[5, "w9"]),
+    dict(positive=[np.int64(120)], negative=["w2"]),
+    dict(positive=[("w3", 2.0), ("w7", 0.5)], negative=[("w150", -1.0)]),
+    dict(positive=[("w3", 1.0), (_rows(2, 1)[0], 3.0)]),
+    dict(positive="w3", clip_start=20, clip_end=120),
+    dict(positive=["w3", "w40"], clip_start=30),
+    dict(positive="w3", clip_start=20, restrict_vocab=60),
+])
+def test_most_similar_takes_gensims_query_forms(pair_of_200, query):
+    """Row numbers, (term, weight) pairs and clip_start/clip_end, as gensim's most_similar takes them."""
+    ours, keyed = pair_of_200
+    _same_ranking(ours.most_similar(**query, topn=6), keyed.most_similar(**query, topn=6))
+    np.testing.assert_allclose(ours.most_similar(**query, topn=None), keyed.most_similar(**query, topn=None), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_most_similar_hands_an_integer_topn_to_the_indexer(pair_of_200):
+    ours, keyed = pair_of_200
+    indexer = _ExactIndexer(ours)
+    assert ours.most_similar("w3", topn=4, indexer=indexer) == keyed.most_similar("w3", topn=4, indexer=_ExactIndexer(ours))
+    np.testing.assert_allclose(indexer.queries[0], ours.get_vector("w3", norm=True), rtol=1e-6)
+    assert ours.most_similar("w3", topn=4, indexer=indexer)[0][0] == "w3"  # an indexer does not leave the inputs out
+    assert isinstance(ours.most_similar("w3", topn=None, indexer=indexer), np.ndarray) and len(indexer.queries) == 2
+
+
+def test_most_similar_cosmul_takes_row_numbers(pair_of_200):
+    ours, _ = pair_of_200
+    _same_ranking(ours.most_similar_cosmul(positive=[3, "w7"], negative=[150], topn=5),
+                  ours.most_similar_cosmul(positive=["w3", "w7"], negative=["w150"], topn=5))
+
+
+@pytest.mark.filterwarnings("ignore:Call to deprecated:DeprecationWarning")
+@pytest.mark.parametrize("normalize", [lambda kv: kv.unit_normalize_all(), lambda kv: kv.init_sims(replace=True)])
+def test_unit_normalize_all_works_on_read_only_input_and_keeps_zero_rows_zero(normalize):
+    """The table given is copied (it stays as it was); a zero row (an untrained word) compares as 0 and stays
+    zero, where gensim's division fills it with NaN."""
+    table = _rows(3, 4, 3)
+    table[2] = 0
+    table.setflags(write=False)
+    embeddings = Embeddings(["a", "b", "zero", "d"], table)
+    normalize(embeddings)
+    np.testing.assert_allclose(np.linalg.norm(embeddings.vectors, axis=1), [1, 1, 0, 1], rtol=1e-6)
+    np.testing.assert_array_equal(embeddings.vectors[2], 0)
+    assert table[0, 0] == _rows(3, 4, 3)[0, 0]
+    assert dict(embeddings.most_similar("a", topn=3))["zero"] == 0.0
+    np.testing.assert_allclose(embeddings.get_normed_vectors(), embeddings.vectors)
+
+
+def _read_back(path, vocab_path=None, binary=False, no_header=False):
+    """(words, vectors, counts) of a word2vec file as gensim reads it."""
+    keyed = KeyedVectors.load_word2vec_format(str(path), fvocab=vocab_path and str(vocab_path), binary=binary,
+                                              no_header=no_header)
+    counts = [keyed.get_vecattr(w, "count") for w in keyed.index_to_key] if vocab_path else None
+    return keyed.index_to_key, keyed.vectors, counts
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_save_word2vec_format_writes_what_gensims_writes(embeddings, tmp_path, binary):
+    """Most frequent first (ties in row order) with the vocabulary file in that order, and gensim's prefix:
+    the files read back as gensim's own do, and the vocabulary files are byte for byte gensim's."""
+    counts = [5, 50, 7, 50, 1, 9, 3, 8, 2, 6]
+    files = {}
+    for name, kv in (("ours", Embeddings(WORDS, embeddings.vectors, counts)), ("gensim", _keyed_with_counts(embeddings, counts))):
+        files[name] = (tmp_path / f"{name}.vec", tmp_path / f"{name}.vocab")
+        kv.save_word2vec_format(str(files[name][0]), fvocab=str(files[name][1]), binary=binary, prefix="p_")
+    ours, theirs = _read_back(*files["ours"], binary=binary), _read_back(*files["gensim"], binary=binary)
+    assert ours[0] == theirs[0] == ["p_plane", "p_elephant", "p_fast", "p_green", "p_boat", "p_river", "p_car",
+                                    "p_slow", "p_tree", "p_lion"]
+    np.testing.assert_array_equal(ours[1], theirs[1])
+    assert ours[2] == theirs[2] == sorted(counts, reverse=True)
+    assert files["ours"][1].read_bytes() == files["gensim"][1].read_bytes()
+
+
+def test_save_word2vec_format_takes_write_header_total_vec_append_and_sort_attr(embeddings, tmp_path):
+    """Two tables in one file, as gensim's Doc2Vec writes words and documents: the first declares the total,
+    the second is appended without a header. Appending keeps what the file held; sort_attr names another
+    vecattr, or one the vectors lack (row order)."""
+    first, second = Embeddings(WORDS[:6], embeddings.vectors[:6]), Embeddings(WORDS[6:], embeddings.vectors[6:])
+    path = tmp_path / "both.txt"
+    first.save_word2vec_format(path, total_vec=len(WORDS))
+    held = path.read_bytes()
+    second.save_word2vec_format(path, write_header=False, append=True)
+    assert path.read_bytes().startswith(held)
+    words, vectors, _ = _read_back(path)
+    assert words == WORDS and Embeddings.load_word2vec_format(path).index_to_key == WORDS
+    np.testing.assert_array_equal(vectors, embeddings.vectors)
+
+    first.save_word2vec_format(path, write_header=False)
+    assert _read_back(path, no_header=True)[0] == Embeddings.load_word2vec_format(path, no_header=True).index_to_key == WORDS[:6]
+    for word, rank in zip(WORDS[:6], [3, 1, 2, 6, 5, 4]):
+        first.set_vecattr(word, "rank", rank)
+    first.save_word2vec_format(path, sort_attr="rank")
+    assert Embeddings.load_word2vec_format(path).index_to_key == ["elephant", "lion", "fast", "car", "boat", "plane"]
+    first.save_word2vec_format(path, sort_attr="absent")
+    assert Embeddings.load_word2vec_format(path).index_to_key == WORDS[:6]
+
+
+def test_refusals_are_the_exceptions_a_gensim_user_catches(tmp_path):
+    """A malformed file is a DataError that is also a ValueError, and an undecodable word also the
+    UnicodeDecodeError gensim raises, so `except ValueError` / `except UnicodeDecodeError` written for gensim
+    catch them; `unicode_errors="ignore"` then loads the file, its vocabulary file included."""
+    path = tmp_path / "bad.txt"
+    path.write_text("2 3\ncar 1 2 3\nplane 1 x 3\n")
+    for load in (Embeddings.load_word2vec_format, KeyedVectors.load_word2vec_format):
+        with pytest.raises(ValueError):
+            load(str(path))
+    path.write_bytes(b"2 2\ncar 1 2\nbo\xe3\x83 3 4\n")
+    (tmp_path / "vocab.txt").write_bytes(b"car 7\nbo\xe3\x83 5\n")
+    with pytest.raises(UnicodeDecodeError, match=r"bad.txt: the word on line 3 is not valid utf8") as info:
+        Embeddings.load_word2vec_format(path)
+    assert isinstance(info.value, DataError)
+    loaded = Embeddings.load_word2vec_format(path, fvocab=tmp_path / "vocab.txt", unicode_errors="ignore")
+    assert loaded.index_to_key == ["car", "bo"] and loaded.get_vecattr("bo", "count") == 5
+
+
+@pytest.mark.fault
+def test_the_cli_still_says_an_undecodable_word_in_one_line_with_exit_2(tmp_path):
+    """DataError became a ValueError (and this one a UnicodeDecodeError): the CLI's answer is unchanged."""
+    path = tmp_path / "v.txt"
+    path.write_bytes(b"1 2\nbo\xe3\x83 3 4\n")
+    result = subprocess.run([sys.executable, "-m", "jaxgram", "neighbors", "bo", "--vectors", str(path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == f"jaxgram neighbors: error: {path}: the word on line 2 is not valid utf8\n"
+
+
+def test_save_and_load_keep_every_numeric_vecattr(embeddings, tmp_path):
+    saved = Embeddings(WORDS, embeddings.vectors, range(10))
+    for row, word in enumerate(WORDS):
+        saved.set_vecattr(word, "sample_int", 2**32 - 1 - row)
+    saved.save(tmp_path / "v.npz")
+    loaded = Embeddings.load(tmp_path / "v.npz")
+    assert loaded.get_vecattr("boat", "sample_int") == 2**32 - 3 and loaded.get_vecattr("boat", "count") == 2
+    saved.set_vecattr("boat", "note", "a str")  # gensim keeps a str attribute as Python objects
+    with pytest.raises(ConfigError, match="vecattr 'note' holds Python objects"):
+        saved.save(tmp_path / "other.npz")
+    assert not (tmp_path / "other.npz").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Adding single vectors:UserWarning")
+def test_gensims_constructor_form_makes_an_empty_table_to_add_to():
+    """KeyedVectors(vector_size, count) as gensim's own code builds one: rows set aside for add_vector."""
+    keyed = Embeddings(3, 2)
+    assert keyed.add_vector("a", np.ones(3)) == 0 and keyed.add_vector("b", np.array([1.0, -1.0, 0.0])) == 1
+    assert keyed.most_similar("a", topn=1) == [("b", 0.0)] and keyed.vectors.dtype == np.float32
+    keyed.add_vector("a2", np.full(3, 2.0))
+    assert keyed.most_similar("a", topn=1) == [("a2", pytest.approx(1.0))]
