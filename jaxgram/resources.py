@@ -15,8 +15,8 @@ a factor of two of it: tests/test_resources.py measures real runs):
   tied, and E a block of init.ROWS_PER_DRAW rows at a time), the step (a dense optimiser's gradient and
   update of every table, full softmax's update of W and its logits, the XLA step's gathered rows, the
   fused kernel's per-thread copies of the hot rows, scratch and negatives: csrc/ns_sgd.cc Allocate),
-  and vectors.bin (a block of word2vec_format.ROWS_PER_WRITE rows; the text formats, --save txt or
-  tsv, hold about ten times that while formatting a block, which is not counted);
+  and vectors.bin (a block of word2vec_format.rows_per_write rows; the text formats, --save txt or
+  tsv, hold about ten times that while formatting a block, a few tens of MB whatever D, not counted);
 - host: one chunk of the corpus with its centre groups, and the few calls' inputs prefetched.
 Off the CPU the tables and the step live on the accelerator; the host holds the tables while a
 checkpoint or the vectors are written, which is what is counted there.
@@ -33,7 +33,7 @@ from jaxgram.batches import STEPS_PER_CALL
 from jaxgram.config import CGROUP_ROOT, TrainConfig, cgroup_folders, own_cgroups, read_fields, resolved_workers
 from jaxgram.errors import ConfigError
 from jaxgram.init import ROWS_PER_DRAW
-from jaxgram.word2vec_format import ROWS_PER_WRITE
+from jaxgram.word2vec_format import rows_per_write
 
 FLOAT_BYTES = 4  # float32 tables; int32 ids
 # Table-sized arrays the optimiser keeps per trainable table (optax: Adam's mu and nu, Adagrad's sum).
@@ -198,7 +198,7 @@ def _fused_bytes(config: TrainConfig, vocab_size: int, centres: int) -> int:
 
 def _vectors_block(config: TrainConfig, vocab_size: int) -> int:
     """Writing vectors.bin: a block of rows, and the bytes it is joined into."""
-    return 2 * min(vocab_size, ROWS_PER_WRITE) * config.dim * FLOAT_BYTES
+    return 2 * min(vocab_size, rows_per_write(config.dim)) * config.dim * FLOAT_BYTES
 
 
 def _calls_bytes(config: TrainConfig, centres: int) -> int:

@@ -43,7 +43,7 @@ def write_word2vec(fname: str | os.PathLike, words: Sequence[str], vectors: np.n
 
     `also_tsv`: a path that receives the same text floats, tab-separated and without words
     (TensorBoard's vectors.tsv), written in the same pass: formatting the floats is most of
-    the cost. Rows go out ROWS_PER_WRITE at a time, so memory holds one block of rows
+    the cost. Rows go out FLOATS_PER_WRITE floats at a time, so memory holds one block of rows
     whatever the vocabulary, and the file is hashed as it is written (fileio.atomic_open).
     `vectors` may be anything with .shape whose row slices are arrays. gensim's options:
     `total_vec` is the V the header declares (default: the rows written), `write_header=False`
@@ -55,8 +55,9 @@ def write_word2vec(fname: str | os.PathLike, words: Sequence[str], vectors: np.n
                                              else contextlib.nullcontext()) as tsv:
         if write_header:
             handle.write(f"{len(words) if total_vec is None else total_vec} {vectors.shape[1]}\n".encode())
-        for start in range(0, len(words), ROWS_PER_WRITE):
-            block_words, block = words[start:start + ROWS_PER_WRITE], vectors[start:start + ROWS_PER_WRITE]
+        rows = rows_per_write(vectors.shape[1])
+        for start in range(0, len(words), rows):
+            block_words, block = words[start:start + rows], vectors[start:start + rows]
             if binary:
                 handle.write(_binary_rows(block_words, block))
                 continue
@@ -66,8 +67,14 @@ def write_word2vec(fname: str | os.PathLike, words: Sequence[str], vectors: np.n
                 tsv.write(_tsv_rows(texts))
 
 
-# Rows formatted and written per write() call: a few MB at D = 300.
-ROWS_PER_WRITE = 4096
+# Floats formatted and written per write() call, whole rows (at least one): a few MB of text
+# whatever D (a fixed count of rows was 16 GB of text at D = 100,000).
+FLOATS_PER_WRITE = 2**20
+
+
+def rows_per_write(dim: int) -> int:
+    """Whole rows of `dim` floats in a block of about FLOATS_PER_WRITE floats (at least one row)."""
+    return max(1, FLOATS_PER_WRITE // max(1, dim))
 
 
 def _binary_rows(words: Sequence[str], block: np.ndarray) -> bytes:
@@ -106,8 +113,9 @@ def _writing(fname: str | os.PathLike, append: bool) -> Iterator[io.RawIOBase]:
 def write_projector_tsv(fname: str | os.PathLike, vectors: np.ndarray) -> None:
     """TensorBoard's vectors.tsv alone: the floats as write_word2vec writes them, tab-separated, no words."""
     with atomic_open(fname, "wb") as handle:
-        for start in range(0, len(vectors), ROWS_PER_WRITE):
-            handle.write(_tsv_rows([_text_row(row) for row in vectors[start:start + ROWS_PER_WRITE]]))
+        rows = rows_per_write(vectors.shape[1])
+        for start in range(0, len(vectors), rows):
+            handle.write(_tsv_rows([_text_row(row) for row in vectors[start:start + rows]]))
 
 
 def _text_row(row: np.ndarray) -> str:
@@ -535,8 +543,9 @@ def _read_binary(stream: _Stream, count: int, dim: int, rows: int, words: _Words
     array = vectors.filled(rows)
     if sys.byteorder != "little":
         array.byteswap(inplace=True)
-    for start in range(0, rows, ROWS_PER_WRITE):  # a block at a time: no [V, D] mask
-        finite = np.isfinite(array[start:start + ROWS_PER_WRITE]).all(axis=1)
+    block = rows_per_write(array.shape[1])
+    for start in range(0, rows, block):  # a block at a time: no [V, D] mask
+        finite = np.isfinite(array[start:start + block]).all(axis=1)
         if not finite.all():
             raise _not_finite(stream.path, start + int(np.argmin(finite)) + 2)
     return array

@@ -727,3 +727,15 @@ def test_gensims_constructor_form_makes_an_empty_table_to_add_to():
     assert keyed.most_similar("a", topn=1) == [("b", 0.0)] and keyed.vectors.dtype == np.float32
     keyed.add_vector("a2", np.full(3, 2.0))
     assert keyed.most_similar("a", topn=1) == [("a2", pytest.approx(1.0))]
+
+
+def test_text_vectors_are_formatted_a_bounded_block_at_a_time_whatever_the_dim(tmp_path):
+    from jaxgram.word2vec_format import FLOATS_PER_WRITE, rows_per_write
+
+    assert rows_per_write(100) == FLOATS_PER_WRITE // 100 and rows_per_write(100_000) == FLOATS_PER_WRITE // 100_000
+    assert rows_per_write(4 * FLOATS_PER_WRITE) == 1  # a row wider than a block is still written whole
+    words = [f"w{i}" for i in range(7)]
+    vectors = np.random.default_rng(0).normal(size=(7, 400_000)).astype(np.float32)  # 2-3 rows a block
+    Embeddings(words, vectors).save_word2vec_format(tmp_path / "wide.txt")
+    back = Embeddings.load_word2vec_format(tmp_path / "wide.txt")
+    assert back.index_to_key == words and np.array_equal(back.vectors, vectors)
