@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import os
 import sys
 from collections.abc import Sequence
 
@@ -74,14 +75,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except JaxgramError as exc:
         print(f"jaxgram {args.command}: error: {exc}", file=sys.stderr)
+        _leave_run_now(exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"jaxgram {args.command}: interrupted", file=sys.stderr)
+        _leave_run_now(130)
         return 130
+    except Exception as exc:
+        if not _partner_left(exc):
+            raise
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"jaxgram {args.command}: error: another process of the run has ended, so this one cannot go on "
+              f"({first_line})", file=sys.stderr)
+        _leave_run_now(1)
+        return 1
     finally:
         if installed:  # None: a handler set outside Python, which cannot be put back; the default can
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
             sys.unraisablehook = previous_hook
+
+
+def _leave_run_now(status: int) -> None:
+    """End a process of a multi-process run at once. Its own cleanup has run (the interrupt came up
+    through every `finally`), but JAX's exit handler waits at a shutdown barrier for the other
+    processes, which wait in the step for this one: an interrupted process printed "interrupted" and
+    then hung (60 s and more, its partner with it). Exiting here closes its connections, so the others
+    fail their step rather than wait. A single process exits the usual way."""
+    distributed = sys.modules.get("jaxgram.distributed")  # never imports JAX itself
+    if distributed is not None and distributed.joined():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
+def _partner_left(exc: Exception) -> bool:
+    """Whether `exc` is a failed collective of a multi-process run (XLA's runtime error in a joined
+    process): what this process sees when another one of the run ended or was killed."""
+    distributed, jax = sys.modules.get("jaxgram.distributed"), sys.modules.get("jax")
+    return (distributed is not None and jax is not None and isinstance(exc, jax.errors.JaxRuntimeError)
+            and distributed.joined())
 
 
 def _interrupt_again(previous_hook, unraisable) -> None:

@@ -221,6 +221,11 @@ def _cpu_device_count_if_started() -> int | None:
     return len(jax.local_devices(backend="cpu"))
 
 
+def joined() -> bool:
+    """Whether this process joined a multi-process run (initialize, or jax.distributed directly)."""
+    return jax.distributed.is_initialized()
+
+
 def is_primary() -> bool:
     """Process 0 writes outputs and checkpoints; the others only compute."""
     return jax.process_index() == 0

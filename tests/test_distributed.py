@@ -204,6 +204,38 @@ def test_a_signal_while_waiting_for_the_other_processes_ends_the_run_at_once(toy
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.fault
+def test_sigterm_to_one_process_of_a_run_ends_both_at_once_in_one_line_each(toy_corpus, tmp_path):
+    """Slurm or `kill` stops one process of a two-process run mid-training: it printed "interrupted" and then
+    waited at JAX's shutdown barrier, its partner waiting in the step for it (60 s and more). Now the stopped
+    one exits 130 and the other fails its step: one line each, within seconds."""
+    coordinator = f"127.0.0.1:{_free_port()}"
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1", "JAX_PLATFORMS": "cpu"}
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in {**SMALL, "epochs": 500}.items()]
+    children = [subprocess.Popen([sys.executable, "-m", "jaxgram", "train", "--corpus", str(toy_corpus),
+                                  "--out", str(tmp_path / f"out{rank}"), *flags, "--no-progress", "--kernel", "xla",
+                                  "--coordinator", coordinator, "--num-processes", "2", "--process-id", str(rank)],
+                                 env=env, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "out0" / "checkpoint" / "checkpoint.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(child.poll() is None for child in children), "the run ended before the signal"
+        children[1].send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        errors = [child.communicate(timeout=30)[1] for child in children]
+        took = time.monotonic() - sent
+    finally:
+        for child in children:
+            child.kill()
+    assert took < 10 and [child.returncode for child in children] == [1, 130], (took, errors)
+    ours = [[line for line in err.splitlines() if line.startswith("jaxgram train")] for err in errors]
+    assert ours[1] == ["jaxgram train: interrupted"]
+    assert len(ours[0]) == 1 and ours[0][0].startswith(
+        "jaxgram train: error: another process of the run has ended, so this one cannot go on (")
+    assert all("Traceback" not in err for err in errors)
+
+
 # Process 1 of the two: joins through the library and saves the vectors it ends with.
 JOIN_AND_TRAIN = """
     import json, sys

@@ -259,3 +259,25 @@ def _with_altered_arrays(archive_bytes: bytes) -> bytes:
                 data = data[:-100] + bytes([data[-100] ^ 1]) + data[-99:]
             target.writestr(name, data)
     return altered.getvalue()
+
+
+@pytest.mark.slow
+def test_on_the_five_books_it_trains_bitwise_what_jaxgram_train_trains_with_the_mapped_options(five_book_corpus,
+                                                                                               tmp_path):
+    """gensim's keywords here and `jaxgram train`'s options there (the same settings, gensim's initial vectors):
+    one worker gives the same vectors, from a corpus file or from the sentences read from it."""
+    import subprocess
+    import sys
+
+    keywords = {"vector_size": 32, "window": 5, "min_count": 5, "sample": 1e-3, "negative": 5, "epochs": 1,
+                "seed": 7, "workers": 1}
+    cli = subprocess.run([sys.executable, "-m", "jaxgram", "train", "--corpus", str(five_book_corpus),
+                          "--out", str(tmp_path / "cli"), "--no-progress", "--save", "npy", "--init", "gensim",
+                          "--dim", "32", "--window", "5", "--min-count", "5", "--sample", "0.001", "--negative", "5",
+                          "--epochs", "1", "--seed", "7", "--workers", "1"], capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 0, cli.stderr
+    from_file = Word2Vec(corpus_file=str(five_book_corpus), **keywords)
+    np.testing.assert_array_equal(from_file.wv.vectors, np.load(tmp_path / "cli" / "E.npy"))
+    np.testing.assert_array_equal(from_file.syn1neg, np.load(tmp_path / "cli" / "W.npy"))
+    sentences = [line.split() for line in five_book_corpus.read_text(encoding="utf-8").splitlines()]
+    np.testing.assert_array_equal(Word2Vec(sentences, **keywords).wv.vectors, from_file.wv.vectors)
