@@ -19,38 +19,22 @@ Each class adds one check of its own, that the swap took.
 
 from __future__ import annotations
 
-import functools
-import re
 import types
-from dataclasses import dataclass
 from unittest import mock
 
 import gensim
 import pytest
 from gensim.test import test_keyedvectors as gensim_suite
+from gensim_suite_failures import Reason, expected_to_fail
 
 from jaxgram import word2vec_format
 from jaxgram.embeddings import Embeddings, UnknownAttributeError
 from jaxgram.errors import DataError
 
-
-@dataclass(frozen=True)
-class Difference:
-    """Where Embeddings differs from gensim on purpose, and the error (type, pattern of its message) that a gensim
-    test meets there."""
-
-    why: str
-    error: type[BaseException]
-    says: str
-
-    def explains(self, error: BaseException) -> bool:
-        return isinstance(error, self.error) and re.search(self.says, str(error)) is not None
-
-
-NO_COUNTS = Difference("load_word2vec_format without fvocab= loads no counts (gensim makes up V - row): "
+NO_COUNTS = Reason("load_word2vec_format without fvocab= loads no counts (gensim makes up V - row): "
                        "get_vecattr(w, 'count') is an UnknownAttributeError, a KeyError, that says to pass fvocab=",
                        UnknownAttributeError, "^no word counts are loaded: pass fvocab=")
-PICKLE = Difference("Embeddings.load reads only the NumPy archive Embeddings.save writes, never gensim's pickle "
+PICKLE = Reason("Embeddings.load reads only the NumPy archive Embeddings.save writes, never gensim's pickle "
                     "(a pickle runs code when loaded)", DataError, "not an archive Embeddings.save wrote")
 
 EXPECTED_FAILURES = {
@@ -58,20 +42,6 @@ EXPECTED_FAILURES = {
     "TestKeyedVectors.test_vectors_for_all_without_copy_vecattrs": NO_COUNTS,
     "Gensim320Test.test": PICKLE,
 }
-
-
-def _expected_to_fail(test, difference: Difference):
-    """gensim's `test`, an xfail when it fails with the error of `difference`; a failure otherwise."""
-    @functools.wraps(test)
-    def run(self):
-        try:
-            test(self)
-        except Exception as error:
-            if difference.explains(error):
-                pytest.xfail(difference.why)
-            raise
-        pytest.fail(f"{test.__qualname__} passes now: remove its entry in EXPECTED_FAILURES ({difference.why})")
-    return run
 
 
 def _read_in_chunks(cls, fname, binary_chunk_size, **options):
@@ -109,7 +79,7 @@ class _OnEmbeddings:
         for name in [name for name in dir(suite) if name.startswith("test")]:
             difference = EXPECTED_FAILURES.get(f"{suite.__name__}.{name}")
             if difference is not None and cls.expects_failures:
-                setattr(cls, name, _expected_to_fail(getattr(suite, name), difference))
+                setattr(cls, name, expected_to_fail(getattr(suite, name), (difference,)))
 
     expects_failures = True
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 import functools
 import logging
 import pickle
-import re
 import sys
 import types
-from dataclasses import dataclass
 
 import pytest
+from gensim_suite_failures import Reason, expected_to_fail
 
 import jaxgram
 from jaxgram.errors import ConfigError, DataError
@@ -69,18 +68,6 @@ def _log_capture():
 
 
 gensim_suite = _import_gensim_suite()
-
-
-@dataclass(frozen=True)
-class Reason:
-    """Why a gensim test fails on jaxgram.Word2Vec, and the error (type, and a pattern of its message) it fails with."""
-
-    why: str
-    error: type[BaseException] | tuple[type[BaseException], ...]
-    says: str
-
-    def explains(self, error: BaseException) -> bool:
-        return isinstance(error, self.error) and re.search(self.says, str(error)) is not None
 
 
 CBOW = Reason("CBOW (sg=0): jaxgram trains skip-gram only and refuses sg=0", ConfigError, "^sg=0 is not allowed")
@@ -150,20 +137,6 @@ def _word2vec_module_with(word2vec_class: type) -> types.ModuleType:
     return module
 
 
-def _expected_to_fail(test, reasons: tuple[Reason, ...]):
-    """gensim's `test`, an xfail when it fails with the error of its first reason; a failure otherwise."""
-    @functools.wraps(test)
-    def run(self):
-        try:
-            test(self)
-        except Exception as error:
-            if reasons[0].explains(error):
-                pytest.xfail("; then ".join(reason.why for reason in reasons))
-            raise
-        pytest.fail(f"{test.__name__} passes now: remove its entry in EXPECTED_FAILURES ({reasons[0].why})")
-    return run
-
-
 def _run_on(suite: type, expected: dict[str, tuple[Reason, ...]], only=None) -> type:
     """Set `suite` (a subclass of gensim's TestWord2VecModel) to run gensim's tests (those named in `only`,
     or all), each expected to fail for its `expected` reasons if any; gensim's own functions stay as they are."""
@@ -172,7 +145,7 @@ def _run_on(suite: type, expected: dict[str, tuple[Reason, ...]], only=None) -> 
         if only is not None and name not in only:
             setattr(suite, name, None)  # unittest collects only callables
         elif expected.get(name):
-            setattr(suite, name, _expected_to_fail(test, expected[name]))
+            setattr(suite, name, expected_to_fail(test, expected[name]))
         if name in SLOW and callable(getattr(suite, name)):
             setattr(suite, name, pytest.mark.slow(functools.wraps(test)(lambda self, test=test: test(self))))
     return suite
