@@ -58,6 +58,26 @@ class HashingWriter(io.RawIOBase):
         return self._digest.hexdigest()
 
 
+class HashingReader(io.RawIOBase):
+    """A file's bytes as they are read, their sha256 taken on the way (HashingWriter's reading twin)."""
+
+    def __init__(self, file: io.BufferedReader):
+        super().__init__()
+        self._file, self._digest = file, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = self._file.readinto(buffer)
+        with memoryview(buffer) as view:
+            self._digest.update(view[:count])
+        return count
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
 # The sha256 of each file atomic_open wrote in this process, with the file's identity at the
 # rename (inode, size, mtime): write_sha256sums takes a digest from here only while the file
 # is still the one written, and reads any other file back.

@@ -18,7 +18,6 @@ from __future__ import annotations
 import bz2
 import contextlib
 import gzip
-import hashlib
 import io
 import logging
 import os
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxgram.errors import ConfigError, DataError, JaxgramError
-from jaxgram.fileio import SHA256SUMS, atomic_open, recorded_sha256
+from jaxgram.fileio import SHA256SUMS, HashingReader, atomic_open, recorded_sha256
 
 log = logging.getLogger(__name__)
 
@@ -209,26 +208,6 @@ class UndecodableError(DataError, UnicodeDecodeError):
         return self.message
 
 
-class _HashingReader(io.RawIOBase):
-    """A file's bytes as they are read, their sha256 taken on the way (fileio.HashingWriter's reading twin)."""
-
-    def __init__(self, file: io.BufferedReader):
-        super().__init__()
-        self._file, self._digest = file, hashlib.sha256()
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        count = self._file.readinto(buffer)
-        with memoryview(buffer) as view:
-            self._digest.update(view[:count])
-        return count
-
-    def hexdigest(self) -> str:
-        return self._digest.hexdigest()
-
-
 # What a name's last suffix says the file is compressed with, and how to read it decompressed.
 _COMPRESSIONS = {".gz": ("gzip", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")), ".bz2": ("bz2", bz2.BZ2File)}
 
@@ -244,7 +223,7 @@ class _Stream:
             self.size = os.fstat(self._file.fileno()).st_size
         except OSError as exc:
             raise DataError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
-        self._hashing = _HashingReader(self._file)
+        self._hashing = HashingReader(self._file)
         self.compression, decompressed = _COMPRESSIONS.get(path.suffix, (None, None))
         # A large buffer under the decompressor: it asks for small blocks, each a Python call to the hashing reader.
         self._source = self._hashing if decompressed is None else decompressed(io.BufferedReader(self._hashing,
