@@ -38,6 +38,7 @@ from jaxgram.data import (
 from jaxgram.errors import ConfigError
 from jaxgram.staleness import (
     busiest_row_hits,
+    fused_stale_hits,
     highest_tied_alpha,
     most_fused_threads,
     stale_hits_allowed,
@@ -102,7 +103,8 @@ def widest_centres(config: TrainConfig, counts: np.ndarray, kernel: str = "xla")
     if threads > most:
         raise ConfigError(f"workers={threads} is too many for this vocabulary at alpha={config.alpha}: even at one "
                           f"centre per thread a step, each thread's copy of its most frequent word's row would miss "
-                          f"{(threads - 1) * pairs * hits:.0f} updates of the other threads, more than the "
+                          f"{fused_stale_hits(hits, threads, threads * pairs):.0f} updates of the other threads on "
+                          f"average, more than the "
                           f"{stale_hits_allowed(config.alpha, config.tied):.0f} the stale-update bound allows; the most "
                           f"that fit are workers={most}, or a lower alpha")
     return max(threads, widest_fused_pairs(hits, config.alpha, threads, config.tied) // pairs)
