@@ -57,7 +57,7 @@ _ONLY_WITH = {"tokens": ("synthetic", "planted"), "dims": ("synthetic", "planted
               "large_cell": ("synthetic",), "plot": ("synthetic",), "table": ("synthetic", "planted"),
               "workers": ("corpus", "mirror", "planted"), "corpora": ("planted",), "widths": ("planted",),
               "alphas": ("planted",), "tying": ("planted",), "epochs": ("planted",),
-              "noise": ("planted",), "gensim_shares": ("corpus",)}
+              "noise": ("planted",), "gensim_shares": ("corpus",), "gensim_modes": ("corpus", "mirror")}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--gensim-shares", action="store_true", default=None,
                         help="with --corpus and --workers, train nothing: print the words gensim's corpus_file "
                              "workers read in an epoch at each count (they read past their shares: bench.gensim_shares)")
+    parser.add_argument("--gensim-modes", action="store_true", default=None,
+                        help="with --workers: gensim from an iterable too at each count, and how far it agrees with "
+                             "gensim's corpus_file models (gensim's two modes side by side)")
     parser.add_argument("--cores-table", type=Path, nargs="?", const=CORES_OUT, metavar="JSON",
                         help=f"train nothing: print the Markdown table of a --workers results file (default: {CORES_OUT})")
     synthetic = parser.add_argument_group("--synthetic options")
@@ -145,6 +148,8 @@ def main(argv=None) -> int:
     for name, modes in _ONLY_WITH.items():
         if getattr(args, name) is not None and mode not in modes:
             parser.error(f"--{name.replace('_', '-')} is only allowed with " + " or ".join(f"--{m}" for m in modes))
+    if args.gensim_modes and args.workers is None:
+        parser.error("--gensim-modes needs --workers (the counts to train gensim's two modes at, like 1,2,4,16)")
     try:
         if args.readme_table or args.cores_table:
             return _tables(args)
@@ -202,7 +207,7 @@ def _cores(args) -> int:
     out = args.out or CORES_OUT
     results = run_cores(corpus=args.corpus, mirror=args.mirror, config_name=current_config_name(args.config),
                         workers=args.workers, seeds=3 if args.seeds is None else args.seeds, out=out, work=args.work,
-                        progress=args.progress)
+                        progress=args.progress, gensim_modes=bool(args.gensim_modes))
     print(format_cores_table(results))
     print(f"written: {out}")
     return 0

@@ -39,6 +39,8 @@ from jaxgram.fileio import atomic_write_json
 
 CONFIG_NAME = "cores"
 TRAINERS = ("gensim", "jaxgram")  # the order each seed runs them, as in run_benchmark
+# With gensim_modes, gensim from an iterable too: how far gensim's own two modes part at each count.
+BOTH_MODES = ("gensim", "gensim_iterable", "jaxgram")
 NOTES = ("per worker count T: both trainers with workers=T, the same seeds; speed: median over seeds (words/s = raw "
          "corpus words x epochs / process_seconds, the whole child process); quality: mean [min, max]; agreement: "
          "overlap@k medians over the seeds both trainers finished (jaxgram vs gensim at the same seed, each trainer's "
@@ -47,9 +49,10 @@ NOTES = ("per worker count T: both trainers with workers=T, the same seeds; spee
 
 
 def run_cores(corpus=None, mirror=None, config_name: str = "default", workers=(1, 2), seeds: int = 3, out=None,
-              work=None, progress: bool = False) -> dict:
+              work=None, progress: bool = False, gensim_modes: bool = False) -> dict:
     """Train jaxgram and gensim `seeds` times at each worker count; return the results, written to `out` after
-    each count (a run cut short keeps the counts it finished: `complete` says whether all are there)."""
+    each count (a run cut short keeps the counts it finished: `complete` says whether all are there).
+    `gensim_modes`: gensim from an iterable too, each row then also holding both gensim modes' agreement."""
     workers = _counts("workers", workers)
     seeds = _counts("seeds", [seeds])[0]
     config = train_config(config_name, 1, workers=1)
@@ -65,7 +68,7 @@ def run_cores(corpus=None, mirror=None, config_name: str = "default", workers=(1
                    "complete": False, "all_hold": None, "notes": NOTES}
         for count in workers:
             results["counts"].append(measure_count(corpus, config_name, count, seeds, work / f"workers{count}",
-                                                   progress))
+                                                   progress, gensim_modes))
             results.update(corpus_words=_corpus_words(results["counts"]), complete=len(results["counts"]) == len(workers),
                            all_hold=verdict([row["holds"] for row in results["counts"]]))
             if out is not None:
@@ -83,19 +86,22 @@ def _counts(name: str, values) -> tuple[int, ...]:
     return values
 
 
-def measure_count(corpus: Path, config_name: str, count: int, seeds: int, work: Path, progress: bool) -> dict:
-    """Both trainers `seeds` times with `count` workers: their summaries, agreement, quality rules and bars."""
+def measure_count(corpus: Path, config_name: str, count: int, seeds: int, work: Path, progress: bool,
+                  gensim_modes: bool = False) -> dict:
+    """Both trainers `seeds` times with `count` workers: their summaries, agreement, quality rules and bars
+    (with `gensim_modes`, gensim from an iterable too: agreement's cross_mode block, not a bar here)."""
     configs = [train_config(config_name, seed, workers=count) for seed in range(1, seeds + 1)]
-    runs = {trainer: [] for trainer in TRAINERS}
+    trainers_run = BOTH_MODES if gensim_modes else TRAINERS
+    runs = {trainer: [] for trainer in trainers_run}
     for config in configs:
-        for trainer in TRAINERS:
+        for trainer in trainers_run:
             runs[trainer].append(attempt(trainer, corpus, config, work / f"{trainer}-seed{config.seed}", progress))
     finished = [config.seed for config in configs
                 if all(run["exit_status"] == 0 for rows in runs.values() for run in rows if run["seed"] == config.seed)]
     agreed = None
     if finished:
         models = {trainer: {seed: load_vectors(work / f"{trainer}-seed{seed}") for seed in finished}
-                  for trainer in TRAINERS}
+                  for trainer in trainers_run}
         agreed = agreement_block(models, agreement_settings(config_name), configs[0].objective)
     trainers = trainer_summaries(runs)
     rules = quality_rules(trainers["jaxgram"], trainers["gensim"])
@@ -169,11 +175,17 @@ def format_cores_table(results: dict) -> str:
         lines.append(f"This machine has {cores} cores: the rows marked * ({', '.join(map(str, crowded))} workers) "
                      f"run more threads than cores, so they measure the model trained with that many workers "
                      "(agreement, quality), not the speed.")
+    modes = any((row["agreement"] or {}).get("cross_mode") for row in results["counts"])
+    if modes:
+        lines.append("gensim's two modes: gensim from an iterable with the row's workers trained too; its column gives "
+                     "the mean overlap@k with the row's corpus_file models over every pair of seeds, gensim from an "
+                     "iterable's and jaxgram's (information, not a bar here)")
     lines += ["",
               "| workers | words/s jaxgram / gensim | whole s jaxgram / gensim | analogy jaxgram / gensim "
               "| WordSim-353 jaxgram / gensim | overlap@k jaxgram vs gensim / floor jaxgram / floor gensim (medians) "
-              "| exit status jaxgram / gensim | bars |",
-              "|---:|---:|---:|---:|---:|---:|---|---|"]
+              + ("| vs gensim corpus_file: gensim iterable / jaxgram (means) " if modes else "")
+              + "| exit status jaxgram / gensim | bars |",
+              "|---:|---:|---:|---:|---:|---:|" + ("---:|" if modes else "") + "---|---|"]
     for row in results["counts"]:
         ours, theirs = row["trainers"]["jaxgram"], row["trainers"]["gensim"]
         cells = [f"{row['workers']}{' *' if row['workers'] > cores else ''}",
@@ -181,8 +193,21 @@ def format_cores_table(results: dict) -> str:
                  f"{_number(ours['process_seconds']['median'], 1)} / {_number(theirs['process_seconds']['median'], 1)}",
                  f"{_spread(ours['analogy_accuracy'])} / {_spread(theirs['analogy_accuracy'])}",
                  f"{_spread(ours['wordsim353_spearman'])} / {_spread(theirs['wordsim353_spearman'])}",
-                 _agreement_cell(row["agreement"]),
+                 _agreement_cell(_floor_bar_only(row["agreement"])),
+                 *([_modes_cell(row["agreement"])] if modes else []),
                  f"{_exits(row['exit_status']['jaxgram'])} / {_exits(row['exit_status']['gensim'])}",
                  _bars_cell(row)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _floor_bar_only(block):
+    """The agreement block without gensim's cross-mode figures: a row here is held to the noise floors' bar."""
+    return None if block is None else {key: value for key, value in block.items() if key != "cross_mode"}
+
+
+def _modes_cell(block) -> str:
+    cross = (block or {}).get("cross_mode")
+    if not cross:
+        return "n/a"
+    return " / ".join(_number(cross[name]["overlap_at_k"]["mean"]) for name in ("gensim_iterable", "jaxgram"))

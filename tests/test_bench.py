@@ -326,3 +326,36 @@ def test_a_table_in_the_docs_is_the_one_its_results_json_gives(command, printer)
     for document, match in found:
         printed = printer(load_results(ROOT / match.group(1)))
         assert document.read_text(encoding="utf-8")[match.end():].startswith(printed + "\n"), document.name
+
+
+def test_gensim_modes_trains_gensim_from_an_iterable_too_and_the_table_shows_both_modes(monkeypatch, tmp_path):
+    from bench import cores
+
+    monkeypatch.setattr(cores, "measure_run", _fake_run(diverging_seed=None))
+    base = np.random.default_rng(2).normal(size=(40, 8))
+    noisy = base + np.random.default_rng(3).normal(scale=3.0, size=base.shape)
+    loaded = []
+
+    def vectors(run_dir):
+        loaded.append(run_dir.name)
+        return _embeddings(noisy if run_dir.name.startswith("gensim_iterable") else base)
+
+    monkeypatch.setattr(cores, "load_vectors", vectors)
+    row = cores.measure_count(tmp_path / "corpus.txt", "default", 2, 2, tmp_path, progress=False, gensim_modes=True)
+    assert sorted(loaded) == sorted(f"{t}-seed{s}" for t in ("gensim", "gensim_iterable", "jaxgram") for s in (1, 2))
+    cross = row["agreement"]["cross_mode"]
+    assert cross["jaxgram"]["overlap_at_k"]["mean"] == 1.0 > cross["gensim_iterable"]["overlap_at_k"]["mean"]
+    # The row is still held to the noise floors' bar, which identical jaxgram and gensim vectors meet.
+    assert row["bars"]["agreement"] is True and row["exit_status"]["gensim_iterable"] == [0, 0]
+    from jaxgram import TrainConfig
+
+    results = {"config": {**TrainConfig().to_dict(), "workers": None}, "corpus": {"file": "corpus.txt"},
+               "corpus_words": 100, "seeds": 2, "base_config": "default",
+               "machine": {"cpu": "cpu", "cores": 2, "jax": "x", "device": "cpu", "gensim": "y",
+                           "jaxgram_kernel": "fused"}, "counts": [row]}
+    table = _cores_table(results)
+    assert "gensim iterable / jaxgram (means)" in table
+    line = next(line for line in table.splitlines() if line.startswith("| 2 |"))
+    assert f"{cross['gensim_iterable']['overlap_at_k']['mean']:.3f} / 1.000" in line and "(bar holds)" in line
+    refused = _bench("--corpus", tmp_path / "corpus.txt", "--gensim-modes")
+    assert refused.returncode == 2 and "--gensim-modes needs --workers" in refused.stderr
