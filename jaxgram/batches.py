@@ -297,6 +297,9 @@ class EpochSource:
     keep_prob: np.ndarray
     config: TrainConfig
     streams: int = 1  # contiguous shares of each chunk taken in turn (training_streams)
+    # corpus_shares.ProcessColumns: `read` is this process's share of a multi-process run's corpus,
+    # fed to its devices' columns of each step; None: the whole corpus, the whole step.
+    share: object = None
 
     def groups(self, epoch: int):
         """The CentreGroups of each chunk of `epoch`, in file order."""
@@ -340,17 +343,24 @@ def planned_centres(source: EpochSource, first: CentreGroups) -> int:
     common_texts at sample=1e-3): it too is planned from the expected count. 0 only when no epoch
     can draw a pair: no sentence of two in-vocabulary words."""
     if len(source.chunks) == 1 and len(first) > 0:
-        return len(first)
-    expected = source.expected_centres()
-    return 0 if expected == 0 else max(1, round(expected))
+        centres = len(first)
+    else:
+        expected = source.expected_centres()
+        centres = 0 if expected == 0 else max(1, round(expected))
+    # Shares: all processes plan one run, with the steps the largest share takes (a collective).
+    return centres if source.share is None else source.share.planned(centres)
 
 
 def epoch_source(read, length: int, keep_prob: np.ndarray, config: TrainConfig, step_centres: int,
-                 kernel: str = "xla") -> EpochSource:
+                 kernel: str = "xla", share=None) -> EpochSource:
     """The EpochSource of a run over an encoded corpus of `length` tokens, `step_centres` a step (all
-    devices), trained by `kernel` (step.resolve_kernel)."""
-    streams = training_streams(config, step_centres, kernel)
-    return EpochSource(read, corpus_chunks(read, length, config.chunk_tokens), keep_prob, config, streams)
+    devices), trained by `kernel` (step.resolve_kernel); `share`: see EpochSource."""
+    if share is None:
+        streams = training_streams(config, step_centres, kernel)
+        return EpochSource(read, corpus_chunks(read, length, config.chunk_tokens), keep_prob, config, streams)
+    # A share's centres fill its devices' columns; an empty share is one empty chunk (epochs still begin).
+    chunks = corpus_chunks(read, length, config.chunk_tokens) or [(0, 0)]
+    return EpochSource(read, chunks, keep_prob, config, training_streams(config, share.width, kernel), share)
 
 
 EPOCH_END = None  # what the call stream yields after an epoch's last call
@@ -361,7 +371,10 @@ def call_stream(source: EpochSource, plan: BatchPlan, first_epoch: int, started=
 
     `started` = (held, rest): epoch 0 already begun, its first chunk's groups in the one-item
     list `held` (popped when used, so the stream lets go of it) and `rest` the same generator.
+    A share's calls are its devices' columns of each step (corpus_shares.agreed widens them).
     """
+    if source.share is not None:
+        plan = dataclasses.replace(plan, batch_size=source.share.width)
     for epoch in range(first_epoch, plan.epochs):
         if epoch == 0 and started is not None:
             held, rest = started

@@ -9,10 +9,11 @@
   auto-detection (Slurm, Open MPI, TPU pods). CPU collectives go through gloo.
 - `device_mesh`: the one-axis `Mesh` synchronous training runs on (`devices` = N or "all";
   with several processes it always spans every process's devices).
-- `global_array` / `to_host`: every process holds the same host data (the epoch's groups
-  come from the seed); each feeds only the shards of its own devices, and reads results
-  back whole.
-- Only process 0 (`is_primary`) writes files.
+- `global_array` / `to_host`: a host array laid out on the mesh, each process feeding only
+  its own devices' shards (with several processes, each fills only its devices' columns of a
+  step: jaxgram.corpus_shares), and a whole array read back.
+- Process 0 (`is_primary`) writes the run's files; with row-sharded tables each process
+  writes its own checkpoint part (jaxgram.checkpoint_shards).
 """
 
 from __future__ import annotations
@@ -273,3 +274,13 @@ def same_on_all_processes(value: int) -> bool:
 
     values = np.asarray(multihost_utils.process_allgather(np.asarray(value, np.int64)))
     return bool(np.all(values == values.reshape(-1)[0]))
+
+
+def allgather_ints(values) -> np.ndarray:
+    """Each process's int64 `values` (one length on all), stacked: row p is process p's."""
+    values = np.asarray(values, np.int64).reshape(1, -1)
+    if jax.process_count() == 1:
+        return values
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(values, tiled=True))

@@ -24,18 +24,80 @@ def init_params(key: jax.Array, vocab_size: int, dim: int, scheme: str = "word2v
 
     word2vec starts W at zero so the first updates of E come only from true contexts.
     """
+    draws = _table_draws(key, vocab_size, dim, scheme)
+    return Params(_whole_table(draws["E"], vocab_size, dim), _whole_table(draws["W"], vocab_size, dim))
+
+
+def _whole_table(draw, vocab_size: int, dim: int) -> jax.Array:
+    if draw is None:
+        return jnp.zeros((vocab_size, dim), jnp.float32)
+    table_key, low, high = draw
+    return uniform_rows(table_key, vocab_size, dim, low, high)
+
+
+def init_rows(key: jax.Array, vocab_size: int, dim: int, scheme: str, table: str, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) of init_params(key, vocab_size, dim, scheme)'s `table` ("E" or "W"), as NumPy,
+    drawing only the blocks that hold them: a process draws the rows its devices own and nothing else.
+
+    Drawn on the host's CPU device, as a mesh's tables always were (an accelerator may round
+    the uniform's arithmetic otherwise).
+    """
+    draw = _table_draws(key, vocab_size, dim, scheme)[table]
+    rows = np.zeros((stop - start, dim), np.float32)
+    if draw is None or start >= stop:
+        return rows
+    table_key, low, high = draw
+    block = min(ROWS_PER_DRAW, vocab_size)
+    last = (vocab_size - 1) // block
+    with jax.default_device(jax.local_devices(backend="cpu")[0]):
+        for index in range(_block_of(start, block, vocab_size), _block_of(stop - 1, block, vocab_size) + 1):
+            first = _block_start(index, block, vocab_size)
+            # A block's rows run to where the next block starts over them (the last one's: to V).
+            end = vocab_size if index == last else _block_start(index + 1, block, vocab_size)
+            lo, hi = max(start, first), min(stop, end)
+            values = _draw_block(table_key, index, block, dim, jnp.float32(low), jnp.float32(high))
+            rows[lo - start:hi - start] = np.asarray(values)[lo - first:hi - first]
+    return rows
+
+
+def init_shard(key: jax.Array, vocab_size: int, dim: int, scheme: str, table: str, start: int, stop: int,
+               device) -> jax.Array:
+    """Rows [start, stop) of `table` as init_rows gives them, rows from V on zeros (a mesh's padding),
+    made on `device` a block at a time: the host holds one block of rows, never the shard."""
+    length = stop - start
+    with jax.default_device(device):  # made there: jnp.zeros(device=...) makes it on the default device, then copies
+        shard = jnp.zeros((length, dim), jnp.float32)
+    if _table_draws(key, vocab_size, dim, scheme)[table] is None or length == 0:
+        return shard
+    piece = min(ROWS_PER_DRAW, length)
+    for first in range(0, length, piece):
+        at = start + _block_start(first // piece, piece, length)  # every piece the same shape: one compiled write
+        rows = init_rows(key, vocab_size, dim, scheme, table, min(at, vocab_size), min(at + piece, vocab_size))
+        rows = np.pad(rows, ((0, piece - len(rows)), (0, 0))) if len(rows) < piece else rows
+        shard = _write_rows(shard, jax.device_put(rows, device), at - start)
+    return shard
+
+
+def _table_draws(key: jax.Array, vocab_size: int, dim: int, scheme: str) -> dict:
+    """Each table's draw under `scheme`: (its key, low, high) of a uniform, or None for a table of zeros."""
     key_e, key_w = jax.random.split(key)
     if scheme in ("word2vec", "gensim"):
         spread = 1.0 if scheme == "word2vec" else 2.0
-        E = uniform_rows(key_e, vocab_size, dim, -0.5 * spread / dim, 0.5 * spread / dim)
-        W = jnp.zeros((vocab_size, dim), jnp.float32)
-    elif scheme == "glorot":
+        return {"E": (key_e, -0.5 * spread / dim, 0.5 * spread / dim), "W": None}
+    if scheme == "glorot":
         limit = float(np.sqrt(6.0 / (vocab_size + dim)))  # Glorot's bound for a [V, D] matrix
-        E = uniform_rows(key_e, vocab_size, dim, -limit, limit)
-        W = uniform_rows(key_w, vocab_size, dim, -limit, limit)
-    else:
-        raise ValueError(f"init={scheme!r} is not allowed: choose word2vec, gensim or glorot")
-    return Params(E, W)
+        return {"E": (key_e, -limit, limit), "W": (key_w, -limit, limit)}
+    raise ValueError(f"init={scheme!r} is not allowed: choose word2vec, gensim or glorot")
+
+
+def _block_start(index: int, block: int, rows: int) -> int:
+    """Where block `index` is written: the last starts where it still fits, over the end of the one before."""
+    return min(index * block, rows - block)
+
+
+def _block_of(row: int, block: int, rows: int) -> int:
+    """The block whose values `row` ends up holding (the last one written over it)."""
+    return (rows - 1) // block if row >= rows - block else row // block
 
 
 def uniform_rows(key: jax.Array, rows: int, dim: int, low: float, high: float) -> jax.Array:
@@ -49,7 +111,7 @@ def uniform_rows(key: jax.Array, rows: int, dim: int, low: float, high: float) -
     bounds = jnp.float32(low), jnp.float32(high)
     table = jnp.zeros((rows, dim), jnp.float32)
     for index in range(-(-rows // block)):
-        table = _write_rows(table, _draw_block(key, index, block, dim, *bounds), min(index * block, rows - block))
+        table = _write_rows(table, _draw_block(key, index, block, dim, *bounds), _block_start(index, block, rows))
     return table
 
 

@@ -12,16 +12,23 @@ from pathlib import Path
 import numpy as np
 
 from jaxgram.config import TrainConfig
+from jaxgram.distributed import is_primary
 from jaxgram.errors import ConfigError
 from jaxgram.fileio import SHA256SUMS, atomic_open, atomic_write_json, atomic_write_text, write_sha256sums
 from jaxgram.losses import Params
+from jaxgram.table_rows import ShardedTable, asked_by_primary, serve_rows
 from jaxgram.vocab import EncodedCorpus, EncodedFile, Vocabulary, save_encoded_npy, save_encoded_text
-from jaxgram.word2vec_format import write_fvocab, write_projector_tsv, write_word2vec
+from jaxgram.word2vec_format import row_blocks, rows_per_write, write_fvocab, write_projector_tsv, write_word2vec
 
 
 @dataclass
 class TrainResult:
-    """What train() returns: the trained and initial tables as NumPy arrays, the vectors, the record."""
+    """What train() returns: the trained and initial tables, the vectors, the record.
+
+    `params`: NumPy arrays [V, D], except on a mesh with `shard_tables`, where E and W stay on
+    the devices that hold their rows: table_rows.ShardedTable, read a block of rows at a time
+    (write_outputs streams them; np.asarray(params.E) gathers one whole, every process asking).
+    """
 
     params: Params
     # The initial tables are drawn again from the seed when first asked for: training never keeps
@@ -91,9 +98,37 @@ PROJECTOR_CONFIG = """embeddings {
 
 
 def save_npy(path, array) -> None:
-    """One array as .npy, atomically and without pickle (object arrays are refused by np.save)."""
+    """One array as .npy, atomically and without pickle (object arrays are refused by np.save); a table
+    that reads its own rows in blocks (ShardedTable) is written a block at a time, the bytes np.save writes."""
     with atomic_open(path, "wb") as handle:
-        np.save(handle, np.asarray(array), allow_pickle=False)
+        if not hasattr(array, "blocks"):
+            np.save(handle, np.asarray(array), allow_pickle=False)
+            return
+        # np.save's own header (version 1.0 holds any 2-D shape), then the C-order rows.
+        np.lib.format.write_array_header_1_0(handle, {"descr": np.lib.format.dtype_to_descr(array.dtype),
+                                                      "fortran_order": False, "shape": tuple(array.shape)})
+        for block in row_blocks(array, rows_per_write(array.shape[1])):
+            handle.write(np.ascontiguousarray(block, array.dtype).tobytes())
+
+
+def result_params(trainable: Params, layout) -> Params:
+    """The tables a TrainResult holds (see its docstring), from the final ones on the device or a mesh
+    (`layout`: parallel.MeshLayout or None). Row-sharded tables are not gathered: no host holds one whole."""
+    if layout is not None and layout.shard_tables:
+        return Params(*(ShardedTable(table, layout.vocab_size) for table in trainable))
+    tables = trainable if layout is None else layout.fetch(trainable)
+    return Params(np.asarray(tables.E), np.asarray(tables.W))
+
+
+def write_run_outputs(out, result: TrainResult, encoded=None, save=DEFAULT_SAVE, encoded_text: bool = False) -> None:
+    """train()'s outputs: process 0 writes `out` (when given); with row-sharded tables in a multi-process run
+    the other processes meanwhile answer its requests for blocks of their rows (whatever their own `out`)."""
+    if not is_primary():
+        serve_rows(result.params)
+        return
+    with asked_by_primary(result.params) as params:
+        if out is not None:
+            write_outputs(out, dataclasses.replace(result, params=params), encoded, save, encoded_text)
 
 
 def write_outputs(out, result: TrainResult, encoded: EncodedCorpus | EncodedFile | None = None,
@@ -143,7 +178,9 @@ def write_outputs(out, result: TrainResult, encoded: EncodedCorpus | EncodedFile
 
 def _write_vectors(out: Path, result: TrainResult, save: tuple[str, ...]) -> None:
     """The vectors (E) in each format asked for; text and TensorBoard's tsv share one formatting pass."""
-    words, vectors = result.vocab.words, np.asarray(result.params.E, np.float32)
+    words, vectors = result.vocab.words, result.params.E
+    if not hasattr(vectors, "blocks"):  # a ShardedTable is read a block at a time, as the writers slice it
+        vectors = np.asarray(vectors, np.float32)
     if "bin" in save:
         write_word2vec(out / "vectors.bin", words, vectors, binary=True)
     if "txt" in save:

@@ -25,6 +25,8 @@ from jaxgram import distributed
 from jaxgram.config import ALL_DEVICES, TrainConfig
 from jaxgram.data import noise_distribution, noise_table
 from jaxgram.distributed import DATA_AXIS, global_array, to_host
+from jaxgram.init import init_shard
+from jaxgram.losses import Params
 from jaxgram.step import Carry
 
 
@@ -110,15 +112,53 @@ class MeshLayout:
     def shardings(self, carry: Carry):
         return jax.tree_util.tree_map(lambda leaf: self.table if self._is_table(leaf) else self.replicated, carry)
 
+    def initial_carry(self, config: TrainConfig, init_key: jax.Array, train_key: jax.Array, optimizer) -> Carry:
+        """The first step's carry, born on the mesh: each process makes only its own devices' rows
+        of E and W (init.init_shard: the values init_params gives them), on those devices, padding
+        rows zeros, and the optimiser's state is its init run under jit, sharded like the tables.
+        The host holds a block of rows at a time, never a whole table nor a shard."""
+        def born(table: str) -> jax.Array:
+            return self._born_table(functools.partial(init_shard, init_key, self.vocab_size, config.dim, config.init,
+                                                      table), config.dim)
+
+        trainable = Params(born("E"), None if config.tied else born("W"))
+        opt_shardings = self.shardings(jax.eval_shape(optimizer.init, trainable))
+        opt_state = jax.jit(optimizer.init, out_shardings=opt_shardings)(trainable)
+        return Carry(trainable, opt_state, global_array(np.asarray(train_key), self.replicated))
+
+    def _born_table(self, make_shard, dim: int) -> jax.Array:
+        """A [rows, dim] table laid out by `self.table`, each local device's shard made there by
+        make_shard(start, stop, device); devices with the same rows (replicated tables) copy the first's."""
+        shape, shards, made = (self.rows, dim), [], {}
+        for device, index in self.table.addressable_devices_indices_map(shape).items():
+            bounds = index[0].indices(self.rows)[:2]
+            made[bounds] = jax.device_put(made[bounds], device) if bounds in made else make_shard(*bounds, device)
+            shards.append(made[bounds])
+        return jax.make_array_from_single_device_arrays(shape, self.table, shards)
+
     def place(self, carry: Carry) -> Carry:
-        """A carry of host or single-device arrays (unpadded), laid out on the mesh."""
+        """A carry laid out on the mesh: arrays already on it (initial_carry's) stay as they are;
+        host or single-device arrays (unpadded: a restored checkpoint's) are copied onto it."""
         def put(leaf):
+            if isinstance(getattr(leaf, "sharding", None), NamedSharding) and leaf.sharding.mesh == self.mesh:
+                return leaf
             host = np.asarray(leaf)
             if not self._is_table(host):
                 return global_array(host, self.replicated)
             return global_array(np.pad(host, ((0, self.rows - len(host)), (0, 0))), self.table)
 
         return jax.tree_util.tree_map(put, carry)
+
+    def place_rows(self, read_rows, dim: int) -> jax.Array:
+        """A [rows, dim] table laid out on the mesh from read_rows(start, stop), rows of the unpadded
+        table (a restored checkpoint's): each process reads only the rows its own devices hold, and
+        pads them with zeros past the table's end."""
+        def shard(index) -> np.ndarray:
+            start, stop = index[0].indices(self.rows)[:2]
+            rows = read_rows(min(start, self.vocab_size), min(stop, self.vocab_size))
+            return np.pad(rows, ((0, stop - start - len(rows)), (0, 0))) if len(rows) < stop - start else rows
+
+        return jax.make_array_from_callback((self.rows, dim), self.table, shard)
 
     def fetch(self, carry: Carry) -> Carry:
         """The carry as unpadded NumPy arrays on every process (all processes must call it)."""
@@ -130,8 +170,12 @@ def compile_sharded(step_for, layout: MeshLayout, carry: Carry):
     """run_many for synchronous data parallelism: one `step` over the whole mesh, inputs [steps, batch, ...].
 
     The step is the same pure function as on one device; jit's SPMD partitioner splits the
-    batch and inserts the collectives (gathering rows of sharded tables, summing each step's
-    row updates). Host arrays go in as global arrays, each process feeding its own shards.
+    batch and inserts the collectives. Per slot of the step they move the rows it touches, never
+    a whole table (tests/test_parallel.py reads the compiled program): row-sharded tables are
+    read by each owner looking up its rows and a sum over the mesh, and take the gathered row
+    updates that fall in their own rows; replicated ones take the gathered row updates whole
+    (make_step's `rows_sharding`). Host arrays go in as global arrays, each process feeding its
+    own shards. `run_many.lower(...)`, as a jitted function's, gives the program for those arguments.
     """
     shardings = layout.shardings(carry)
 
@@ -149,7 +193,11 @@ def compile_sharded(step_for, layout: MeshLayout, carry: Carry):
     run = jax.jit(run, in_shardings=(shardings, batch, batch, batch, layout.replicated),
                   out_shardings=(shardings, layout.replicated), donate_argnums=0)
 
-    def run_many(carry, centers, contexts, mask, noise_ids):
-        return run(carry, *(global_array(inputs, batch) for inputs in (centers, contexts, mask)), noise_ids)
+    def placed(carry, centers, contexts, mask, noise_ids):
+        return carry, *(global_array(inputs, batch) for inputs in (centers, contexts, mask)), noise_ids
 
+    def run_many(carry, centers, contexts, mask, noise_ids):
+        return run(*placed(carry, centers, contexts, mask, noise_ids))
+
+    run_many.lower = lambda *arguments: run.lower(*placed(*arguments))
     return run_many

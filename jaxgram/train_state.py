@@ -7,8 +7,11 @@ which may change as long as it is not below the epochs done: see _check_epochs),
 vocabulary, same shapes and the same number of CPU workers (each holds its own random key).
 
 A checkpoint is input like any other file (its checksums hold whatever its last editor wrote):
-every manifest field is typed and range-checked, the arrays file is read only up to the bytes
+every manifest field is typed and range-checked, each arrays file is read only up to the bytes
 this run's tables and state take, and each array must have the shape and dtype the run expects.
+
+On a mesh every process saves the rows of the tables its devices hold and restores only the rows
+its devices take, on whatever mesh resumes the run (jaxgram.checkpoint_shards).
 """
 
 from __future__ import annotations
@@ -23,11 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgram import checkpoint
+from jaxgram import checkpoint, checkpoint_shards
 from jaxgram.config import TrainConfig, resolved_alpha_schedule
 from jaxgram.errors import ConfigError, DataError
 from jaxgram.losses import Params
-from jaxgram.parallel import training_mesh
+from jaxgram.parallel import MeshLayout, training_mesh
 from jaxgram.step import Carry, resolve_kernel
 from jaxgram.validation import field_types
 from jaxgram.vocab import Vocabulary
@@ -52,12 +55,13 @@ class History:
 
 
 def save_state(folder, carry: Carry, config: TrainConfig, vocab: Vocabulary, history: History) -> None:
-    """One checkpoint of `carry` (host or device arrays) after `history.epochs_done` epochs."""
-    arrays = {name: np.asarray(array) for name, array in _named_arrays(carry).items()}
+    """One checkpoint of `carry` (host, device or mesh arrays) after `history.epochs_done` epochs. Every
+    process of a run calls it: each writes the rows of the tables its devices hold (checkpoint_shards)."""
+    named = _named_arrays(carry)
     meta = {"format": FORMAT, "epochs_done": history.epochs_done, "config": config.to_dict(),
             "vocab_sha256": vocab.fingerprint(), "loss_per_epoch": history.loss_per_epoch,
             "pairs_per_epoch": history.pairs_per_epoch, "opt_leaves": _opt_leaf_count(carry)}
-    checkpoint.save(folder, arrays, meta)
+    checkpoint_shards.save(folder, named, _table_names(named), len(vocab), meta)
 
 
 def saved_config(folder) -> dict | None:
@@ -73,24 +77,34 @@ def epochs_trained(folder) -> int:
     return _checked_meta(folder)["epochs_done"] if checkpoint.exists(folder) else 0
 
 
-def restore_state(folder, template: Carry, config: TrainConfig, vocab: Vocabulary) -> tuple[Carry, History]:
-    """The carry and history saved in `folder`, shaped like `template`; refuses another run's checkpoint.
+def restore_state(folder, template: Carry, config: TrainConfig, vocab: Vocabulary,
+                  layout: MeshLayout | None = None) -> tuple[Carry, History]:
+    """The carry and history saved in `folder`, shaped like `template` (its tables [V, D] unpadded, or laid
+    out by `layout`: then each process reads only the parts of the tables its devices take, whatever mesh
+    wrote them); refuses another run's checkpoint, and a missing or damaged part, on every process.
 
-    The manifest is checked first, then the arrays file, which is read only up to the bytes arrays
-    of the template's shapes take, and each array must have the template's shape and dtype."""
+    The manifest is checked first, then each arrays file, read only up to the bytes its arrays take in
+    the template's shapes, and each array must have the template's shape and dtype."""
     meta = _checked_meta(folder)
     _check_same_run(folder, meta, config, vocab)
     if meta["opt_leaves"] != _opt_leaf_count(template):
         raise DataError(f"checkpoint in {folder} has optimiser state of another shape")
-    expected = {name: (tuple(array.shape), np.dtype(array.dtype)) for name, array in _named_arrays(template).items()}
-    arrays = checkpoint.read_arrays(folder, meta, checkpoint.npz_bytes_bound(expected.values()))
-    _check_arrays(folder, arrays, expected)
+    named = _named_arrays(template)
+    tables = _table_names(named)
+    expected = {name: ((len(vocab), *array.shape[1:]) if name in tables else tuple(array.shape), np.dtype(array.dtype))
+                for name, array in named.items()}
+
+    def read() -> dict:
+        reader = checkpoint_shards.PartReader(folder, meta, expected, tables, len(vocab))
+        if layout is not None:
+            return checkpoint_shards.placed(reader, layout)
+        return {name: jnp.asarray(array) for name, array in reader.whole().items()}
+
+    arrays = checkpoint_shards.agreed(read)
     leaves, treedef = jax.tree_util.tree_flatten(template.opt_state)
-    opt_state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(arrays[f"opt_{i}"]) for i in range(len(leaves))])
-    W = jnp.asarray(arrays["W"]) if template.trainable.W is not None else None
-    carry = Carry(Params(jnp.asarray(arrays["E"]), W), opt_state, jnp.asarray(arrays["key"]))
-    history = History(meta["epochs_done"], list(meta["loss_per_epoch"]), list(meta["pairs_per_epoch"]))
-    return carry, history
+    opt_state = jax.tree_util.tree_unflatten(treedef, [arrays[f"opt_{i}"] for i in range(len(leaves))])
+    carry = Carry(Params(arrays["E"], arrays.get("W")), opt_state, arrays["key"])
+    return carry, History(meta["epochs_done"], list(meta["loss_per_epoch"]), list(meta["pairs_per_epoch"]))
 
 
 def _named_arrays(carry: Carry) -> dict:
@@ -106,19 +120,9 @@ def _opt_leaf_count(carry: Carry) -> int:
     return len(jax.tree_util.tree_leaves(carry.opt_state))
 
 
-def _check_arrays(folder, arrays: dict, expected: dict) -> None:
-    """Refuse arrays other than the template's names, shapes and dtypes, before any is used."""
-    if sorted(arrays) != sorted(expected):
-        raise DataError(f"checkpoint in {folder} holds the arrays {', '.join(sorted(arrays))}, expected "
-                        f"{', '.join(sorted(expected))}")
-    for name, (shape, dtype) in expected.items():
-        what = "a random key" if name == "key" else name
-        if arrays[name].shape != shape:
-            # An older jaxgram trained several CPU replicas, each with its own random key.
-            hint = " (written by an older jaxgram that trained several CPU replicas?)" if name == "key" else ""
-            raise DataError(f"checkpoint in {folder} holds {what} of shape {arrays[name].shape}, expected {shape}{hint}")
-        if arrays[name].dtype != dtype:
-            raise DataError(f"checkpoint in {folder} holds {what} of dtype {arrays[name].dtype}, expected {dtype}")
+def _table_names(named: dict) -> set[str]:
+    """The arrays stored by rows: E and those shaped like it (W, per-entry optimiser state)."""
+    return {name for name, array in named.items() if name != "key" and np.shape(array) == np.shape(named["E"])}
 
 
 def _checked_meta(folder) -> dict:

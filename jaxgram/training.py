@@ -9,7 +9,6 @@ training state in jaxgram.train_state; the result and output files in jaxgram.ou
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import functools
 import logging
 import math
@@ -37,12 +36,13 @@ from jaxgram.batches import (
 )
 from jaxgram.config import TrainConfig, resolved_config, resolved_workers
 from jaxgram.convergence import check_converging
+from jaxgram.corpus_shares import agreed, count_and_encode, process_columns
 from jaxgram.data import keep_probabilities
 from jaxgram.distributed import is_primary
 from jaxgram.errors import ConfigError, DataError
 from jaxgram.init import host_init_params, init_params
 from jaxgram.losses import Params
-from jaxgram.outputs import DEFAULT_SAVE, TrainResult, checked_save, write_outputs
+from jaxgram.outputs import DEFAULT_SAVE, TrainResult, checked_save, result_params, write_run_outputs
 from jaxgram.parallel import MeshLayout, compile_ahead, compile_sharded, placed_noise_table, training_mesh
 from jaxgram.progress import LossMeter, log_downsampling, log_training_end, log_training_start, progress_bar, step_count
 from jaxgram.step import (
@@ -59,7 +59,6 @@ from jaxgram.vocab import (
     EncodedFile,
     Vocabulary,
     build_vocabulary,
-    count_and_encode_to_npy,
     encode,
     read_sentences,
 )
@@ -79,9 +78,10 @@ def train(corpus, config: TrainConfig | None = None, out=None, resume: bool = Fa
     (like gensim's callbacks); an exception it raises stops training with that checkpoint kept.
     With `out`, the files of the `save` formats (outputs.SAVE_FORMATS: "bin" by default, "txt",
     "tsv", "npy", "corpus" for corpus.npy) and with `encoded_text` the Embedding Geometry
-    article's corpus_encoded.txt. In a multi-process run every process returns the same result
-    and only process 0 writes `out` (checkpoints included); --resume reads the checkpoint on
-    every process, so `out` must be on a shared filesystem.
+    article's corpus_encoded.txt. In a multi-process run each process reads its share of the
+    corpus, every process returns the same result, process 0 writes `out` and, with row-sharded
+    tables, every process writes its rows' checkpoint part there: `out` must be on a shared
+    filesystem (docs/distributed.md).
 
     `resume` continues from out/checkpoint, finished runs included: `config` must be the
     checkpoint's but for `epochs`, which may be larger (train more, as calling gensim's train
@@ -100,15 +100,14 @@ def train(corpus, config: TrainConfig | None = None, out=None, resume: bool = Fa
     # other processes, and runs without `out`, keep theirs in TMPDIR.
     owned = out if out is not None and is_primary() else None
     with rundir.claim(owned), rundir.scratch_folder(owned) as scratch:
-        sentences, where = _sentences(corpus)
-        # Counted and encoded in one pass over the corpus: each token is split and looked up once.
-        vocab, encoded = count_and_encode_to_npy(sentences(), scratch / "corpus.npy", config.min_count,
-                                                 config.max_vocab_size, source=where)
+        # Counted and encoded in one pass, each token split and looked up once; with several processes,
+        # each its own share of the corpus, under the whole corpus's vocabulary (jaxgram.corpus_shares).
+        vocab, encoded = count_and_encode(corpus, *_sentences(corpus), scratch / "corpus.npy", config,
+                                          whole_corpus_kept="corpus" in save or encoded_text)
         config = fitted_workers(config, vocab.counts)  # the usable cores, unless the vocabulary takes fewer
         run = _Run(config, vocab, Path(out) / CHECKPOINT_DIR if out is not None else None, progress, on_epoch_end)
         result = _train_encoded(run, encoded, mesh, resume)
-        if out is not None and is_primary():
-            write_outputs(out, result, encoded, save, encoded_text)
+        write_run_outputs(out, result, encoded, save, encoded_text)  # process 0 writes; the others serve it rows
     return result
 
 
@@ -150,7 +149,7 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     kernel = resolve_kernel(config, platform, on_mesh=mesh is not None)
     step_centres, _ = step_width(config, vocab.counts, platform, devices_per_step, kernel)
     resources.check_memory(config, len(vocab), len(encoded), kernel, step_centres, devices_per_step, platform)
-    source = epoch_source(encoded.read, len(encoded), keep_prob, config, step_centres, kernel)
+    source = epoch_source(encoded.read, len(encoded), keep_prob, config, step_centres, kernel, process_columns(step_centres))
     epoch0 = source.groups(0)
     first = next(epoch0)
     centres = planned_centres(source, first)
@@ -161,13 +160,14 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     # Placed before the tables are drawn, and not kept on the host: its one copy is the device's.
     noise_ids = placed_noise_table(vocab.counts, config.ns_exponent, mesh)
     init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    carry = _initial_state(config, init_key, train_key, len(vocab), optimizer, mesh)
-    carry, history = _resume_or_start(run, carry, resume)
+    layout = None if mesh is None else MeshLayout(mesh, len(vocab), config.shard_tables)  # where the carry lives
+    carry = _initial_state(config, init_key, train_key, len(vocab), optimizer, layout)
+    carry, history = _resume_or_start(run, carry, resume, layout)
     # The fused kernel runs its workers as threads of one call; the XLA step runs on one device or a mesh.
     workers = mesh.size if mesh is not None else resolved_workers(config) if kernel == "fused" else 1
     log_training_start(config, len(vocab), workers, kernel if mesh is None else f"{kernel} on a mesh")
     example_call = padded(plan, *first.block(0, min(len(first), plan.per_call)))  # the step compiles for its shapes
-    run_many, layout, carry = _compile(config, optimizer, noise_ids, carry, mesh, kernel, source.streams, example_call)
+    run_many, layout, carry = _compile(config, optimizer, noise_ids, carry, layout, kernel, source.streams, example_call)
     del noise_ids  # run_many holds it
     started = ([first], epoch0) if history.epochs_done == 0 else None
     del first  # the stream holds it now, and lets go of it once used
@@ -175,8 +175,7 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     schedule = learning_rate_schedule(config, plan.total_steps, kernel, xp=np)  # the progress bar's and log's lr
     carry, wall = _run_epochs(run, carry, history, plan, schedule, run_many, layout, source, encoded.raw_words,
                               started)
-    final = model_params((carry if layout is None else layout.fetch(carry)).trainable)
-    final = Params(np.asarray(final.E), np.asarray(final.W))
+    final = result_params(model_params(carry.trainable), layout)  # row-sharded tables stay where they are
     # The result's initial tables are drawn again from the same key when first asked for, rather
     # than copied now: training never holds a spare copy of both tables.
     initial = functools.partial(host_init_params, init_key, len(vocab), config.dim, config.init)
@@ -184,20 +183,21 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     return _result(run, ran, final, initial, history, encoded.raw_words, wall, config.epochs - start_epoch)
 
 
-def _initial_state(config: TrainConfig, init_key, train_key, vocab_size: int, optimizer, mesh) -> Carry:
-    """The carry the first step takes."""
-    # On a mesh the tables start on the host CPU, so no single accelerator ever holds them whole.
-    with jax.default_device(jax.local_devices(backend="cpu")[0]) if mesh is not None else contextlib.nullcontext():
-        initial = init_params(init_key, vocab_size, config.dim, config.init)
-        trainable = Params(initial.E, None if config.tied else initial.W)
-        return Carry(trainable, optimizer.init(trainable), train_key)
+def _initial_state(config: TrainConfig, init_key, train_key, vocab_size: int, optimizer, layout) -> Carry:
+    """The carry the first step takes; on a mesh (`layout`) born there, each process drawing only its devices' rows."""
+    if layout is not None:
+        return layout.initial_carry(config, init_key, train_key, optimizer)
+    initial = init_params(init_key, vocab_size, config.dim, config.init)
+    trainable = Params(initial.E, None if config.tied else initial.W)
+    return Carry(trainable, optimizer.init(trainable), train_key)
 
 
-def _resume_or_start(run: _Run, carry: Carry, resume: bool) -> tuple[Carry, History]:
+def _resume_or_start(run: _Run, carry: Carry, resume: bool, layout) -> tuple[Carry, History]:
     """The checkpoint's state when resuming from one, else `carry` and an empty history."""
     history = History()
     if resume and run.checkpoints is not None and checkpoint.exists(run.checkpoints):
-        carry, history = restore_state(run.checkpoints, carry, run.config, run.vocab)
+        # Straight onto the mesh (`layout`): each process reads only the rows its devices take.
+        carry, history = restore_state(run.checkpoints, carry, run.config, run.vocab, layout)
         log.info("resuming from the checkpoint in %s after %i of %i epochs", run.checkpoints, history.epochs_done,
                  run.config.epochs)
     if not distributed.same_on_all_processes(history.epochs_done):
@@ -206,13 +206,12 @@ def _resume_or_start(run: _Run, carry: Carry, resume: bool) -> tuple[Carry, Hist
     return carry, history
 
 
-def _compile(config: TrainConfig, optimizer, noise_ids: jax.Array, carry: Carry, mesh, kernel: str, streams: int,
+def _compile(config: TrainConfig, optimizer, noise_ids: jax.Array, carry: Carry, layout, kernel: str, streams: int,
              example_call):
     """(run_many, mesh layout or None, carry laid out for it): one device (compiled now), or a mesh."""
-    if mesh is None:
+    if layout is None:
         step_for = functools.partial(make_step, config, optimizer, kernel=kernel, streams=streams)
         return _with_noise(compile_ahead(step_for, carry, example_call, noise_ids), noise_ids), None, carry
-    layout = MeshLayout(mesh, int(carry.trainable.E.shape[0]), config.shard_tables)
     carry = layout.place(carry)
     # Replicated tables take the batch's row updates whole (the partitioner would otherwise
     # sum a V·D table per step); row-sharded ones are already updated from gathered rows.
@@ -232,7 +231,7 @@ def _run_epochs(run: _Run, carry: Carry, history: History, plan: BatchPlan, sche
     """Train the remaining epochs; returns the carry and the seconds spent in them."""
     bar = progress_bar(run.progress and is_primary(), plan.total_steps, step_count(carry.opt_state))
     prefetch = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    upcoming = prefetched(call_stream(source, plan, history.epochs_done, started), prefetch)
+    upcoming = agreed(prefetched(call_stream(source, plan, history.epochs_done, started), prefetch), source, plan)
     first_epoch, wall, effective_words = history.epochs_done, 0.0, 0
     try:
         for epoch in range(first_epoch, run.config.epochs):
@@ -276,10 +275,8 @@ def _end_epoch(run: _Run, carry: Carry, layout, history: History, meter: LossMet
     epoch, epoch_loss = meter.epoch, meter.mean_loss()
     check_converging(epoch_loss, epoch, run.config, len(run.vocab), meter.plan.batch_size, run.checkpoints)
     history.record(epoch_loss, meter.pairs)
-    if run.checkpoints is not None:
-        saved = carry if layout is None else layout.fetch(carry)  # every process takes part in the gather
-        if is_primary():
-            save_state(run.checkpoints, saved, run.config, run.vocab, history)
+    if run.checkpoints is not None:  # every process writes the rows its devices hold
+        save_state(run.checkpoints, carry, run.config, run.vocab, history)
     meter.log_epoch_end(seconds)
     if run.on_epoch_end is not None:
         run.on_epoch_end(epoch + 1, epoch_loss)

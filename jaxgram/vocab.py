@@ -96,13 +96,16 @@ _BLOCK_BYTES = 1 << 20
 _ASCII_SPACES = (b" ", b"\t", b"\r", b"\x0b", b"\x0c")
 
 
-def read_sentences(path: str | os.PathLike, max_sentence_length: int = MAX_SENTENCE_LENGTH) -> Iterator[list[str]]:
+def read_sentences(path: str | os.PathLike, max_sentence_length: int = MAX_SENTENCE_LENGTH,
+                   part=None) -> Iterator[list[str]]:
     """Yield the token lists of a LineSentence file; DataError names the path on any problem.
 
     A line of more than `max_sentence_length` tokens is split into consecutive sentences of
     that many tokens (the last one shorter), as gensim's LineSentence does; unlike gensim's
     Word2Vec(corpus_iterable=...), which truncates at 10,000, no token is dropped. Lines are
     read in blocks of 1 MiB, so memory stays bounded however long a line is.
+    `part(handle)` -> (a reader of some whole lines of the file, a function counting the lines
+    before them): read only those lines (jaxgram.corpus_shares); errors still name the file's line.
     """
     path = Path(path)
     if not path.is_file():
@@ -111,12 +114,17 @@ def read_sentences(path: str | os.PathLike, max_sentence_length: int = MAX_SENTE
         raise ConfigError(f"max_sentence_length={max_sentence_length} is not allowed: it must be >= 1")
     try:
         with open(path, "rb") as handle:
-            yield from _sentences(path, handle, max_sentence_length)
+            reader, lines_before = (handle, lambda: 0) if part is None else part(handle)
+            try:
+                yield from _sentences(reader, max_sentence_length)
+            except _Undecodable as exc:  # counted only now: a part's first line number costs a read of all before it
+                raise CorpusError(f"corpus file {path}: line {exc.number + lines_before()} is not valid UTF-8 "
+                                  f"({exc.reason} at byte {exc.byte})") from None
     except OSError as exc:
         raise CorpusError(f"cannot read corpus file {path}: {exc.strerror or exc}") from exc
 
 
-def _sentences(path: Path, handle, cap: int) -> Iterator[list[str]]:
+def _sentences(handle, cap: int) -> Iterator[list[str]]:
     number = 1  # line number of `head`
     head = b""  # the current line's bytes not yet split into tokens
     tokens: list[str] = []  # the current line's tokens not yet yielded (a line longer than a block)
@@ -127,14 +135,14 @@ def _sentences(path: Path, handle, cap: int) -> Iterator[list[str]]:
         if lines:
             lines[0] = head + lines[0]
             if tokens:  # the end of a long line whose start is already in `tokens`
-                tokens.extend(_decode(path, lines.pop(0), number, offset).split())
+                tokens.extend(_decode(lines.pop(0), number, offset).split())
                 yield from _chunks(tokens, cap)
                 tokens, number, offset = [], number + 1, 0
             for index, raw in enumerate(lines):
                 try:
                     line = raw.decode("utf-8").split()
                 except UnicodeDecodeError:  # raises, naming the line
-                    line = _decode(path, raw, number + index, 0 if index else offset).split()
+                    line = _decode(raw, number + index, 0 if index else offset).split()
                 if len(line) > cap:
                     yield from _chunks(line, cap)
                 elif line:
@@ -147,13 +155,13 @@ def _sentences(path: Path, handle, cap: int) -> Iterator[list[str]]:
             # A long line: split off all but its last token, which may continue in the next block.
             # The cut is after an ASCII space, which UTF-8 never has inside a character.
             cut = max(head.rfind(space) for space in _ASCII_SPACES) + 1
-            tokens.extend(_decode(path, head[:cut], number, offset).split())
+            tokens.extend(_decode(head[:cut], number, offset).split())
             head, offset = head[cut:], offset + cut
             full = len(tokens) - len(tokens) % cap
             yield from _chunks(tokens[:full], cap)
             del tokens[:full]
     if head or tokens:  # a last line without a newline
-        tokens.extend(_decode(path, head, number, offset).split())
+        tokens.extend(_decode(head, number, offset).split())
         yield from _chunks(tokens, cap)
 
 
@@ -161,12 +169,19 @@ def _chunks(tokens: list[str], cap: int) -> Iterator[list[str]]:
     return (tokens[k:k + cap] for k in range(0, len(tokens), cap))
 
 
-def _decode(path: Path, data: bytes, number: int, offset: int) -> str:
+class _Undecodable(ValueError):
+    """Line `number` (of the lines read) is not UTF-8: `reason` at `byte` of the line; read_sentences names the file."""
+
+    def __init__(self, number: int, reason: str, byte: int):
+        super().__init__(number, reason, byte)
+        self.number, self.reason, self.byte = number, reason, byte
+
+
+def _decode(data: bytes, number: int, offset: int) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CorpusError(f"corpus file {path}: line {number} is not valid UTF-8 "
-                          f"({exc.reason} at byte {offset + exc.start})") from None
+        raise _Undecodable(number, exc.reason, offset + exc.start) from None
 
 
 def build_vocabulary(sentences: Iterable[list[str]], min_count: int = 5, max_vocab_size: int | None = None,
@@ -386,27 +401,32 @@ def _with_separators_before(ids: np.ndarray, lengths: np.ndarray, first: bool) -
 
 
 def count_and_encode_to_npy(sentences: Iterable[list[str]], path: str | os.PathLike, min_count: int = 5,
-                            max_vocab_size: int | None = None, source: str = "the corpus") -> tuple[Vocabulary, EncodedFile]:
+                            max_vocab_size: int | None = None, source: str = "the corpus",
+                            combine=None) -> tuple[Vocabulary, EncodedFile]:
     """build_vocabulary, then encode_to_npy, in one pass over `sentences`: the same vocabulary and file bytes.
 
     Each token is split and looked up once, not once per pass. The pass writes every token's
     provisional id (its word's rank by first appearance) to `path`; once the vocabulary is
     known, the file is rewritten in place a buffer at a time, out-of-vocabulary tokens and
     emptied sentences dropped. Memory holds one buffer and the distinct words, as in the two passes.
+    `combine(words, counts)` -> the (words, counts) of the whole corpus when `sentences` are one
+    share of it (jaxgram.corpus_shares): the vocabulary is ranked from those, only the share encoded.
     """
     path = Path(path)
     first_seen: collections.defaultdict[str, int] = collections.defaultdict(itertools.count().__next__)
     with _whole_or_removed(path), open(path, "w+b") as handle:
         header_bytes = handle.write(_npy_header(0))
-        counts, length, raw = _write_provisional(sentences, first_seen, handle)
-        words = list(first_seen)
-        _log_collected(len(words), raw, sentences=length - raw)  # one separator per sentence
+        local_counts, length, raw = _write_provisional(sentences, first_seen, handle)
+        local_words = list(first_seen)
+        words, counts = (local_words, local_counts) if combine is None else combine(local_words, local_counts)
+        # One separator per sentence; a share's sentences are not the corpus's, so they go unsaid.
+        _log_collected(len(words), int(counts.sum()), sentences=length - raw if combine is None else None)
         order = _ranked(words, counts, min_count, max_vocab_size, source)
-        final_ids = np.full(len(words), -2, np.int32)  # -2: out of vocabulary
-        final_ids[order] = np.arange(len(order), dtype=np.int32)
+        vocab = Vocabulary(tuple(words[i] for i in order.tolist()), counts[order])
+        # Each provisional id's final one; -2: out of vocabulary.
+        final_ids = np.fromiter(map(vocab.word_to_id.get, local_words, itertools.repeat(-2)), np.int32, len(local_words))
         written = _rewrite_provisional(handle, header_bytes, length, final_ids)
         _truncate_npy(handle, written, header_bytes)
-    vocab = Vocabulary(tuple(words[i] for i in order.tolist()), counts[order])
     return vocab, EncodedFile(path, written, raw, header_bytes)
 
 

@@ -44,7 +44,8 @@ def write_word2vec(fname: str | os.PathLike, words: Sequence[str], vectors: np.n
     (TensorBoard's vectors.tsv), written in the same pass: formatting the floats is most of
     the cost. Rows go out FLOATS_PER_WRITE floats at a time, so memory holds one block of rows
     whatever the vocabulary, and the file is hashed as it is written (fileio.atomic_open).
-    `vectors` may be anything with .shape whose row slices are arrays. gensim's options:
+    `vectors` may be anything with .shape whose row slices are arrays, or that reads its own rows
+    in blocks (see row_blocks: a row-sharded table is never whole on the host). gensim's options:
     `total_vec` is the V the header declares (default: the rows written), `write_header=False`
     leaves the header out (GloVe's text), `append=True` writes after what the file holds.
     """
@@ -55,8 +56,8 @@ def write_word2vec(fname: str | os.PathLike, words: Sequence[str], vectors: np.n
         if write_header:
             handle.write(f"{len(words) if total_vec is None else total_vec} {vectors.shape[1]}\n".encode())
         rows = rows_per_write(vectors.shape[1])
-        for start in range(0, len(words), rows):
-            block_words, block = words[start:start + rows], vectors[start:start + rows]
+        for start, block in zip(range(0, len(words), rows), row_blocks(vectors, rows, len(words))):
+            block_words = words[start:start + rows]
             if binary:
                 handle.write(_binary_rows(block_words, block))
                 continue
@@ -74,6 +75,17 @@ FLOATS_PER_WRITE = 2**20
 def rows_per_write(dim: int) -> int:
     """Whole rows of `dim` floats in a block of about FLOATS_PER_WRITE floats (at least one row)."""
     return max(1, FLOATS_PER_WRITE // max(1, dim))
+
+
+def row_blocks(vectors, rows: int, count: int | None = None) -> Iterator[np.ndarray]:
+    """The first `count` (default: all) rows of `vectors`, `rows` at a time: from its own blocks(rows) when it
+    has them (table_rows.ShardedTable gathers each block from the devices that hold it), else by slicing."""
+    count = vectors.shape[0] if count is None else count
+    if hasattr(vectors, "blocks"):
+        yield from vectors.blocks(rows)
+        return
+    for start in range(0, count, rows):
+        yield vectors[start:start + rows]
 
 
 def _binary_rows(words: Sequence[str], block: np.ndarray) -> bytes:
@@ -112,9 +124,8 @@ def _writing(fname: str | os.PathLike, append: bool) -> Iterator[io.RawIOBase]:
 def write_projector_tsv(fname: str | os.PathLike, vectors: np.ndarray) -> None:
     """TensorBoard's vectors.tsv alone: the floats as write_word2vec writes them, tab-separated, no words."""
     with atomic_open(fname, "wb") as handle:
-        rows = rows_per_write(vectors.shape[1])
-        for start in range(0, len(vectors), rows):
-            handle.write(_tsv_rows([_text_row(row) for row in vectors[start:start + rows]]))
+        for block in row_blocks(vectors, rows_per_write(vectors.shape[1])):
+            handle.write(_tsv_rows([_text_row(row) for row in block]))
 
 
 def _text_row(row: np.ndarray) -> str:

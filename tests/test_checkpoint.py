@@ -183,3 +183,132 @@ def test_npz_members_are_read_only_as_savez_writes_them(tmp_path, write, refusal
     reseal(tmp_path, arrays_sha256=hashlib.sha256(buffer.getvalue()).hexdigest())
     with pytest.raises(DataError, match=r"epoch-1\.npz hold " + refusal):
         checkpoint.load(tmp_path)
+
+
+# -- a checkpoint in parts, each written by the process holding its rows -------------------------------
+
+def _table_arrays():
+    return {"E": np.arange(20, dtype=np.float32).reshape(5, 4), "key": np.array([1, 2], np.uint32),
+            "W": -np.arange(20, dtype=np.float32).reshape(5, 4)}
+
+
+def _save_in_parts(folder, arrays, epochs_done=1, at=2):
+    """What two processes write: process 1 its rows [at, V) of E and W, process 0 the rest and the manifest."""
+    rows = {name: arrays[name][at:] for name in ("E", "W")}
+    blocks = {name: checkpoint.Blocks(rows[name].shape, rows[name].dtype, lambda r=rows[name]: [r[:1], r[1:]])
+              for name in rows}  # as shards: written block by block
+    part = checkpoint.Part(checkpoint.part_name(epochs_done, 1), "", at, len(arrays["E"]))
+    sha256 = checkpoint.write_part(folder, part.file, blocks)
+    first = {name: array[:at] if name in rows else array for name, array in arrays.items()}
+    checkpoint.save(folder, first, {"epochs_done": epochs_done},
+                    [checkpoint.Part(part.file, sha256, part.start, part.stop)])
+
+
+def test_a_checkpoint_in_parts_loads_whole_and_the_next_save_removes_the_old_parts(tmp_path):
+    _save_in_parts(tmp_path, _table_arrays())
+    manifest = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert [(part["file"], part["rows"]) for part in manifest["parts"]] == [("epoch-1.part-1.npz", [2, 5])]
+    with np.load(tmp_path / "epoch-1.part-1.npz") as part:
+        assert sorted(part.files) == ["E", "W"] and part["E"].shape == (3, 4)
+    loaded = checkpoint.load(tmp_path)
+    for name, array in _table_arrays().items():
+        np.testing.assert_array_equal(loaded.arrays[name], array)
+    assert [(p.file, p.start, p.stop) for p in checkpoint.parts(loaded.meta)] == [
+        ("epoch-1.npz", 0, 2), ("epoch-1.part-1.npz", 2, 5)]
+    checkpoint.save(tmp_path, _table_arrays(), {"epochs_done": 2})  # one part now: the old parts go
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.json", "epoch-2.npz"]
+
+
+def test_a_part_written_in_blocks_is_what_numpy_writes_whole(tmp_path):
+    E = _table_arrays()["E"]
+    checkpoint.write_part(tmp_path, "blocks.npz", {"E": checkpoint.Blocks(E.shape, E.dtype, lambda: [E[:2], E[2:]])})
+    checkpoint.write_part(tmp_path, "whole.npz", {"E": E})
+    assert (tmp_path / "blocks.npz").read_bytes() == (tmp_path / "whole.npz").read_bytes()
+    with pytest.raises(ValueError, match="not those of shape"):
+        checkpoint.write_part(tmp_path, "short.npz", {"E": checkpoint.Blocks(E.shape, E.dtype, lambda: [E[:2]])})
+    assert not (tmp_path / "short.npz").exists()
+
+
+def test_a_part_that_is_not_in_the_folder_is_not_committed(tmp_path):
+    """A process that wrote its part elsewhere (an --out not shared): process 0 refuses to list it."""
+    checkpoint.save(tmp_path, _table_arrays(), {"epochs_done": 1})
+    absent = checkpoint.Part(checkpoint.part_name(2, 1), "0" * 64, 2, 5)
+    with pytest.raises(DataError, match=r"epoch-2\.part-1\.npz is not there .* a filesystem they share"):
+        checkpoint.save(tmp_path, _table_arrays(), {"epochs_done": 2}, [absent])
+    assert checkpoint.load(tmp_path).meta["epochs_done"] == 1  # the checkpoint before stands
+
+
+def _flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, refusal", [
+    (lambda part: part.unlink(), r"part .*epoch-1\.part-1\.npz is missing, so the checkpoint in .* is incomplete: refused"),
+    (_flip_a_byte, r"epoch-1\.part-1\.npz do not match the sha256"),
+    (lambda part: os.truncate(part, 1 << 40), r"epoch-1\.part-1\.npz is 1,099,511,627,776 bytes, more than"),
+])
+def test_a_missing_damaged_or_oversized_part_is_refused_naming_it(tmp_path, damage, refusal):
+    _save_in_parts(tmp_path, _table_arrays())
+    damage(tmp_path / "epoch-1.part-1.npz")
+    meta = checkpoint.read_meta(tmp_path)
+    with pytest.raises(DataError, match=refusal) as refused:
+        checkpoint.check_parts_present(tmp_path, meta)
+        checkpoint.read_arrays(tmp_path, meta, max_bytes=1 << 20)
+    assert "\n" not in str(refused.value)
+
+
+def _part_entry(**changes):
+    return {"file": "epoch-1.part-1.npz", "sha256": "0" * 64, "rows": [2, 5], **changes}
+
+
+@pytest.mark.parametrize("parts", [
+    [_part_entry(file="../victim.txt")], [_part_entry(file="epoch-2.part-1.npz")], [_part_entry(file="epoch-1.npz")],
+    [_part_entry(file="epoch-1.part-0.npz")], [_part_entry(file="sub/epoch-1.part-1.npz")],
+    [_part_entry(), _part_entry(rows=[5, 6])],  # the same file twice
+    [_part_entry(), _part_entry(file="epoch-1.part-2.npz", rows=[6, 8])],  # a gap
+    [_part_entry(rows=[5, 2])], [_part_entry(rows=[2, "5"])], [_part_entry(rows=[2, True])], [_part_entry(sha256="ab")],
+    [_part_entry(extra=1)], ["epoch-1.part-1.npz"], [], "epoch-1.part-1.npz",
+])
+def test_a_resealed_manifest_may_list_only_its_own_parts_in_row_order(tmp_path, parts):
+    """A part elsewhere, of another epoch, twice, out of order, or mistyped: refused in one line by every
+    reader, and the next save neither reads nor removes what it named."""
+    victim = _victim(tmp_path)
+    folder = tmp_path / "checkpoint"
+    _save_in_parts(folder, _table_arrays())
+    reseal(folder, parts=parts)
+    for read in (checkpoint.load, checkpoint.read_meta):
+        with pytest.raises(DataError, match=r"checkpoint\.json has parts=.*which is not allowed: ") as refused:
+            read(folder)
+        assert "\n" not in str(refused.value)
+    checkpoint.save(folder, _table_arrays(), {"epochs_done": 2})
+    assert victim.read_text() == "the user's own file\n" and checkpoint.load(folder).meta["epochs_done"] == 2
+
+
+def test_a_symlinked_part_is_refused_unread(tmp_path):
+    folder = tmp_path / "checkpoint"
+    _save_in_parts(folder, _table_arrays())
+    (folder / "epoch-1.part-1.npz").rename(tmp_path / "outside.npz")
+    (folder / "epoch-1.part-1.npz").symlink_to(tmp_path / "outside.npz")
+    meta = checkpoint.read_meta(folder)
+    with pytest.raises(DataError, match=r"epoch-1\.part-1\.npz is a symlink"):
+        checkpoint.check_parts_present(folder, meta)
+    with pytest.raises(DataError, match=r"epoch-1\.part-1\.npz is a symlink"):
+        checkpoint.load(folder)
+    checkpoint.save(folder, _table_arrays(), {"epochs_done": 2})
+    assert (tmp_path / "outside.npz").is_file() and not os.path.lexists(folder / "epoch-1.part-1.npz")
+
+
+def test_a_part_is_held_in_memory_once_and_load_gives_writable_copies(tmp_path):
+    """read_part's arrays are read-only views of the file's bytes (no second copy of a part); load's are the
+    caller's to change. A Fortran-ordered array (np.savez writes it so) reads back as it was."""
+    arrays = {**_table_arrays(), "F": np.asfortranarray(np.arange(6, dtype=np.int64).reshape(2, 3))}
+    checkpoint.save(tmp_path, arrays, {"epochs_done": 1})
+    viewed = checkpoint.read_part(tmp_path, checkpoint.parts(checkpoint.read_meta(tmp_path))[0])
+    loaded = checkpoint.load(tmp_path).arrays
+    for name, array in arrays.items():
+        assert not viewed[name].flags.writeable and not viewed[name].flags.owndata
+        assert loaded[name].flags.writeable
+        np.testing.assert_array_equal(viewed[name], array)
+        np.testing.assert_array_equal(loaded[name], array)

@@ -72,3 +72,42 @@ def test_every_row_is_drawn_when_the_blocks_do_not_divide_the_vocabulary():
     assert np.all(np.abs(E).max(axis=1) > 0)  # no row left at its zero start
     assert len(np.unique(E, axis=0)) == rows  # and no block repeated another's draws
     assert abs(E[-ROWS_PER_DRAW:].mean()) < 2e-3 and E[-ROWS_PER_DRAW:].std() > 0.25 / 8
+
+
+@pytest.mark.parametrize("scheme", ["word2vec", "gensim", "glorot"])
+def test_any_rows_drawn_alone_equal_those_of_the_whole_tables(scheme):
+    from jaxgram.init import ROWS_PER_DRAW, init_rows
+
+    block, dim = ROWS_PER_DRAW, 3
+    # Fewer rows than a block, exactly one, and a few blocks past with a last partial block
+    # (which is drawn over the end of the one before it).
+    for vocab_size in (700, block, 3 * block + 100):
+        whole = init_params(jax.random.PRNGKey(5), vocab_size, dim, scheme)
+        bounds = {0, 1, vocab_size // 3, vocab_size - 1, vocab_size} | {
+            edge + step for edge in (block, 2 * block, 3 * block, vocab_size - block) for step in (-1, 0, 1)}
+        bounds = sorted(b for b in bounds if 0 <= b <= vocab_size)
+        ranges = [(0, vocab_size)] + list(zip(bounds, bounds[1:])) + [(bounds[1], bounds[-2]), (5, 5)]
+        for start, stop in ranges:
+            for table in ("E", "W"):
+                rows = init_rows(jax.random.PRNGKey(5), vocab_size, dim, scheme, table, start, stop)
+                assert rows.dtype == np.float32 and rows.shape == (stop - start, dim)
+                np.testing.assert_array_equal(rows, np.asarray(getattr(whole, table))[start:stop],
+                                              err_msg=f"V={vocab_size} {table}[{start}:{stop}]")
+
+
+@pytest.mark.parametrize("scheme", ["word2vec", "glorot"])
+def test_a_shard_made_on_a_device_holds_the_rows_and_zeros_past_the_vocabulary(scheme):
+    from jaxgram.init import ROWS_PER_DRAW, init_shard
+
+    vocab_size, dim, device = 2 * ROWS_PER_DRAW + 100, 3, jax.devices()[0]
+    whole = init_params(jax.random.PRNGKey(6), vocab_size, dim, scheme)
+    # Longer than a block (made in pieces, the last over the end of the one before), past the
+    # vocabulary's end (padding), within one block, and empty.
+    for start, stop in ((50, vocab_size + 7), (0, vocab_size), (ROWS_PER_DRAW - 3, ROWS_PER_DRAW + 9), (4, 4)):
+        for table in ("E", "W"):
+            shard = init_shard(jax.random.PRNGKey(6), vocab_size, dim, scheme, table, start, stop, device)
+            assert shard.devices() == {device} and shard.shape == (stop - start, dim)
+            expected = np.zeros((stop - start, dim), np.float32)
+            drawn = np.asarray(getattr(whole, table))[start:stop]
+            expected[:len(drawn)] = drawn
+            np.testing.assert_array_equal(np.asarray(shard), expected, err_msg=f"{table}[{start}:{stop}]")

@@ -149,3 +149,48 @@ def test_projector_config_points_tensorboard_at_the_vectors_and_words(toy_result
     rows = [list(map(float, line.split("\t"))) for line in tensor_path.read_text().splitlines() if line]
     np.testing.assert_array_equal(np.array(rows, np.float32), toy_result.params.E)
     assert metadata_path.read_text(encoding="utf-8").splitlines() == list(toy_result.vocab.words)
+
+
+# In a child with 4 CPU devices: argv[1]/whole from the toy run's NumPy tables, argv[1]/sharded2 and
+# argv[1]/sharded4 from the same tables row-sharded on 2 and 4 devices with padding rows of garbage,
+# blocks of 5 rows (FLOATS_PER_WRITE shrunk, so the last block is short); prints the rows each block gathered.
+WRITE_SHARDED = """
+    import dataclasses, sys
+    import jax, numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    from jaxgram import table_rows, word2vec_format
+    from jaxgram.losses import Params
+    from jaxgram.outputs import SAVE_FORMATS, write_outputs
+    from jaxgram.toy import TOY_CONFIG, toy_sentences
+    from jaxgram.training import train
+
+    formats = [fmt for fmt in SAVE_FORMATS if fmt != "corpus"]
+    result = train(toy_sentences(), dataclasses.replace(TOY_CONFIG, epochs=1), progress=False)
+    write_outputs(f"{sys.argv[1]}/whole", result, save=formats)
+    word2vec_format.FLOATS_PER_WRITE = 5 * TOY_CONFIG.dim
+    gathered, gather = [], table_rows._gather
+    table_rows._gather = lambda array, first, size: gathered.append(size) or gather(array, first, size)
+    for n in (2, 4):
+        mesh = Mesh(np.asarray(jax.devices()[:n]), ("data",))
+        padded = -(-(len(result.vocab) + 1) // 8) * 8
+        def shard(table):
+            host = np.pad(table, ((0, padded - len(table)), (0, 0)), constant_values=7.0)
+            return table_rows.ShardedTable(jax.device_put(host, NamedSharding(mesh, PartitionSpec("data", None))),
+                                           len(table))
+        sharded = dataclasses.replace(result, params=Params(shard(result.params.E), shard(result.params.W)))
+        write_outputs(f"{sys.argv[1]}/sharded{n}", sharded, save=formats)
+    print(len(result.vocab), *gathered)
+"""
+
+
+def test_sharded_tables_write_the_bytes_whole_ones_do_a_block_at_a_time(tmp_path):
+    from test_distributed import run_child
+
+    vocab_size, *gathered = map(int, run_child(WRITE_SHARDED, str(tmp_path), devices=4).split())
+    whole = {path.name: path.read_bytes() for path in (tmp_path / "whole").iterdir()}
+    assert set(whole) == {*output_files(EVERY_FORMAT), SHA256SUMS}
+    for n in (2, 4):
+        assert {path.name: path.read_bytes() for path in (tmp_path / f"sharded{n}").iterdir()} == whole, n
+    # Each pass over a table (vectors.bin, vectors.txt with vectors.tsv, E.npy; W.npy) took blocks of 5 rows.
+    blocks_per_pass = -(-vocab_size // 5)
+    assert gathered == [5] * (2 * 4 * blocks_per_pass)

@@ -3,12 +3,12 @@ update against the dense one, and a compiled call that does not recompile."""
 
 import dataclasses
 import functools
-import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from compiled_hlo import whole_table_instructions
 
 from jaxgram import TrainConfig
 from jaxgram.data import noise_table
@@ -293,25 +293,6 @@ def test_kernel_choice_follows_the_config_and_refuses_what_cannot_apply():
         resolve_kernel(dataclasses.replace(SMALL, kernel="fused", optimizer="adam"), "cpu", on_mesh=False)
 
 
-def _whole_table_instructions(hlo: str, rows: int, dim: int) -> list[str]:
-    """Instructions of a compiled module that produce a whole [rows, dim] table other than by
-    passing it along (parameter, tuple plumbing, the loop) or scattering rows into it in place."""
-    table = re.compile(rf"=\s*f32\[{rows},{dim}\]\{{1,0\}}\s+([\w-]+)\(")
-    # Computations (bodies of fusions) whose result is a scatter: "%name (params) -> shape {" ... "}".
-    scatter_fusions = {name for name, body in re.findall(r"^%?([\w.-]+) \([^\n]*\{\n(.*?)\n\}", hlo, re.M | re.S)
-                       if re.search(r"ROOT [^=]+= f32\[[^\]]+\]\{1,0\} scatter\(", body)}
-    found = []
-    for line in hlo.splitlines():
-        match = table.search(line)
-        if match is None or match.group(1) in ("parameter", "get-tuple-element", "scatter", "bitcast"):
-            continue
-        called = re.search(r"calls=%?([\w.-]+)", line)
-        if match.group(1) == "fusion" and called and called.group(1) in scatter_fusions:
-            continue
-        found.append(line.strip())
-    return found
-
-
 @pytest.mark.parametrize("optimizer, expect_whole_table", [("sgd", False), ("adam", True)])
 def test_a_compiled_sparse_step_touches_no_whole_table(optimizer, expect_whole_table):
     # Per step, sparse SGD must cost O(batch rows), not O(V x D): on an accelerator, where a step
@@ -325,6 +306,6 @@ def test_a_compiled_sparse_step_touches_no_whole_table(optimizer, expect_whole_t
     contexts = jnp.stack([batches[1]] * 3, axis=-1)  # centre groups [steps, batch, 3]
     carry = _fresh_carry(trainable, optimizer_fn)
     hlo = run_many.lower(carry, batches[0], contexts, batches[2], noise_ids).compile().as_text()
-    found = _whole_table_instructions(hlo, vocab_size, config.dim)
+    found = whole_table_instructions(hlo, vocab_size, config.dim)
     assert bool(found) == expect_whole_table, found[:5]
     assert f"f32[{vocab_size},{config.dim}]" in hlo  # the tables are in the module the check read

@@ -8,11 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from resealed_checkpoint import reseal
+from resealed_checkpoint import reseal, split
 
 from jaxgram import TrainConfig, checkpoint, fused
+from jaxgram.distributed import device_mesh
 from jaxgram.errors import ConfigError, DataError
 from jaxgram.losses import Params
+from jaxgram.parallel import MeshLayout
 from jaxgram.step import Carry, make_optimizer
 from jaxgram.train_state import History, restore_state, save_state, saved_config
 from jaxgram.vocab import build_vocabulary
@@ -158,3 +160,53 @@ def test_an_auto_run_that_ran_fused_resumes_with_kernel_fused_and_not_xla(tmp_pa
     restore_state(tmp_path, _carry(sgd), dataclasses.replace(sgd, kernel="fused"), VOCAB)
     with pytest.raises(ConfigError, match=r": kernel='xla' \(checkpoint: 'auto', which ran 'fused'\)$"):
         restore_state(tmp_path, _carry(sgd), dataclasses.replace(sgd, kernel="xla"), VOCAB)
+
+
+# -- checkpoints in parts, restored onto any mesh ------------------------------------------------------
+
+def _layout(shard_tables: bool) -> MeshLayout:
+    return MeshLayout(device_mesh(2), len(VOCAB), shard_tables)  # 3 rows: sharded, padded to 4
+
+
+@pytest.mark.parametrize("shard_tables", [None, False, True])
+def test_a_checkpoint_in_parts_restores_exactly_onto_any_layout(tmp_path, shard_tables):
+    """Two processes' parts (E, W and Adam's moments split at row 1), restored with no mesh, or laid out on
+    a mesh of two devices (tables replicated, or row-sharded and padded): the saved state, exactly."""
+    saved = _carry(CONFIG, seed=1)
+    save_state(tmp_path, saved, CONFIG, VOCAB, History(1, [1.0], [10]))
+    split(tmp_path, 1, tables=("E", "W", "opt_1", "opt_2", "opt_3", "opt_4"))
+    layout = None if shard_tables is None else _layout(shard_tables)
+    restored, history = restore_state(tmp_path, _carry(CONFIG, seed=2), CONFIG, VOCAB, layout)
+    assert history.epochs_done == 1
+    for mine, theirs in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(saved), strict=True):
+        if layout is not None and mine.ndim == 2:
+            assert mine.sharding == layout.table and mine.shape == (layout.rows, CONFIG.dim)
+            np.testing.assert_array_equal(mine[len(VOCAB):], 0)  # padding rows
+            mine = mine[:len(VOCAB)]
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_a_sharded_carry_is_saved_from_its_shards_without_the_padding(tmp_path):
+    """One process holding both devices' shards writes one part, its rows unpadded: what any mesh restores."""
+    layout, saved = _layout(True), _carry(CONFIG, seed=1)
+    save_state(tmp_path, layout.place(saved), CONFIG, VOCAB, History(1, [1.0], [10]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.json", "epoch-1.npz"]
+    loaded = checkpoint.load(tmp_path).arrays
+    for name, array in zip(("E", "W"), saved.trainable, strict=True):
+        np.testing.assert_array_equal(loaded[name], array)
+    restored, _ = restore_state(tmp_path, _carry(CONFIG, seed=2), CONFIG, VOCAB)
+    np.testing.assert_array_equal(restored.trainable.E, saved.trainable.E)
+
+
+def test_a_part_of_other_rows_or_a_missing_part_is_refused_on_restore(tmp_path):
+    save_state(tmp_path, _carry(CONFIG), CONFIG, VOCAB, History(1, [1.0], [10]))
+    split(tmp_path, 1, tables=("E", "W", "opt_1", "opt_2", "opt_3", "opt_4"))
+    reseal(tmp_path, parts=[{**checkpoint.read_meta(tmp_path)["parts"][0], "rows": [1, 2]}])
+    with pytest.raises(DataError, match=r"holds 2 rows of each table, expected 3"):
+        restore_state(tmp_path, _carry(CONFIG), CONFIG, VOCAB)
+    reseal(tmp_path, parts=[{**checkpoint.read_meta(tmp_path)["parts"][0], "rows": [2, 3]}])
+    with pytest.raises(DataError, match=r"checkpoint in .* holds E of shape \(1, 4\), expected \(2, 4\)"):
+        restore_state(tmp_path, _carry(CONFIG), CONFIG, VOCAB)
+    (tmp_path / "epoch-1.part-1.npz").unlink()
+    with pytest.raises(DataError, match=r"epoch-1\.part-1\.npz is missing, so the checkpoint in .* is incomplete: refused$"):
+        restore_state(tmp_path, _carry(CONFIG), CONFIG, VOCAB, _layout(True))
