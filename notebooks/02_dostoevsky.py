@@ -142,12 +142,12 @@ plot_pca(models, WORDS)
 # - **Cosines are lower across the board with one table**, partly because two-table word2vec vectors share a common
 #   direction (a clearly positive mean cosine among frequent words) while the shared-table vectors do not (mean cosine
 #   about 0): the opposite of "every word looks similar". Ranks remove that offset: by rank, *crime* sits closer to
-#   *love* with one table, yet still hundreds of words away.
+#   *love* with one table, yet still more than a thousand words away.
 # - **What one table does cost is the fit.** Its loss stays far above the two-table loss. The score of a pair becomes
 #   the symmetric $E_c \cdot E_t$, so words that occur *next to each other* are pulled towards each other directly,
 #   instead of words that occur *in the same contexts* being pulled towards the same context vectors. The neighbours
 #   drift accordingly (compare *school*'s in the table above: with two tables words of the life around it, such as
-#   *village*, with one the words of its own sentences), and the probe groups
+#   *gymnasium* and *moscow*, with one the words of its own sentences), and the probe groups
 #   (murder/crime/punishment/death, school/university/monastery) are looser.
 #
 # So two tables are the better choice here too, but for a different reason than the one the article gives; this
