@@ -220,9 +220,13 @@ def read_part(folder: str | os.PathLike, part: Part, max_bytes: int | None = Non
     path = Path(folder) / part.file  # a plain name, checked with the manifest
     payload = read_regular_file(path, "checkpoint arrays", max_bytes)
     if sha256_bytes(payload) != part.sha256:
-        raise DataError(f"checkpoint arrays {path} do not match the sha256 in {Path(folder) / MANIFEST}: "
-                        "truncated or altered")
+        raise sha256_mismatch(folder, part)
     return npz_arrays(payload, path)
+
+
+def sha256_mismatch(folder: str | os.PathLike, part: Part) -> DataError:
+    return DataError(f"checkpoint arrays {Path(folder) / part.file} do not match the sha256 in "
+                     f"{Path(folder) / MANIFEST}: truncated or altered")
 
 
 def field_error(manifest: Path, name: str, value: Any, allowed: str) -> DataError:

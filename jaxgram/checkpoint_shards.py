@@ -6,12 +6,14 @@ process has written (an allgather of what each wrote is the barrier), process 0 
 rows with every other array and commits the manifest that lists the parts. The rows of a
 checkpoint are the tables' real rows (no mesh padding), so any mesh, or none, restores any
 checkpoint. A table every process holds whole (one device, or replicated over a mesh) is
-process 0's to write: a checkpoint of one part, as a single process writes it.
+process 0's to write: a checkpoint of one part, as a single process writes it. Restoring onto a
+mesh reads each part once, hashed as it goes, and places its rows a block at a time (placed()).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,10 +21,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxgram import checkpoint, distributed
+from jaxgram import checkpoint, checkpoint_files, distributed
 from jaxgram.errors import DataError, JaxgramError
 
 MAX_PATH_BYTES = 4096  # Linux's PATH_MAX
+# What a restore reads and places at a time: small beside a shard, large beside a block's dispatch.
+BLOCK_BYTES = 4 << 20
 
 
 def save(folder, named: dict, tables: set[str], rows: int, meta: dict) -> None:
@@ -151,14 +155,70 @@ class PartReader:
 
     def _part(self, index: int) -> dict[str, np.ndarray]:
         if index not in self._read:
-            part = self.parts[index]
-            expected = {name: ((part.stop - part.start, *shape[1:]) if name in self.tables else shape, dtype)
-                        for name, (shape, dtype) in self.expected.items() if index == 0 or name in self.tables}
-            arrays = checkpoint.read_part(self.folder, part, checkpoint.npz_bytes_bound(expected.values()))
-            where = f"checkpoint in {self.folder}" if index == 0 else f"checkpoint part {self.folder / part.file}"
-            _check_arrays(where, arrays, expected)
+            expected = self._expected(index)
+            arrays = checkpoint.read_part(self.folder, self.parts[index], checkpoint.npz_bytes_bound(expected.values()))
+            _check_arrays(self._where(index), arrays, expected)
             self._read[index] = arrays
         return self._read[index]
+
+    def _expected(self, index: int) -> dict:
+        """The (shape, dtype) of each array part `index` must hold: its rows of the tables, part 0 the rest too."""
+        part = self.parts[index]
+        return {name: ((part.stop - part.start, *shape[1:]) if name in self.tables else shape, dtype)
+                for name, (shape, dtype) in self.expected.items() if index == 0 or name in self.tables}
+
+    def _where(self, index: int) -> str:
+        return f"checkpoint in {self.folder}" if index == 0 else f"checkpoint part {self.folder / self.parts[index].file}"
+
+    def stream(self, index: int, spans: list[tuple[int, int]], write) -> dict[str, np.ndarray]:
+        """Part `index` read once from start to end through one descriptor, hashed on the way: its tables'
+        rows within `spans` handed to write(name, first_row, rows) a block at a time, its other arrays
+        returned. A part other than the manifest's sha256 says is refused once read, before the caller
+        returns what was written; one it cannot parse, or of other arrays, is refused too (the sha256 first)."""
+        part, expected = self.parts[index], self._expected(index)
+        bound = checkpoint.npz_bytes_bound(expected.values())
+        with checkpoint_files.HashedFile(self.folder / part.file, "checkpoint arrays", bound) as file:
+            try:
+                members = file.members()
+                _check_arrays(self._where(index), members, expected)
+            except DataError:
+                self._check_sha256(file, part)  # a file other than the manifest's is refused as that first
+                raise
+            values = {}
+            for name, member in sorted(members.items(), key=lambda item: item[1].offset):  # in file order
+                if name in self.tables:
+                    _stream_rows(file, name, member, part, spans, write)
+                else:
+                    values[name] = _read_array(file, member)
+            self._check_sha256(file, part)
+        return values
+
+    def _check_sha256(self, file: checkpoint_files.HashedFile, part: checkpoint.Part) -> None:
+        if file.sha256() != part.sha256:
+            raise checkpoint.sha256_mismatch(self.folder, part)
+
+
+def _stream_rows(file, name: str, member, part: checkpoint.Part, spans: list[tuple[int, int]], write) -> None:
+    """The rows of table `name` within `spans` that `part` holds, read from `file` a block at a time."""
+    if member.fortran_order:
+        raise DataError(f"checkpoint arrays {file.path} hold {name} in Fortran order, which jaxgram does not write")
+    row_bytes = math.prod(member.shape[1:]) * member.dtype.itemsize
+    block_rows = max(1, BLOCK_BYTES // max(row_bytes, 1))
+    for start, stop in spans:
+        start, stop = max(start, part.start), min(stop, part.stop)
+        for first in range(start, stop, block_rows):
+            file.skip_to(member.offset + (first - part.start) * row_bytes)
+            rows = np.empty((min(block_rows, stop - first), *member.shape[1:]), member.dtype)  # a new one each
+            file.read_into(rows)  # time: a device may keep the host's buffer (CPU) until the write has run
+            write(name, first, rows)
+
+
+def _read_array(file, member) -> np.ndarray:
+    """An array that is not a table (a few numbers), read whole from `file`."""
+    file.skip_to(member.offset)
+    flat = np.empty(math.prod(member.shape), member.dtype)
+    file.read_into(flat)
+    return flat.reshape(member.shape[::-1]).T if member.fortran_order else flat.reshape(member.shape)
 
 
 def _check_arrays(where: str, arrays: dict, expected: dict) -> None:
@@ -176,11 +236,53 @@ def _check_arrays(where: str, arrays: dict, expected: dict) -> None:
 
 
 def placed(reader: PartReader, layout) -> dict[str, jax.Array]:
-    """The checkpoint's arrays laid out by `layout` (a parallel.MeshLayout): each process reads only the
-    rows of the tables its devices take."""
-    return {name: layout.place_rows(functools.partial(reader.rows, name), shape[1])
-            if name in reader.tables else distributed.global_array(reader.value(name), layout.replicated)
-            for name, (shape, _) in reader.expected.items()}
+    """The checkpoint's arrays laid out by `layout` (a parallel.MeshLayout): each process streams only the
+    parts holding rows its devices take (and part 0, for the other arrays), writing their rows into its
+    devices' shards a block at a time: besides the placed tables the host holds a block of rows, never a
+    part file nor a shard. Each part's sha256 is checked once it is read, before anything is returned."""
+    tables = {name: _PlacedTable(layout, shape[1], dtype) for name, (shape, dtype) in reader.expected.items()
+              if name in reader.tables}
+    spans = next(iter(tables.values())).spans()
+    values = {}
+    for index, part in enumerate(reader.parts):
+        if index == 0 or any(min(stop, part.stop) > max(start, part.start) for start, stop in spans):
+            values.update(reader.stream(index, spans, lambda name, row, rows: tables[name].write(row, rows)))
+    return {name: tables[name].array() if name in tables else distributed.global_array(values[name], layout.replicated)
+            for name in reader.expected}
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _write_rows(shard: jax.Array, rows: jax.Array, at) -> jax.Array:
+    return jax.lax.dynamic_update_slice(shard, rows, (at, 0))  # in place: the shard is donated
+
+
+class _PlacedTable:
+    """A [layout.rows, dim] table laid out by layout.table, made as zeros on this process's devices (the
+    padding rows stay so) and filled in place by write(first_row, rows)."""
+
+    def __init__(self, layout, dim: int, dtype: np.dtype):
+        self.layout, self.shape = layout, (layout.rows, dim)
+        self.bounds = {device: index[0].indices(layout.rows)[:2]
+                       for device, index in layout.table.addressable_devices_indices_map(self.shape).items()}
+        self.shards = {}  # bounds -> [the first device holding them, their rows]; the others copy it at the end
+        for device, (start, stop) in self.bounds.items():
+            if (start, stop) not in self.shards:  # zeros put there, not made by a program compiled for it
+                self.shards[start, stop] = [device, jax.device_put(np.zeros((stop - start, dim), dtype), device)]
+
+    def spans(self) -> list[tuple[int, int]]:
+        """The rows of the unpadded table this process's devices hold, one span per shard, in order."""
+        rows = self.layout.vocab_size
+        return sorted((min(start, rows), min(stop, rows)) for start, stop in self.shards if start < rows)
+
+    def write(self, first: int, rows: np.ndarray) -> None:
+        (start, _), held = next(item for item in self.shards.items() if item[0][0] <= first < item[0][1])
+        held[1] = _write_rows(held[1], jax.device_put(rows, held[0]), first - start)
+        held[1].block_until_ready()  # one block of host rows in flight at a time
+
+    def array(self) -> jax.Array:
+        # device_put leaves a shard on its own device as it is, and copies it to a device of the same rows
+        shards = [jax.device_put(self.shards[bounds][1], device) for device, bounds in self.bounds.items()]
+        return jax.make_array_from_single_device_arrays(self.shape, self.layout.table, shards)
 
 
 def agreed(read):

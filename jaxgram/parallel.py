@@ -149,17 +149,6 @@ class MeshLayout:
 
         return jax.tree_util.tree_map(put, carry)
 
-    def place_rows(self, read_rows, dim: int) -> jax.Array:
-        """A [rows, dim] table laid out on the mesh from read_rows(start, stop), rows of the unpadded
-        table (a restored checkpoint's): each process reads only the rows its own devices hold, and
-        pads them with zeros past the table's end."""
-        def shard(index) -> np.ndarray:
-            start, stop = index[0].indices(self.rows)[:2]
-            rows = read_rows(min(start, self.vocab_size), min(stop, self.vocab_size))
-            return np.pad(rows, ((0, stop - start - len(rows)), (0, 0))) if len(rows) < stop - start else rows
-
-        return jax.make_array_from_callback((self.rows, dim), self.table, shard)
-
     def fetch(self, carry: Carry) -> Carry:
         """The carry as unpadded NumPy arrays on every process (all processes must call it)."""
         return jax.tree_util.tree_map(lambda leaf: to_host(leaf)[:self.vocab_size] if self._is_table(leaf)

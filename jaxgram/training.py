@@ -161,8 +161,8 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     noise_ids = placed_noise_table(vocab.counts, config.ns_exponent, mesh)
     init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
     layout = None if mesh is None else MeshLayout(mesh, len(vocab), config.shard_tables)  # where the carry lives
-    carry = _initial_state(config, init_key, train_key, len(vocab), optimizer, layout)
-    carry, history = _resume_or_start(run, carry, resume, layout)
+    start = functools.partial(_initial_state, config, init_key, train_key, len(vocab), optimizer)
+    carry, history = _resume_or_start(run, start, resume, layout)
     # The fused kernel runs its workers as threads of one call; the XLA step runs on one device or a mesh.
     workers = mesh.size if mesh is not None else resolved_workers(config) if kernel == "fused" else 1
     log_training_start(config, len(vocab), workers, kernel if mesh is None else f"{kernel} on a mesh")
@@ -192,18 +192,19 @@ def _initial_state(config: TrainConfig, init_key, train_key, vocab_size: int, op
     return Carry(trainable, optimizer.init(trainable), train_key)
 
 
-def _resume_or_start(run: _Run, carry: Carry, resume: bool, layout) -> tuple[Carry, History]:
-    """The checkpoint's state when resuming from one, else `carry` and an empty history."""
-    history = History()
+def _resume_or_start(run: _Run, start, resume: bool, layout) -> tuple[Carry, History]:
+    """The checkpoint's state when resuming from one, else start(layout) (_initial_state) and an empty history."""
+    carry, history = None, History()
     if resume and run.checkpoints is not None and checkpoint.exists(run.checkpoints):
-        # Straight onto the mesh (`layout`): each process reads only the rows its devices take.
-        carry, history = restore_state(run.checkpoints, carry, run.config, run.vocab, layout)
+        # Straight onto the mesh (`layout`): each process reads only the rows its devices take. The template
+        # is shapes only (eval_shape): no tables are drawn just to be replaced, a V x D pair beside the restored.
+        carry, history = restore_state(run.checkpoints, jax.eval_shape(start, None), run.config, run.vocab, layout)
         log.info("resuming from the checkpoint in %s after %i of %i epochs", run.checkpoints, history.epochs_done,
                  run.config.epochs)
     if not distributed.same_on_all_processes(history.epochs_done):
         raise DataError(f"the processes found different checkpoints in {run.checkpoints}: --out must be on a "
                         "filesystem every process reads")
-    return carry, history
+    return carry if carry is not None else start(layout), history
 
 
 def _compile(config: TrainConfig, optimizer, noise_ids: jax.Array, carry: Carry, layout, kernel: str, streams: int,

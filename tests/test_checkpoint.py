@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from resealed_checkpoint import reseal
 
-from jaxgram import checkpoint
+from jaxgram import checkpoint, checkpoint_files
 from jaxgram.errors import DataError
 
 
@@ -183,6 +183,9 @@ def test_npz_members_are_read_only_as_savez_writes_them(tmp_path, write, refusal
     reseal(tmp_path, arrays_sha256=hashlib.sha256(buffer.getvalue()).hexdigest())
     with pytest.raises(DataError, match=r"epoch-1\.npz hold " + refusal):
         checkpoint.load(tmp_path)
+    with checkpoint_files.HashedFile(tmp_path / "epoch-1.npz", "checkpoint arrays", None) as streamed:
+        with pytest.raises(DataError, match=r"epoch-1\.npz hold " + refusal):  # as restoring onto a mesh reads it
+            streamed.members()
 
 
 # -- a checkpoint in parts, each written by the process holding its rows -------------------------------
@@ -312,3 +315,54 @@ def test_a_part_is_held_in_memory_once_and_load_gives_writable_copies(tmp_path):
         assert loaded[name].flags.writeable
         np.testing.assert_array_equal(viewed[name], array)
         np.testing.assert_array_equal(loaded[name], array)
+
+
+# -- a file read once, in order, through one descriptor (restoring onto a mesh) ---------------------------
+
+def _npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def test_a_file_read_in_blocks_hashes_to_its_sha256(tmp_path):
+    """members() reads the structure, read_into the data a block at a time, sha256() the digest of every byte."""
+    table = np.arange(24, dtype=np.float32).reshape(6, 4)
+    data = _npz_bytes(E=table, key=np.array([1, 2], np.uint32))
+    (path := tmp_path / "epoch-1.npz").write_bytes(data)
+    with checkpoint_files.HashedFile(path, "checkpoint arrays", None) as file:
+        members = file.members()
+        assert {name: (m.shape, m.dtype) for name, m in members.items()} == {
+            "E": ((6, 4), np.float32), "key": ((2,), np.uint32)}
+        file.skip_to(members["E"].offset + 2 * 16)  # rows 2 and 3 only, as a shard would take them
+        rows = np.empty((2, 4), np.float32)
+        file.read_into(rows)
+        assert file.sha256() == hashlib.sha256(data).hexdigest()
+    np.testing.assert_array_equal(rows, table[2:4])
+
+
+def test_a_file_whose_structure_changed_before_its_bytes_were_hashed_is_refused(tmp_path):
+    """The structure read first must be the bytes hashed: a file rewritten in place between the two, even into
+    the very bytes the manifest's sha256 names, is refused, so data is never placed by another file's layout."""
+    claimed = _npz_bytes(E=np.zeros((4, 3), np.float32))
+    read_first = _npz_bytes(E=np.zeros((3, 4), np.float32))  # the same size: only the header's shape differs
+    assert len(read_first) == len(claimed) and read_first != claimed
+    (path := tmp_path / "epoch-1.npz").write_bytes(read_first)
+    with checkpoint_files.HashedFile(path, "checkpoint arrays", None) as file:
+        assert file.members()["E"].shape == (3, 4)
+        with open(path, "r+b") as rewrite:
+            rewrite.write(claimed)
+        with pytest.raises(DataError, match=r"checkpoint arrays .* changed while it was read$"):
+            file.sha256()
+
+
+def test_a_file_that_shrank_or_grew_while_read_is_refused(tmp_path):
+    data, path = _npz_bytes(E=np.zeros((64, 4), np.float32)), tmp_path / "epoch-1.npz"
+    for size in (len(data) // 2, len(data) + 1):
+        path.write_bytes(data)
+        with checkpoint_files.HashedFile(path, "checkpoint arrays", None) as file:
+            file.members()
+            os.truncate(path, size)
+            with pytest.raises(DataError, match=r"changed size while it was read$"):
+                file.sha256()
+

@@ -624,3 +624,111 @@ def test_saving_the_encoded_corpus_from_several_processes_is_refused_in_one_line
                         "with several processes: each encodes only its share of the corpus"], err[-2000:]
         assert "Traceback" not in err
     assert not (tmp_path / "out0" / "corpus.npy").exists()
+
+
+# One phase of a run in process argv[2] of two (coordinator argv[1]): trains argv[4] (JSON config) on
+# argv[3] into argv[5], resuming when argv[6] is "resume"; a "stop" phase ends, as if killed, right
+# after its last epoch's checkpoint (os._exit: nothing else runs), a "resume" phase writes the vectors.
+# Prints the process's peak resident memory (VmHWM, the kernel's own figure) in MiB.
+PEAK_RSS_PHASE = """
+    import json, os, sys
+    from jaxgram import distributed
+    distributed.initialize(distributed.Cluster(sys.argv[1], 2, int(sys.argv[2])))
+    from jaxgram import TrainConfig, train
+
+    def peak():
+        with open("/proc/self/status") as handle:
+            print("peak", next(int(line.split()[1]) // 1024 for line in handle if line.startswith("VmHWM:")), flush=True)
+
+    config = json.loads(sys.argv[4])
+
+    def killed(done, loss):
+        if done == config["epochs"]:
+            peak()
+            os._exit(0)
+
+    resume = sys.argv[6] == "resume"
+    train(sys.argv[3], TrainConfig(**config), out=sys.argv[5], resume=resume, progress=False,
+          on_epoch_end=None if resume else killed)
+    peak()
+"""
+PEAK_RSS_CONFIG = dict(dim=200, window=1, negative=1, min_count=1, sample=0, batch_size=32768, seed=1, devices="all",
+                       shard_tables=True)
+
+
+def _peaks_per_phase(folder, words: int, tokens: int) -> list[list[int]]:
+    """[[process 0's, process 1's] peak MiB] of phase 1 (2 processes x 1 device: 2 epochs, checkpointed, then
+    killed) and phase 2 (resumed on 2 processes x 2 devices: a third epoch, vectors written), on a corpus
+    of `tokens` tokens, 10 a line, in which each of `words` words occurs equally often."""
+    rng = np.random.default_rng(0)
+    corpus = folder / "corpus.txt"
+    names = np.array([f"w{i}" for i in range(words)])[rng.permutation(np.arange(tokens) % words)].reshape(-1, 10)
+    corpus.write_text("".join(" ".join(line) + "\n" for line in names))
+    peaks = []
+    for devices, epochs, action in ((1, 2, "stop"), (2, 3, "resume")):
+        coordinator = f"127.0.0.1:{_free_port()}"
+        env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), "JAX_PLATFORMS": "cpu"}
+        printed = _finished(*(subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(PEAK_RSS_PHASE), coordinator, str(rank), str(corpus),
+             json.dumps({**PEAK_RSS_CONFIG, "epochs": epochs}), str(folder / "out"), action],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)), timeout=600)
+        peaks.append([int(out.split()[-1]) for out in printed])
+    assert (folder / "out" / "vectors.bin").exists()
+    return peaks
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="measured: phase 1 peaks at 1,107-1,112 MiB a process against its baseline 439-449 + "
+                   "1.4 x 305 MiB (beside its rows: the noise table, 128 MiB on every device; the vocabulary's Python "
+                   "objects, ~100 MiB; the compiled step's temporaries, 151 MiB a device on a 2-device mesh); phase 2 at "
+                   "1,634-1,636 MiB against 513-529 + 427 (the step's temporaries on a 4-device mesh, 301 MiB on each "
+                   "of its 2 devices against 77 at V = 1,000; the noise table on both)", strict=True)
+def test_each_process_of_a_sharded_run_holds_about_its_share_of_the_tables(tmp_path):
+    """Issue 30's bar: 2 processes x 1 device with --shard-tables, V = 400k words and D = 200 (one table
+    305 MiB): 2 epochs, checkpointed, killed; resumed on 2 processes x 2 devices, a third epoch, vectors
+    written. In each phase each process peaks below its baseline (the same run on 1,000 words) plus
+    1.4 tables: its halves of E and W are one table's worth, whole copies of both would be two."""
+    table_mib = 400_000 * PEAK_RSS_CONFIG["dim"] * 4 / 2**20
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "large").mkdir()
+    baseline = _peaks_per_phase(tmp_path / "tiny", 1_000, 800_000)
+    measured = _peaks_per_phase(tmp_path / "large", 400_000, 800_000)
+    above = [[peak - base for peak, base in zip(*phase)] for phase in zip(measured, baseline)]
+    assert all(excess < 1.4 * table_mib for phase in above for excess in phase), (baseline, measured, table_mib)
+
+
+# Trains argv[2] words (each twice, 10 a line) for one epoch on 2 devices with row-sharded tables into
+# argv[1]/out, then resumes it (nothing left to train: the checkpoint is restored, the vectors written);
+# prints the resume's peak resident memory above what the process held before it, in tables (V x D).
+RESUME_PEAK = """
+    import sys
+    import numpy as np
+    from jaxgram import TrainConfig, train
+
+    def status(field):
+        with open("/proc/self/status") as handle:
+            return next(int(line.split()[1]) * 1024 for line in handle if line.startswith(field + ":"))
+
+    words, folder = int(sys.argv[2]), sys.argv[1]
+    order = np.random.default_rng(0).permutation(np.arange(2 * words) % words)
+    lines = np.array([f"w{i}" for i in range(words)])[order].reshape(-1, 10)
+    with open(f"{folder}/corpus.txt", "w") as handle:
+        handle.write("".join(" ".join(line) + "\\n" for line in lines))
+    config = TrainConfig(dim=200, window=1, negative=1, min_count=1, sample=0, epochs=1, seed=1, devices=2,
+                         shard_tables=True, batch_size=32768)
+    train(f"{folder}/corpus.txt", config, out=f"{folder}/out", progress=False)
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # the peak (VmHWM) starts again from here
+    resident = status("VmRSS")
+    train(f"{folder}/corpus.txt", config, out=f"{folder}/out", resume=True, progress=False)
+    print((status("VmHWM") - resident) / (words * config.dim * 4))
+"""
+
+
+def test_resuming_on_a_mesh_draws_no_tables_only_to_replace_them(tmp_path):
+    """A resumed run's tables are the checkpoint's: the template they are restored by is shapes only, so
+    no freshly drawn E and W (two tables on their devices) sit beside the restored ones. Measured at
+    V = 100k, D = 200 on 1 process x 2 devices: the resume peaks 3.0-3.1 tables above where it began;
+    5.1-5.4 when the tables were drawn first."""
+    above = float(run_child(RESUME_PEAK, str(tmp_path), "100000", devices=2).split()[-1])
+    assert above < 4, above

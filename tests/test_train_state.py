@@ -210,3 +210,68 @@ def test_a_part_of_other_rows_or_a_missing_part_is_refused_on_restore(tmp_path):
     (tmp_path / "epoch-1.part-1.npz").unlink()
     with pytest.raises(DataError, match=r"epoch-1\.part-1\.npz is missing, so the checkpoint in .* is incomplete: refused$"):
         restore_state(tmp_path, _carry(CONFIG), CONFIG, VOCAB, _layout(True))
+
+
+def _flip_byte(path, where: float) -> None:
+    data = bytearray(path.read_bytes())
+    data[min(int(len(data) * where), len(data) - 1)] ^= 1
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("file", ["epoch-1.npz", "epoch-1.part-1.npz"])
+@pytest.mark.parametrize("where", [0.0, 0.5, 1.0])  # a zip header, within the arrays, the zip's directory
+def test_a_damaged_part_is_refused_onto_a_mesh_as_not_its_sha256(tmp_path, file, where):
+    """Restoring onto a mesh reads each part once, in blocks, placing rows as it goes: a part with one byte
+    flipped, wherever it is (even where the file's structure can no longer be read), is refused in one line
+    as not matching the manifest's sha256, and no arrays come back."""
+    save_state(tmp_path, _carry(CONFIG), CONFIG, VOCAB, History(1, [1.0], [10]))
+    split(tmp_path, 1, tables=("E", "W", "opt_1", "opt_2", "opt_3", "opt_4"))
+    _flip_byte(tmp_path / file, where)
+    for shard_tables in (False, True):
+        with pytest.raises(DataError, match=rf"{re.escape(file)} do not match the sha256 in .*: truncated or altered$"):
+            restore_state(tmp_path, _carry(CONFIG), CONFIG, VOCAB, _layout(shard_tables))
+
+
+# Saves a carry of V = argv[1] words and D = argv[2] laid out on 2 devices (sharded, SGD: E and W), then
+# prints the peak growth of resident memory (from the OS) while restore_state places it on the mesh again.
+RESTORE_PEAK = """
+    import gc, sys, tempfile
+    import jax, jax.numpy as jnp, numpy as np
+    from jaxgram import TrainConfig
+    from jaxgram.distributed import device_mesh
+    from jaxgram.losses import Params
+    from jaxgram.parallel import MeshLayout
+    from jaxgram.step import Carry, make_optimizer
+    from jaxgram.train_state import History, restore_state, save_state
+    from jaxgram.vocab import build_vocabulary
+
+    def kib(field):
+        return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field))
+
+    V, D = int(sys.argv[1]), int(sys.argv[2])
+    config = TrainConfig(dim=D, min_count=1, optimizer="sgd", devices=2, shard_tables=True)
+    vocab = build_vocabulary([[f"w{i}" for i in range(V)]], min_count=1)
+    layout, folder = MeshLayout(device_mesh(2), V, True), tempfile.mkdtemp()
+
+    def carry():
+        tables = Params(jnp.ones((V, D), jnp.float32), jnp.full((V, D), 2.0, jnp.float32))
+        return Carry(tables, make_optimizer(config, 10).init(tables), jax.random.PRNGKey(0))
+
+    save_state(folder, layout.place(carry()), config, vocab, History(1, [1.0], [10]))
+    gc.collect()
+    open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) restarts from here
+    before = kib("VmRSS")
+    restored, _ = restore_state(folder, jax.eval_shape(carry), config, vocab, layout)
+    jax.block_until_ready(restored)
+    assert float(restored.trainable.E[V - 1, 0]) == 1.0 and float(restored.trainable.W[0, D - 1]) == 2.0
+    print((kib("VmHWM") - before) * 1024 / (V * D * 4))
+"""
+
+
+def test_restoring_onto_a_mesh_holds_a_block_of_rows_besides_the_placed_tables():
+    """V = 400k, D = 200 (305 MiB a table), 1 process x 2 devices, sharded, SGD: restoring places E and W
+    (two tables) and holds little else: no part file read whole (the old reader's +4.0 tables), no shard."""
+    from test_distributed import run_child
+
+    growth = float(run_child(RESTORE_PEAK, "400000", "200", devices=2))
+    assert growth < 2 + 0.5, f"restore's peak grew by {growth:.2f} tables, placed tables 2"
