@@ -106,10 +106,7 @@ def _written_parts(done: int, start: int, stop: int, sha256: str) -> list[checkp
     Each process's answer comes only once it has written: this is also the barrier before the commit."""
     if jax.process_count() == 1:
         return []
-    from jax.experimental import multihost_utils
-
-    mine = np.array([start, stop, *bytes.fromhex(sha256 or "00" * 32)], np.int64)
-    every = np.asarray(multihost_utils.process_allgather(mine)).reshape(jax.process_count(), -1)
+    every = distributed.allgather_ints([start, stop, *bytes.fromhex(sha256 or "00" * 32)])
     parts = [checkpoint.Part(checkpoint.part_name(done, process), bytes(row[2:].astype(np.uint8)).hex(),
                              int(row[0]), int(row[1])) for process, row in enumerate(every) if process and row[1] > row[0]]
     return sorted(parts, key=lambda part: part.start)

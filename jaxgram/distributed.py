@@ -268,12 +268,8 @@ def to_host(array) -> np.ndarray:
 
 def same_on_all_processes(value: int) -> bool:
     """Whether every process holds the same int (True in a single process)."""
-    if jax.process_count() == 1:
-        return True
-    from jax.experimental import multihost_utils
-
-    values = np.asarray(multihost_utils.process_allgather(np.asarray(value, np.int64)))
-    return bool(np.all(values == values.reshape(-1)[0]))
+    values = allgather_ints([value])
+    return bool(np.all(values == values[0, 0]))
 
 
 def allgather_ints(values) -> np.ndarray:

@@ -517,6 +517,22 @@ def _stages(corpus, *stages: str, processes: int, devices: int) -> None:
                                  stderr=subprocess.PIPE, text=True) for rank in range(processes)), timeout=180)
 
 
+def _two_cli_processes(arguments_of, timeout: float) -> tuple[list[int], list[str]]:
+    """`jaxgram train` as processes 0 and 1 of one run (1 CPU device each, joined over 127.0.0.1), each
+    with `arguments_of(rank)`: their exit statuses and stderr once both end (killed if still running)."""
+    coordinator = f"127.0.0.1:{_free_port()}"
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1", "JAX_PLATFORMS": "cpu"}
+    children = [subprocess.Popen([sys.executable, "-m", "jaxgram", "train", *arguments_of(rank), "--coordinator",
+                                  coordinator, "--num-processes", "2", "--process-id", str(rank)],
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    try:
+        errors = [child.communicate(timeout=timeout)[1] for child in children]
+    finally:
+        for child in children:
+            child.kill()
+    return [child.returncode for child in children], errors
+
+
 def _final_state(out) -> dict:
     from jaxgram import checkpoint
 
@@ -582,18 +598,9 @@ def test_a_checkpoint_with_a_part_missing_or_flipped_is_refused_by_every_process
     part = split(out / "checkpoint", 23, tables=("E", "W"))  # as two processes of one device each write it
     damage(part)
     before = {path.name: path.read_bytes() for path in (out / "checkpoint").iterdir()}
-    coordinator = f"127.0.0.1:{_free_port()}"
-    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1", "JAX_PLATFORMS": "cpu"}
-    children = [subprocess.Popen([sys.executable, "-m", "jaxgram", "train", "--corpus", str(tiny_corpus), "--out",
-                                  str(out), "--resume", "--epochs", "2", "--no-progress", "--coordinator", coordinator,
-                                  "--num-processes", "2", "--process-id", str(rank)],
-                                 env=env, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
-    try:
-        errors = [child.communicate(timeout=120)[1] for child in children]
-    finally:
-        for child in children:
-            child.kill()
-    assert [child.returncode for child in children] == [2, 2], errors
+    statuses, errors = _two_cli_processes(lambda rank: ["--corpus", str(tiny_corpus), "--out", str(out), "--resume",
+                                                        "--epochs", "2", "--no-progress"], timeout=120)
+    assert statuses == [2, 2], errors
     # Besides the warning that the run goes on with epochs=2, one line each.
     lines = [[line for line in err.splitlines() if line.startswith("jaxgram train")] for err in errors]
     assert all(len(mine) == 1 and "Traceback" not in err for mine, err in zip(lines, errors, strict=True)), errors
@@ -606,18 +613,9 @@ def test_a_checkpoint_with_a_part_missing_or_flipped_is_refused_by_every_process
 def test_saving_the_encoded_corpus_from_several_processes_is_refused_in_one_line(toy_corpus, tmp_path):
     """No process of several holds the encoded corpus (each encodes its share): --save corpus would
     write process 0's share as the corpus.npy. Both processes refuse, one line each, exit 2."""
-    coordinator = f"127.0.0.1:{_free_port()}"
-    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1", "JAX_PLATFORMS": "cpu"}
-    children = [subprocess.Popen([sys.executable, "-m", "jaxgram", "train", "--corpus", str(toy_corpus), "--out",
-                                  str(tmp_path / f"out{rank}"), "--no-progress", "--save", "bin,corpus",
-                                  "--coordinator", coordinator, "--num-processes", "2", "--process-id", str(rank)],
-                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
-    try:
-        errors = [child.communicate(timeout=60)[1] for child in children]
-    finally:
-        for child in children:
-            child.kill()
-    assert [child.returncode for child in children] == [2, 2], errors
+    statuses, errors = _two_cli_processes(lambda rank: ["--corpus", str(toy_corpus), "--out", str(tmp_path / f"out{rank}"),
+                                                        "--no-progress", "--save", "bin,corpus"], timeout=60)
+    assert statuses == [2, 2], errors
     for err in errors:
         ours = [line for line in err.splitlines() if line.startswith("jaxgram train")]
         assert ours == ["jaxgram train: error: saving the encoded corpus (save=corpus, encoded_text) is not allowed "
