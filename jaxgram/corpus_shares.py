@@ -34,6 +34,7 @@ import numpy as np
 from jaxgram import distributed
 from jaxgram.batches import EPOCH_END, BatchPlan, EpochSource, padded
 from jaxgram.errors import ConfigError
+from jaxgram.resources import release_freed_memory
 from jaxgram.vocab import EncodedFile, Vocabulary, count_and_encode_to_npy, read_sentences
 
 # Bytes read at a time while looking for a line's end or counting the lines before a share.
@@ -100,7 +101,8 @@ def merged_counts(tables: Iterable[tuple[list[str], np.ndarray]]) -> tuple[list[
     """One (words, counts) table from several, the counts of a word in more than one summed."""
     total: collections.Counter[str] = collections.Counter()
     for words, counts in tables:
-        total.update(dict(zip(words, np.asarray(counts).tolist())))
+        for word, count in zip(words, np.asarray(counts).tolist()):  # no table-sized dict beside `total`
+            total[word] += count
     return list(total), np.fromiter(total.values(), np.int64, len(total))
 
 
@@ -129,7 +131,10 @@ def gathered_counts(words: list[str], counts: np.ndarray) -> tuple[list[str], np
     # process_allgather needs one shape on every process: each payload is padded to the longest.
     padded = np.pad(payload, (0, int(sizes[:, 1].max()) - len(payload)))
     payloads = np.asarray(multihost_utils.process_allgather(padded))  # [processes, longest]
-    return merged_counts(_unpacked(row[:length], size) for row, (size, length) in zip(payloads, sizes.tolist()))
+    words, counts = merged_counts(_unpacked(row[:length], size) for row, (size, length) in zip(payloads, sizes.tolist()))
+    # The merged words are strings from every process's table: made again side by side, they free the
+    # tables' pages (at V = 400k the words only a second table held kept ~20 MB of its pages in use).
+    return "\n".join(words).split("\n") if words else [], counts
 
 
 def count_and_encode_share(corpus, path: str | os.PathLike, min_count: int, max_vocab_size: int | None,
@@ -153,6 +158,13 @@ def count_and_encode(corpus, sentences, source: str, path: str | os.PathLike, co
     share only (count_and_encode_share), its EncodedFile counting the whole corpus's raw words (the
     log's and the result's words). `whole_corpus_kept`: the run writes the encoded corpus out, which
     no process of several holds."""
+    try:
+        return _count_and_encode(corpus, sentences, source, path, config, whole_corpus_kept)
+    finally:
+        release_freed_memory()  # counting's dictionaries are gone: their pages go back before the tables come
+
+
+def _count_and_encode(corpus, sentences, source: str, path: str | os.PathLike, config, whole_corpus_kept: bool):
     if jax.process_count() == 1:
         return count_and_encode_to_npy(sentences(), path, config.min_count, config.max_vocab_size, source=source)
     if whole_corpus_kept:

@@ -42,14 +42,28 @@ def noise_table(probabilities: np.ndarray, log2_size: int | None = None) -> np.n
     where the centres pass cdf_i, so the table is each id repeated over its run of slots (one
     pass at memory speed; searching the CDF for 2^24 centres took ~1 s at V = 173k).
     """
-    if log2_size is None:
-        log2_size = max(20, int(np.ceil(np.log2(len(probabilities)))) + 6)
-    size = 1 << log2_size
+    starts = noise_slot_starts(probabilities, log2_size)
+    runs = np.diff(starts.astype(np.int64), append=1 << noise_log2_size(len(starts), log2_size))
+    return np.repeat(np.arange(len(starts), dtype=np.int32), runs)
+
+
+def noise_log2_size(vocab_size: int, log2_size: int | None = None) -> int:
+    """log2 of noise_table's size: `log2_size`, or by default >= 2^20 and >= 64 slots a word."""
+    return max(20, int(np.ceil(np.log2(vocab_size))) + 6) if log2_size is None else log2_size
+
+
+def noise_slot_starts(probabilities: np.ndarray, log2_size: int | None = None) -> np.ndarray:
+    """uint32 [V]: the first slot of each word's run in noise_table (the next word's start
+    where a word has none). The table in V entries instead of 64·V: slot j holds the last
+    word whose start is <= j."""
+    size = 1 << noise_log2_size(len(probabilities), log2_size)
+    if size > 1 << 32:
+        raise ValueError(f"the noise table's size must be at most 2^32 slots, got 2^{size.bit_length() - 1}")
     cdf = np.cumsum(np.asarray(probabilities, dtype=np.float64))
     # Slots whose centre lies below cdf_i: j + 0.5 < cdf_i / cdf_V * size.
     ends = np.clip(np.ceil(cdf / cdf[-1] * size - 0.5), 0, size).astype(np.int64)
-    ends[-1] = size  # every slot belongs to some word, the last one's centre included
-    return np.repeat(np.arange(len(cdf), dtype=np.int32), np.diff(ends, prepend=0))
+    # The last word ends at the table's end: every slot belongs to some word, the last one's centre included.
+    return np.concatenate([[0], ends[:-1]]).astype(np.uint32)
 
 
 def count_pairs(length: int, window: int) -> int:

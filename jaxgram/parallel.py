@@ -23,11 +23,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxgram import distributed
 from jaxgram.config import ALL_DEVICES, TrainConfig
-from jaxgram.data import noise_distribution, noise_table
+from jaxgram.data import noise_distribution, noise_log2_size, noise_slot_starts, noise_table
 from jaxgram.distributed import DATA_AXIS, global_array, to_host
 from jaxgram.init import init_shard
 from jaxgram.losses import Params
-from jaxgram.step import Carry
+from jaxgram.step import Carry, NoiseSlots
 
 
 def compile_steps(step_for):
@@ -54,10 +54,13 @@ def compile_ahead(step_for, carry: Carry, example_call, noise_ids):
     return compile_steps(step_for).lower(carry, *shapes, noise_ids).compile()
 
 
-def placed_noise_table(counts: np.ndarray, exponent: float, mesh: Mesh | None) -> jax.Array:
-    """The negatives' table (data.noise_table) on the device, or replicated over `mesh`; no host copy kept."""
-    table = noise_table(noise_distribution(counts, exponent))
-    return jnp.asarray(table) if mesh is None else global_array(table, NamedSharding(mesh, PartitionSpec()))
+def placed_noise_table(counts: np.ndarray, exponent: float, mesh: Mesh | None, slots: bool = False):
+    """The negatives' table (data.noise_table) on the device, or replicated over `mesh`; no host
+    copy kept. `slots`: as step.NoiseSlots (V entries instead of 64·V, the same draws)."""
+    probabilities = noise_distribution(counts, exponent)
+    table = noise_slot_starts(probabilities) if slots else noise_table(probabilities)
+    placed = jnp.asarray(table) if mesh is None else global_array(table, NamedSharding(mesh, PartitionSpec()))
+    return NoiseSlots(placed, noise_log2_size(len(counts))) if slots else placed
 
 
 def training_devices(config: TrainConfig, kernel: str = "xla") -> list:

@@ -26,7 +26,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
@@ -117,19 +119,38 @@ def make_optimizer(config: TrainConfig, total_steps: int, kernel: str = "xla") -
     return {"sgd": optax.sgd, "adam": optax.adam, "adagrad": optax.adagrad}[config.optimizer](schedule)
 
 
-def negative_sampler(noise_ids: jax.Array, negative: int):
-    """sample(key, shape) -> [*shape, K] noise ids, from a power-of-two noise table.
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["starts"], meta_fields=["log2_size"])
+@dataclass(frozen=True)
+class NoiseSlots:
+    """The noise table as its words' first slots (data.noise_slot_starts, uint32 [V]): the same
+    draws found by a binary search over V entries instead of a gather from 64·V. Row-sharded runs
+    take it: a whole table on every device (256 bytes a word) would outgrow a device's share of
+    the rows (D·8/n bytes a word for E and W on n devices) from a few devices on."""
+
+    starts: jax.Array
+    log2_size: int
+
+
+def negative_sampler(noise: jax.Array | NoiseSlots, negative: int):
+    """sample(key, shape) -> [*shape, K] noise ids, from a power-of-two noise table (or its NoiseSlots).
 
     The top log2(size) bits of a uint32 index the table: one draw costs a shift and a gather.
     """
-    table_size = int(noise_ids.shape[0])
+    if isinstance(noise, NoiseSlots):
+        table_size = 1 << noise.log2_size
+        def lookup(slots):  # the last word whose run starts at or before the slot
+            return (jnp.searchsorted(noise.starts, slots, side="right") - 1).astype(jnp.int32)
+    else:
+        table_size = int(noise.shape[0])
+        def lookup(slots):
+            return noise[slots]
     if table_size & (table_size - 1) or table_size > 1 << 32:
         raise ValueError(f"the noise table must have a power-of-two size, got {table_size}")
     shift = 33 - table_size.bit_length()
 
     def sample(key, shape: tuple[int, ...]):
         bits = jax.random.bits(key, (*shape, negative), jnp.uint32)
-        return noise_ids[bits >> shift]
+        return lookup(bits >> shift)
 
     return sample
 

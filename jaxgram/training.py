@@ -95,6 +95,8 @@ def train(corpus, config: TrainConfig | None = None, out=None, resume: bool = Fa
     config = (config or TrainConfig()).validate()
     save = checked_save(save)
     mesh = training_mesh(config)
+    if config.shard_tables:  # tables too big for one device: freed buffers go back to the OS at once
+        resources.map_large_buffers_apart()
     # Process 0 alone writes `out`: it holds the folder for the run (a second run into it is
     # refused) and keeps the encoded corpus in it (out/.scratch), where a rerun replaces it;
     # other processes, and runs without `out`, keep theirs in TMPDIR.
@@ -158,7 +160,7 @@ def _train_encoded(run: _Run, encoded: EncodedFile, mesh, resume: bool) -> Train
     plan = plan_batches(config, centres, step_centres)
     optimizer = make_optimizer(config, plan.total_steps, kernel)
     # Placed before the tables are drawn, and not kept on the host: its one copy is the device's.
-    noise_ids = placed_noise_table(vocab.counts, config.ns_exponent, mesh)
+    noise_ids = placed_noise_table(vocab.counts, config.ns_exponent, mesh, slots=config.shard_tables)
     init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
     layout = None if mesh is None else MeshLayout(mesh, len(vocab), config.shard_tables)  # where the carry lives
     start = functools.partial(_initial_state, config, init_key, train_key, len(vocab), optimizer)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import hashlib
 import io
 import itertools
 import logging
@@ -21,7 +22,7 @@ import numpy as np
 
 from jaxgram.data import split_sentences
 from jaxgram.errors import ConfigError, DataError
-from jaxgram.fileio import atomic_open, atomic_write_text, os_error_reason, sha256_bytes
+from jaxgram.fileio import atomic_open, os_error_reason
 
 log = logging.getLogger(__name__)
 
@@ -40,38 +41,47 @@ class Vocabulary:
     def __post_init__(self):
         object.__setattr__(self, "words", tuple(self.words))
         object.__setattr__(self, "counts", np.asarray(self.counts, dtype=np.int64))
-        object.__setattr__(self, "_index", {w: i for i, w in enumerate(self.words)})
 
     def __len__(self) -> int:
         return len(self.words)
 
     def __contains__(self, word: str) -> bool:
-        return word in self._index
+        return word in self.word_to_id
 
-    @property
+    # Made when first looked up, not with the vocabulary: training never looks a word up, and at
+    # V = 400k the dictionary is ~30 MB beside the words' ~28.
+    @functools.cached_property
     def word_to_id(self) -> dict[str, int]:
-        return self._index
+        return {w: i for i, w in enumerate(self.words)}
 
     def fingerprint(self) -> str:
         """sha256 of the index file's text: checkpoints refuse to resume on another vocabulary."""
         return self._fingerprint
 
     def index_text(self) -> str:
-        return self._index_text
+        return "".join(self._index_blocks())
+
+    def _index_blocks(self, lines: int = 1 << 14) -> Iterator[str]:
+        """The index file's text `lines` lines at a time: hashing or writing it never holds all of it
+        (at V = 400k the whole text and its lines took ~30 MB beside the vocabulary)."""
+        for start in range(0, len(self.words), lines):
+            stop = min(start + lines, len(self.words))
+            yield "".join(f"{i}\t{w}\t{c}\n" for i, w, c in zip(range(start, stop), self.words[start:stop],
+                                                                    self.counts[start:stop].tolist()))
 
     # Made once (a vocabulary is immutable): every epoch's checkpoint records the fingerprint, and
     # at V = 1M the text takes most of a second to build.
     @functools.cached_property
-    def _index_text(self) -> str:
-        return "".join(f"{i}\t{w}\t{c}\n" for i, (w, c) in enumerate(zip(self.words, self.counts.tolist())))
-
-    @functools.cached_property
     def _fingerprint(self) -> str:
-        return sha256_bytes(self._index_text.encode("utf-8"))
+        digest = hashlib.sha256()
+        for block in self._index_blocks():
+            digest.update(block.encode("utf-8"))
+        return digest.hexdigest()
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the Embedding Geometry article's vocabulary index: `id word count` per line, tab-separated."""
-        atomic_write_text(path, self.index_text())
+        with atomic_open(path, "w", encoding="utf-8") as handle:
+            handle.writelines(self._index_blocks())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocabulary:
@@ -418,13 +428,16 @@ def count_and_encode_to_npy(sentences: Iterable[list[str]], path: str | os.PathL
         header_bytes = handle.write(_npy_header(0))
         local_counts, length, raw = _write_provisional(sentences, first_seen, handle)
         local_words = list(first_seen)
+        first_seen.clear()  # the words live on in local_words; the dict's table goes before the merge
         words, counts = (local_words, local_counts) if combine is None else combine(local_words, local_counts)
         # One separator per sentence; a share's sentences are not the corpus's, so they go unsaid.
         _log_collected(len(words), int(counts.sum()), sentences=length - raw if combine is None else None)
         order = _ranked(words, counts, min_count, max_vocab_size, source)
         vocab = Vocabulary(tuple(words[i] for i in order.tolist()), counts[order])
-        # Each provisional id's final one; -2: out of vocabulary.
-        final_ids = np.fromiter(map(vocab.word_to_id.get, local_words, itertools.repeat(-2)), np.int32, len(local_words))
+        # Each provisional id's final one; -2: out of vocabulary (looked up without keeping the vocabulary's dict).
+        final_id = {word: i for i, word in enumerate(vocab.words)}.get
+        final_ids = np.fromiter(map(final_id, local_words, itertools.repeat(-2)), np.int32, len(local_words))
+        del final_id
         written = _rewrite_provisional(handle, header_bytes, length, final_ids)
         _truncate_npy(handle, written, header_bytes)
     return vocab, EncodedFile(path, written, raw, header_bytes)

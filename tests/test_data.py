@@ -10,6 +10,8 @@ from jaxgram.data import (
     epoch_groups,
     keep_probabilities,
     noise_distribution,
+    noise_log2_size,
+    noise_slot_starts,
     noise_table,
     sentence_pairs,
     split_sentences,
@@ -104,6 +106,17 @@ def test_each_noise_slot_holds_the_word_whose_share_holds_its_centre():
     expected = np.minimum(np.searchsorted(np.cumsum(noise), centres, side="right"), len(noise) - 1)
     assert np.count_nonzero(table != expected) <= 2  # rounding at a boundary may move a slot to its neighbour
     assert np.all(np.abs(table - expected) <= 1) and np.all(np.diff(table) >= 0)
+
+
+def test_noise_slot_starts_are_where_each_words_run_begins_in_the_table():
+    # Words with no slot (a zero share, or one smaller than half a slot) included, at both ends too.
+    noise = noise_distribution(np.array([0, 5000, 1, 900, 0, 120, 30, 7, 5, 0], np.float64), 0.75)
+    table = noise_table(noise, log2_size=12)
+    starts = noise_slot_starts(noise, log2_size=12)
+    assert starts.dtype == np.uint32 and len(starts) == len(noise)
+    # The table's slot j holds the last word whose run starts at or before j.
+    np.testing.assert_array_equal(np.searchsorted(starts, np.arange(1 << 12), side="right") - 1, table)
+    assert noise_log2_size(100) == 20 and noise_log2_size(400_000) == 25 and noise_log2_size(5, 12) == 12
 
 
 def window_groups(ids, sentence_ids, window: int, shrink: bool, rng=None):

@@ -248,3 +248,37 @@ def test_an_rlimit_is_the_tightest_limit_with_what_the_process_already_uses(name
     assert source == f"under {name} (3.0 GiB)" and int(size) == 3 * GiB
     assert 0 < int(used) < 3 * GiB  # the address space or data the child maps already counts against it
     assert int(count) >= 2  # and physical memory is one of the limits read
+
+
+# A 16 MiB buffer freed (glibc then raises its mmap threshold to that size), then 40 buffers of
+# 4 MiB made and every other one freed; prints how far resident memory grew, in MiB. argv[1] "apart":
+# map_large_buffers_apart() first.
+FREED_HOLES = """
+    import sys
+    import numpy as np
+    from jaxgram import resources
+
+    def resident():
+        with open("/proc/self/status") as handle:
+            return next(int(line.split()[1]) / 1024 for line in handle if line.startswith("VmRSS:"))
+
+    if sys.argv[1] == "apart":
+        resources.map_large_buffers_apart()
+    big = np.ones(2 << 20)
+    del big
+    before = resident()
+    blocks = [np.ones(1 << 19) for _ in range(40)]
+    del blocks[::2]
+    print(resident() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator and /proc")
+def test_large_buffers_mapped_apart_go_back_to_the_os_when_freed():
+    def grown(mode: str) -> float:
+        completed = subprocess.run([sys.executable, "-c", textwrap.dedent(FREED_HOLES), mode], capture_output=True,
+                                   text=True, timeout=60, check=True)
+        return float(completed.stdout.split()[-1])
+
+    # 20 buffers of 4 MiB live: 80 MiB. Left to glibc, the 20 freed between them stay resident too.
+    assert grown("apart") < 90 < 140 < grown("heap")

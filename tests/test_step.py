@@ -11,11 +11,11 @@ import pytest
 from compiled_hlo import whole_table_instructions
 
 from jaxgram import TrainConfig
-from jaxgram.data import noise_table
+from jaxgram.data import noise_distribution, noise_slot_starts, noise_table
 from jaxgram.init import init_params
 from jaxgram.losses import Params
 from jaxgram.parallel import compile_steps
-from jaxgram.step import Carry, make_optimizer, make_step, negative_sampler, optimizer_step_count
+from jaxgram.step import Carry, NoiseSlots, make_optimizer, make_step, negative_sampler, optimizer_step_count
 
 SMALL = TrainConfig(dim=16, window=3, negative=4, epochs=3, min_count=1, sample=1e-2, batch_size=64, seed=3)
 
@@ -175,6 +175,20 @@ def test_negatives_come_from_the_noise_table_k_per_centre():
     assert 0.45 < np.mean(drawn == 3) < 0.55
     with pytest.raises(ValueError, match="power-of-two"):
         negative_sampler(jnp.arange(6), 5)
+
+
+def test_the_noise_tables_slots_draw_the_tables_negatives():
+    # NoiseSlots (the row-sharded runs' noise) must give the very ids the table gives for each key.
+    counts = np.random.default_rng(0).zipf(1.5, 5000).astype(np.float64)
+    counts[[0, 17, -1]] = 0  # words without a slot
+    noise = noise_distribution(counts, 0.75)
+    slots = NoiseSlots(jnp.asarray(noise_slot_starts(noise, 16)), 16)
+    drawn_from_slots = jax.jit(lambda noise, key: negative_sampler(noise, 5)(key, (64, 3)))  # as the step draws
+    for seed in range(3):
+        from_table = negative_sampler(jnp.asarray(noise_table(noise, 16)), 5)(jax.random.PRNGKey(seed), (64, 3))
+        from_slots = drawn_from_slots(slots, jax.random.PRNGKey(seed))
+        assert from_slots.dtype == from_table.dtype == jnp.int32
+        np.testing.assert_array_equal(from_slots, from_table)
 
 
 def test_the_step_counter_is_found_in_the_optimizer_state():
