@@ -266,27 +266,34 @@ def lockstep_ns_sgd(tables: Params, centers, contexts, negatives, lr, rows_shard
     """
     vocab, tied = tables.E.shape[0], tables.W is None
     pair_loss_and_grads = jax.vmap(jax.value_and_grad(gensim_pair_loss, argnums=(0, 1, 2)))
+    # Every slot's rows, [C, B] inputs and [C, B, 1 + K] outputs, made before the slots run: on a
+    # mesh (`rows_sharding`) they are gathered once a step, not once a slot.
+    present = contexts.T >= 0
+    slot_inputs = jnp.where(present, contexts.T, vocab)
+    targets = jnp.broadcast_to(centers[None, :, None], (*present.shape, 1))
+    slot_outputs = jnp.where(present[..., None], jnp.concatenate([targets, negatives], axis=2), vocab)
+    gathered = _constrained((slot_inputs, slot_outputs), rows_sharding)
 
     def slot(tables: Params, slot_inputs):
-        inputs, negs = slot_inputs  # [B], [B, K]
-        present = inputs >= 0
-        inputs = jnp.where(present, inputs, vocab)
-        outputs = jnp.where(present[:, None], jnp.concatenate([centers[:, None], negs], axis=1), vocab)
+        inputs, outputs, negs, (all_inputs, all_outputs) = slot_inputs  # [B], [B, 1 + K], [B, K], as gathered
         E, W = tables.E, tables.E if tied else tables.W
         e = E.at[inputs].get(mode="fill", fill_value=0)
         w = W.at[outputs].get(mode="fill", fill_value=0)
         losses, (de, dw_target, dw_negs) = pair_loss_and_grads(e, w[:, 0], w[:, 1:], negs != centers[:, None])
-        dw = jnp.concatenate([dw_target[:, None], dw_negs], axis=1)
-        if rows_sharding is not None:
-            de, dw, inputs, outputs = jax.lax.with_sharding_constraint((de, dw, inputs, outputs), rows_sharding)
-        E = E.at[inputs].add(-lr * de, mode="drop")
+        # One exchange a slot: the rows' changes, E's and W's side by side.
+        changes = _constrained(jnp.concatenate([de[:, None], dw_target[:, None], dw_negs], axis=1), rows_sharding)
+        E = E.at[all_inputs].add(-lr * changes[:, 0], mode="drop")
         W = E if tied else W
-        W = W.at[outputs].add(-lr * dw, mode="drop")
+        W = W.at[all_outputs].add(-lr * changes[:, 1:], mode="drop")
         tables = Params(W, None) if tied else Params(E, W)
-        return tables, jnp.sum(jnp.where(present, losses, 0.0))
+        return tables, jnp.where(inputs < vocab, losses, 0.0)
 
-    tables, totals = jax.lax.scan(slot, tables, (contexts.T, negatives))
-    return tables, jnp.sum(totals)
+    tables, losses = jax.lax.scan(slot, tables, (slot_inputs, slot_outputs, negatives, gathered))
+    return tables, jnp.sum(losses)  # summed once a step: on a mesh one reduction, not one a slot
+
+
+def _constrained(arrays, sharding):
+    return arrays if sharding is None else jax.lax.with_sharding_constraint(arrays, sharding)
 
 
 def _lockstep_update(optimizer, carry: Carry, batch, rows_sharding):

@@ -216,10 +216,9 @@ def _compile(config: TrainConfig, optimizer, noise_ids: jax.Array, carry: Carry,
         step_for = functools.partial(make_step, config, optimizer, kernel=kernel, streams=streams)
         return _with_noise(compile_ahead(step_for, carry, example_call, noise_ids), noise_ids), None, carry
     carry = layout.place(carry)
-    # Replicated tables take the batch's row updates whole (the partitioner would otherwise
-    # sum a V·D table per step); row-sharded ones are already updated from gathered rows.
-    step_for = functools.partial(make_step, config, optimizer,
-                                 rows_sharding=None if config.shard_tables else layout.replicated)
+    # The batch's row changes are gathered whole onto every device, once a slot (the partitioner would
+    # otherwise sum a V·D table per step, or exchange the ids, the changes and the loss each on its own).
+    step_for = functools.partial(make_step, config, optimizer, rows_sharding=layout.replicated)
     run_many = compile_sharded(step_for, layout, carry)
     return _with_noise(run_many, noise_ids), layout, carry
 

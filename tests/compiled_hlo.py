@@ -59,3 +59,11 @@ def collectives(hlo: str) -> list[Collective]:
                             for dtype, dims in re.findall(r"(\w+)\[([\d,]*)\]", match.group(1)))
             found.append(Collective(match.group(2), results, line.strip()))
     return found
+
+
+def loop_collectives(hlo: str) -> list[list[Collective]]:
+    """The collectives of each `while` loop's body in a compiled module (a step's slots run in one):
+    what the loop exchanges on every iteration."""
+    computations = dict(re.findall(r"^%?([\w.-]+) \([^\n]*\{\n(.*?)\n\}", hlo, re.M | re.S))
+    bodies = {body for text in computations.values() for body in re.findall(r"\bwhile\([^\n]*body=%?([\w.-]+)", text)}
+    return [collectives(computations[body]) for body in sorted(bodies)]

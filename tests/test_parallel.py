@@ -6,7 +6,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from compiled_hlo import collectives, whole_table_instructions
+from compiled_hlo import collectives, loop_collectives, whole_table_instructions
 from test_distributed import run_child
 
 from jaxgram import TrainConfig, train
@@ -108,9 +108,9 @@ def test_the_mesh_step_moves_and_holds_only_the_rows_it_touches(tmp_path, device
     # (V/4 = 5001 rows against 64 x 6), and is odd so the sharded tables are padded.
     vocab_size, dim, negative, slots, per_device = 20_001, 16, 4, 6, 16
     base = dict(dim=dim, negative=negative, batch_size=per_device, kernel="xla", devices=devices)
-    # As training._compile builds the step: replicated tables take the gathered row updates whole.
+    # As training._compile builds the step: every device takes the gathered row updates whole.
     hlo = _mesh_step_hlo(tmp_path, devices, vocab_size, slots,
-                         replicated={**base, "rows_hint": True}, sharded={**base, "shard_tables": True, "rows_hint": False},
+                         replicated={**base, "rows_hint": True}, sharded={**base, "shard_tables": True, "rows_hint": True},
                          replicated_unhinted={**base, "rows_hint": False},
                          sharded_adam={**base, "shard_tables": True, "optimizer": "adam", "rows_hint": False})
     padded = -(-vocab_size // devices) * devices
@@ -131,6 +131,21 @@ def test_the_mesh_step_moves_and_holds_only_the_rows_it_touches(tmp_path, device
     # whole replicated tables over the mesh; Adam updates every entry of its shards.
     assert oversized("replicated_unhinted")
     assert whole_tables("sharded_adam")
+
+
+def test_each_slot_of_the_mesh_step_makes_few_exchanges(tmp_path):
+    # Across processes each exchange is a round trip (gloo on CPU: milliseconds), so a slot's count
+    # of them, not their bytes, sets the multi-process speed. The slot's row ids and loss are
+    # exchanged once a step; in the slot, replicated tables take one all-gather of the rows'
+    # changes, row-sharded ones also look their rows up (ids out, rows summed back). Before:
+    # 7 and 8 a slot.
+    base = dict(dim=16, negative=4, batch_size=16, kernel="xla", devices=2)
+    hlo = _mesh_step_hlo(tmp_path, 2, 20_001, 6, replicated={**base, "rows_hint": True},
+                         sharded={**base, "shard_tables": True, "rows_hint": True})
+    per_slot = {name: max(loop_collectives(text), key=len) for name, text in hlo.items()}
+    # The one exchange: every stream's changes to its context's row of E and its 1 + K rows of W.
+    assert [(c.kind, c.results) for c in per_slot["replicated"]] == [("all-gather", (("f32", (32, 6, 16)),))]
+    assert 2 <= len(per_slot["sharded"]) <= 4, [c.line for c in per_slot["sharded"]]
 
 
 # Builds MeshLayout.initial_carry on tables of argv[1] rows over all devices for each NAME=JSON
