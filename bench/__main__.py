@@ -12,6 +12,7 @@ DEFAULT_OUT = Path("bench/results.json")
 SYNTHETIC_OUT = Path("bench/results/synthetic.json")
 CORES_OUT = Path("bench/results/cores.json")
 PLANTED_OUT = Path("bench/results/planted.json")
+MESHES_OUT = Path("bench/results/meshes.json")
 _SUFFIXES = {"k": 1_000, "m": 1_000_000}
 
 
@@ -57,7 +58,7 @@ _ONLY_WITH = {"tokens": ("synthetic", "planted"), "dims": ("synthetic", "planted
               "large_cell": ("synthetic",), "plot": ("synthetic",), "table": ("synthetic", "planted"),
               "workers": ("corpus", "mirror", "planted"), "corpora": ("planted",), "widths": ("planted",),
               "alphas": ("planted",), "tying": ("planted",), "epochs": ("planted",),
-              "noise": ("planted",), "gensim_shares": ("corpus",), "gensim_modes": ("corpus", "mirror")}
+              "noise": ("planted",), "gensim_shares": ("corpus",), "meshes": ("corpus",), "gensim_modes": ("corpus", "mirror")}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--gensim-shares", action="store_true", default=None,
                         help="with --corpus and --workers, train nothing: print the words gensim's corpus_file "
                              "workers read in an epoch at each count (they read past their shares: bench.gensim_shares)")
+    parser.add_argument("--meshes", action="store_true", default=None,
+                        help="with --corpus: train one epoch with the XLA step on 1 process x 2 CPU devices and on "
+                             f"2 processes x 1 device, tables replicated and row-sharded (default out: {MESHES_OUT})")
+    parser.add_argument("--meshes-table", type=Path, nargs="?", const=MESHES_OUT, metavar="JSON",
+                        help=f"train nothing: print docs/distributed.md's table of --meshes results (default: {MESHES_OUT})")
     parser.add_argument("--gensim-modes", action="store_true", default=None,
                         help="with --workers: gensim from an iterable too at each count, and how far it agrees with "
                              "gensim's corpus_file models (gensim's two modes side by side)")
@@ -142,15 +148,17 @@ def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     mode = next((name for name in ("synthetic", "planted", "corpus", "mirror") if getattr(args, name)), None)
-    if not (args.readme_table or args.cores_table or mode):
-        parser.error("one of the arguments --corpus --mirror --synthetic --planted --readme-table --cores-table is "
-                     "required")
+    if not (args.readme_table or args.cores_table or args.meshes_table or mode):
+        parser.error("one of the arguments --corpus --mirror --synthetic --planted --readme-table --cores-table "
+                     "--meshes-table is required")
     for name, modes in _ONLY_WITH.items():
         if getattr(args, name) is not None and mode not in modes:
             parser.error(f"--{name.replace('_', '-')} is only allowed with " + " or ".join(f"--{m}" for m in modes))
     if args.gensim_modes and args.workers is None:
         parser.error("--gensim-modes needs --workers (the counts to train gensim's two modes at, like 1,2,4,16)")
     try:
+        if args.meshes_table:
+            return _meshes_table(args.meshes_table)
         if args.readme_table or args.cores_table:
             return _tables(args)
         if mode == "synthetic":
@@ -159,6 +167,8 @@ def main(argv=None) -> int:
             return _planted(args)
         if args.gensim_shares:
             return _gensim_shares(args)
+        if args.meshes:
+            return _meshes(args)
         return _benchmark(args) if args.workers is None else _cores(args)
     except JaxgramError as exc:
         print(f"python -m bench: error: {exc}", file=sys.stderr)
@@ -279,6 +289,25 @@ def _gensim_shares(args) -> int:
     for count in args.workers:
         read = words_read(args.corpus, count)
         print(f"| {count} | {read:,} | {read / total:.3f} |")
+    return 0
+
+
+def _meshes(args) -> int:
+    import tempfile
+
+    from bench.meshes import format_table, run_meshes
+
+    with tempfile.TemporaryDirectory() as scratch:
+        rows = run_meshes(args.corpus, Path(args.work or scratch), args.out or MESHES_OUT)
+    print("\n" + format_table(rows))
+    return 0
+
+
+def _meshes_table(path: Path) -> int:
+    from bench.meshes import format_table
+    from bench.run import load_results
+
+    print(format_table(load_results(path)["runs"]))
     return 0
 
 

@@ -311,8 +311,15 @@ def _planted_table(results):
     return format_planted_table(results)
 
 
+def _meshes_table(results):
+    from bench.meshes import format_table
+
+    return format_table(results["runs"])
+
+
 @pytest.mark.parametrize("command, printer", [("--cores-table", _cores_table),
-                                              ("--planted --table --out", _planted_table)])
+                                              ("--planted --table --out", _planted_table),
+                                              ("--meshes-table", _meshes_table)])
 def test_a_table_in_the_docs_is_the_one_its_results_json_gives(command, printer):
     # docs/performance.md's cores and planted tables are printed by `python -m bench COMMAND FILE`, never typed by
     # hand: a marker comment names the command and the file, and the printed text follows it.
@@ -359,3 +366,19 @@ def test_gensim_modes_trains_gensim_from_an_iterable_too_and_the_table_shows_bot
     assert f"{cross['gensim_iterable']['overlap_at_k']['mean']:.3f} / 1.000" in line and "(bar holds)" in line
     refused = _bench("--corpus", tmp_path / "corpus.txt", "--gensim-modes")
     assert refused.returncode == 2 and "--gensim-modes needs --workers" in refused.stderr
+
+
+def test_bench_meshes_times_one_process_and_two_and_says_what_a_slot_exchanges(tiny_corpus, tmp_path):
+    # Real runs through the command line: 1 process x 2 CPU devices, then 2 processes x 1 device on loopback.
+    from bench.meshes import format_table, run_layout
+
+    rows = [run_layout(tiny_corpus, processes, devices, False, tmp_path / f"{processes}x{devices}", epochs=1)
+            for processes, devices in ((1, 2), (2, 1))]
+    for row in rows:
+        assert row["words_per_second"] > 0 and row["steps"] > 0 and row["slots"] == row["steps"] * 2 * 5
+        # The gathered row changes of a device's streams, a row of E and 1 + K of W (the step's one all-gather).
+        assert row["gathered_bytes_per_device"] == row["step_centres"] // 2 * (2 + 5) * 100 * 4
+    assert rows[0]["steps"] == rows[1]["steps"]  # the same schedule on the same mesh width
+    table = format_table(rows).splitlines()
+    assert len(table) == 4 and table[3].startswith("| replicated | 2 x 1 |")
+    assert re.search(r"\| -?\d+\.\d\d \|", table[3]) and "|  |" in table[2]  # the cost a slot, beside its twin
