@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import numpy as np
 
 from jaxgram import TrainConfig
 from jaxgram.batches import step_width
+from jaxgram.errors import JaxgramError
 from jaxgram.vocab import Vocabulary
 
 LAYOUTS = ((1, 2), (2, 1))  # (processes, devices each)
@@ -40,14 +42,15 @@ def run_layout(corpus: Path, processes: int, devices: int, shard_tables: bool, o
     if processes == 1:
         commands = [argv + ["--devices", str(devices)]]
     else:
-        cluster = ["--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", str(processes)]
+        cluster = ["--devices", "all", "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", str(processes)]
         commands = [argv + cluster + ["--process-id", str(rank)] for rank in range(processes)]
     started = time.perf_counter()
     children = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                 for command in commands]
     errors = [child.communicate()[1] for child in children]
     if any(child.returncode for child in children):
-        raise RuntimeError(f"the {processes} x {devices} run failed:\n" + "\n".join(err[-2000:] for err in errors))
+        last = next((line for err in errors for line in reversed(err.splitlines()) if line.strip()), "no message")
+        raise JaxgramError(f"the {processes} x {devices} run{' (row-sharded)' if shard_tables else ''} failed: {last}")
     wall = time.perf_counter() - started
     return _figures(out, processes, devices, shard_tables, wall)
 
@@ -74,8 +77,19 @@ def run_meshes(corpus: Path, work: Path, out: Path, epochs: int = 1) -> list[dic
             rows.append(run_layout(corpus, processes, devices, shard_tables, work / name, epochs))
             print(format_row(rows[-1]), flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"corpus": str(corpus), "epochs": epochs, "runs": rows}, indent=2) + "\n")
+    out.write_text(json.dumps(results_record(corpus, epochs, rows), indent=2) + "\n")
     return rows
+
+
+def results_record(corpus: Path, epochs: int, rows: list[dict]) -> dict:
+    """What bench/results/meshes.json holds: the runs, with the corpus and the machine they ran on."""
+    import jax
+
+    from bench.run import corpus_record, cpu_model, usable_cores
+
+    machine = {"cpu": cpu_model(), "cores": usable_cores(), "python": platform.python_version(), "jax": jax.__version__}
+    return {"format": 2, "config_name": "meshes", "corpus": corpus_record(corpus), "machine": machine,
+            "epochs": epochs, "runs": rows}
 
 
 HEADER = ("| tables | processes x devices | words/s | training s | slots | ms a slot beyond 1 x 2 | "

@@ -102,18 +102,11 @@ def machine_info(config: TrainConfig) -> dict:
 
     configure_cpu_workers(config.workers, config.devices)  # the CPU devices the jaxgram child will have too
 
-    cpu_model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            cpu_model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
-                             cpu_model)
-    except OSError:
-        pass
     device = jax.local_devices()[0]
     kernel = resolve_kernel(config, device.platform, on_mesh=config.devices is not None)
     devices = len(jax.devices()) if config.devices == "all" else config.devices or 1
     return {
-        "cpu": cpu_model,
+        "cpu": cpu_model(),
         "cores": usable_cores(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -125,6 +118,16 @@ def machine_info(config: TrainConfig) -> dict:
         "jaxgram_workers": resolved_workers(config),
         "gensim_workers": gensim_kwargs(config)["workers"],
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform module says."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            return next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
+    except OSError:
+        return model
 
 
 def softmax_flops(corpus: Path, config: TrainConfig) -> float:

@@ -198,7 +198,7 @@ def test_committed_results_hold_no_machine_private_path():
     # join them once the lead has measured them
     many_corpora = {"synthetic", "planted"}
     assert [path.stem for path in paths if path.stem not in {*many_corpora, "cores"}] == [
-        "default", "dostoevsky", "softmax", "xla", "xla_devices2"]
+        "default", "dostoevsky", "meshes", "softmax", "xla", "xla_devices2"]
     for path in paths:
         results = json.loads(path.read_text())
         assert results["format"] == 2 and results["config_name"] == path.stem
